@@ -1,0 +1,58 @@
+"""The App contract: an app supplies only what is specific to its task; the runner does the rest."""
+import dataclasses
+
+
+@dataclasses.dataclass
+class Phase:
+    """A stretch of training with its own trainable set and learning rate (fine-tuning)."""
+
+    name: str
+    until_epoch: int
+    prepare: object = None  # callable(model) run before compiling the phase
+    lr_factor: float = 1.0
+
+
+class App:
+    """Base class of every task app; see apps/image_classification/app.py for a full example."""
+
+    name = None  # set by @register_app
+    Config = None  # a RunConfig subclass with defaults that run offline
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_model(self):
+        """Return an uncompiled keras.Model (called inside the strategy scope)."""
+        raise NotImplementedError
+
+    def build_dataset(self, split, epoch=0):
+        """Batches of `split`. For "train": one epoch, order and augmentation a pure function of
+        (config.seed, epoch), so a resumed run sees exactly the data an uninterrupted one would."""
+        raise NotImplementedError
+
+    def compile_defaults(self):
+        """{"loss": ..., "metrics": [...]}: the runner adds the optimizer from the config."""
+        raise NotImplementedError
+
+    def phases(self):
+        """Training phases; by default one phase for all epochs."""
+        return [Phase("train", self.config.epochs)]
+
+    def evaluate(self, model, out_dir):
+        """Task metrics as a dict (also written to out_dir as JSON and pictures)."""
+        raise NotImplementedError
+
+    def predict(self, model, inputs):
+        """Postprocessed predictions for user inputs (paths, strings) as printable records."""
+        raise NotImplementedError
+
+    def serving_model(self, model):
+        """A tf.Module whose `serve` signature takes raw bytes/strings and returns task outputs."""
+        raise NotImplementedError
+
+    def state(self):
+        """JSON-able facts the app learned while training (class names...) saved with the run."""
+        return {}
+
+    def load_state(self, state):
+        pass

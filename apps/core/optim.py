@@ -1,0 +1,61 @@
+"""Optimizer and learning-rate schedule from a RunConfig."""
+import keras
+
+from apps.core.errors import UserError
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 over `warmup_steps`, then `schedule` (counted from the end of warm-up)."""
+
+    def __init__(self, schedule, warmup_steps):
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        after = self.schedule(keras.ops.maximum(step - self.warmup_steps, 0.0))
+        ramp = after * (step + 1.0) / max(self.warmup_steps, 1)
+        return keras.ops.where(step < self.warmup_steps, ramp, after)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["warmup_steps"])
+
+
+def learning_rate(cfg, steps_per_epoch, lr_factor=1.0):
+    lr = cfg.learning_rate * lr_factor
+    s = keras.optimizers.schedules
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    total = max(cfg.epochs * steps_per_epoch - warmup, 1)
+    if cfg.schedule == "constant":
+        schedule = s.PolynomialDecay(lr, total, lr)  # a constant that is still a schedule object
+    elif cfg.schedule == "step":
+        every = cfg.step_epochs * steps_per_epoch
+        boundaries = [every * k for k in range(1, max(cfg.epochs // max(cfg.step_epochs, 1), 1) + 1)]
+        schedule = s.PiecewiseConstantDecay(boundaries, [lr / 10**k for k in range(len(boundaries) + 1)])
+    elif cfg.schedule == "exponential":
+        schedule = s.ExponentialDecay(lr, steps_per_epoch, cfg.decay_rate)
+    elif cfg.schedule == "cosine":
+        schedule = s.CosineDecay(lr, total)
+    else:
+        raise UserError(f"unknown schedule {cfg.schedule!r}")
+    return Warmup(schedule, warmup) if warmup else schedule
+
+
+def make_optimizer(cfg, steps_per_epoch, lr_factor=1.0):
+    lr = learning_rate(cfg, steps_per_epoch, lr_factor)
+    common = dict(learning_rate=lr, clipnorm=cfg.clipnorm, weight_decay=cfg.weight_decay or None,
+                  gradient_accumulation_steps=cfg.grad_accum_steps if cfg.grad_accum_steps > 1 else None)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=True, **common)
+    if cfg.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(momentum=cfg.momentum, **common)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(**common)
+    raise UserError(f"unknown optimizer {cfg.optimizer!r}")

@@ -1,0 +1,40 @@
+"""App registry: `@register_app(name)` beside each app; no second list to edit."""
+import importlib
+import pkgutil
+
+from apps.core.errors import UserError
+
+_APPS = {}
+
+
+def register_app(name):
+    """Class decorator registering an App subclass under `name`."""
+
+    def decorator(cls):
+        if name in _APPS and _APPS[name] is not cls:
+            raise ValueError(f"app {name!r} is registered twice")
+        cls.name = name
+        _APPS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _import_all_apps():
+    import apps
+
+    for info in pkgutil.iter_modules(apps.__path__):
+        if info.ispkg and info.name != "core":
+            importlib.import_module(f"apps.{info.name}.app")
+
+
+def list_apps():
+    _import_all_apps()
+    return sorted(_APPS)
+
+
+def get_app(name):
+    _import_all_apps()
+    if name not in _APPS:
+        raise UserError(f"unknown app {name!r}; choose one of: {', '.join(sorted(_APPS))}")
+    return _APPS[name]

@@ -1,0 +1,36 @@
+"""Options every app shares: run directory, seed, strategy and the training recipe."""
+import dataclasses
+from typing import Optional
+
+from apps.core.config import field
+
+OPTIMIZERS = ["sgd", "rmsprop", "adam", "adamw"]
+SCHEDULES = ["constant", "step", "exponential", "cosine"]
+STRATEGIES = ["default", "auto", "mirrored", "multi-worker", "tpu"]
+
+
+@dataclasses.dataclass
+class RunConfig:
+    run_dir: Optional[str] = field(None, "where checkpoints, logs and plots go (default runs/<app>)")
+    seed: int = field(0, "seed for weights, data order and augmentation")
+    deterministic: bool = field(False, "enable TensorFlow op determinism (bit-identical reruns)")
+    strategy: str = field("default", "tf.distribute strategy", STRATEGIES)
+    cpu_devices: int = field(1, "split the CPU into N logical devices (try mirrored strategies without GPUs)")
+    tpu: Optional[str] = field(None, "TPU address for --strategy tpu (none: the local TPU)")
+    epochs: int = field(3, "total epochs; resuming a finished run with more epochs extends it")
+    batch_size: int = field(64, "global batch size, split across replicas")
+    optimizer: str = field("adam", "optimizer", OPTIMIZERS)
+    learning_rate: float = field(1e-3, "peak learning rate")
+    momentum: float = field(0.9, "momentum for sgd/rmsprop")
+    weight_decay: float = field(0.0, "decoupled weight decay, any optimizer (model.l2 is the L2 penalty)")
+    schedule: str = field("constant", "learning-rate schedule", SCHEDULES)
+    warmup_epochs: float = field(0.0, "linear warm-up length in epochs")
+    step_epochs: int = field(10, "step schedule: divide the rate by 10 every N epochs")
+    decay_rate: float = field(0.9, "exponential schedule: factor per epoch")
+    label_smoothing: float = field(0.0, "label smoothing for the cross-entropy")
+    clipnorm: Optional[float] = field(None, "clip each gradient to this norm")
+    grad_accum_steps: int = field(1, "accumulate gradients over N batches before a step")
+    early_stopping_patience: int = field(0, "stop after N epochs without val improvement (0: off)")
+    checkpoint_every_steps: int = field(0, "also checkpoint every N steps inside an epoch (0: epoch ends only)")
+    keep_checkpoints: int = field(3, "checkpoints kept on disk")
+    verbose: str = field("auto", "progress: bar, line (one per epoch) or auto", ["auto", "bar", "line"])

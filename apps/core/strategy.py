@@ -1,0 +1,61 @@
+"""The `--strategy` flag: one tf.distribute strategy for every app; batch sizes are global."""
+import json
+import os
+
+import tensorflow as tf
+
+from apps.core.errors import UserError
+
+
+def split_cpu(n):
+    """Split the CPU into `n` logical devices (lets mirrored strategies run without GPUs).
+    Must run before TensorFlow initialises its devices."""
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def make_strategy(name, tpu=None):
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi-worker":
+        if "TF_CONFIG" in os.environ:
+            _check_tf_config(os.environ["TF_CONFIG"])
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            raise UserError(f"no TPU found ({str(e).splitlines()[0]}); use --strategy default, or --tpu ADDRESS") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise UserError(f"unknown strategy {name!r}")
+
+
+def _check_tf_config(text):
+    try:
+        cfg = json.loads(text)
+        cfg["cluster"]["worker"], cfg["task"]["index"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError("TF_CONFIG must be JSON with cluster.worker and task.index (see README, 'Distribution')") from None
+
+
+def is_chief(strategy):
+    """True on the one worker that writes the run's files (every process when not multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", lambda: None)().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0
+                                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_id(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return getattr(resolver, "task_id", 0) or 0

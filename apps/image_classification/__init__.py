@@ -1,0 +1,1 @@
+"""Image classification: CNN zoo, pretrained backbones and fine-tuning."""

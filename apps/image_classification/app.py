@@ -1,0 +1,145 @@
+"""The image-classification app: what is specific to the task; the runner does the rest.
+
+    python -m apps image_classification train --epochs 3
+    python -m apps image_classification evaluate
+    python -m apps image_classification predict shirt.png photos/
+    python -m apps image_classification export
+"""
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from apps.core.app import App, Phase
+from apps.core.errors import UserError
+from apps.core.registry import register_app
+from apps.image_classification.config import ClassificationConfig
+from apps.image_classification.metrics import classification_report, plot_confusion_matrix
+from apps.image_classification.model import PRETRAINED, build_classifier, set_trainable_top
+from data.image_bytes import decode_image_batch
+from data.image_files import IMAGE_EXTENSIONS
+from data.image_pipeline import channel_stats, eval_batches, load_splits, train_epoch
+
+
+@register_app("image_classification")
+class ImageClassification(App):
+    Config = ClassificationConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._splits = None
+        self.class_names = None
+        self.input_shape = None
+
+    @property
+    def splits(self):
+        if self._splits is None:
+            self._splits = load_splits(self.config.data, self.config.seed)
+            self.class_names = self._splits["train"].class_names
+            self.input_shape = tuple(self._splits["train"].images.shape[1:])
+        return self._splits
+
+    def state(self):
+        return {"class_names": self.class_names, "input_shape": list(self.input_shape)}
+
+    def load_state(self, state):
+        self.class_names = state["class_names"]
+        self.input_shape = tuple(state["input_shape"])
+
+    def build_model(self):
+        train = self.splits["train"]
+        return build_classifier(self.config.model, self.input_shape, len(self.class_names), channel_stats(train.images))
+
+    def build_dataset(self, split, epoch=0):
+        cfg = self.config
+        if split == "train":
+            return train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
+        return eval_batches(self.splits[split], cfg.batch_size)
+
+    def compile_defaults(self):
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if len(self.class_names) >= 5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
+        return {"loss": keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing), "metrics": metrics}
+
+    def phases(self):
+        m, epochs = self.config.model, self.config.epochs
+        if m.arch not in PRETRAINED or not m.freeze_epochs:
+            return [Phase("train", epochs)]
+        head = Phase("head", min(m.freeze_epochs, epochs), prepare=lambda model: set_trainable_top(model, 0))
+        if not m.unfreeze_layers:
+            return [Phase("head", epochs, prepare=head.prepare)]
+        tune = Phase("finetune", epochs, prepare=lambda model: set_trainable_top(model, m.unfreeze_layers),
+                     lr_factor=m.finetune_lr_factor)
+        return [head, tune]
+
+    def evaluate(self, model, out_dir):
+        test = self.splits["test"]
+        if tuple(test.images.shape[1:]) != tuple(model.input_shape[1:]):
+            raise UserError(f"test images are {test.images.shape[1:]} but the model expects {model.input_shape[1:]}; "
+                            "use the data settings the model was trained with")
+        probabilities = _batched_call(model, eval_batches(test, self.config.batch_size).map(lambda x, y: x))
+        report = classification_report(test.labels, probabilities, self.class_names)
+        plot_confusion_matrix(np.array(report["confusion_matrix"]), self.class_names, out_dir / "confusion_matrix.png")
+        return report
+
+    def predict(self, model, inputs):
+        paths = _image_paths(inputs)
+        h, w, c = self.input_shape
+        images = []
+        for p in paths:
+            try:
+                images.append(decode_image_batch(tf.constant([p.read_bytes()]), (h, w), c)[0])
+            except tf.errors.InvalidArgumentError:
+                raise UserError(f"{p} is not a readable JPEG/PNG/GIF/BMP image") from None
+        probabilities = _batched_call(model, tf.data.Dataset.from_tensor_slices(tf.stack(images)).batch(64))
+        k = min(self.config.top_k, len(self.class_names))
+        records = []
+        for p, probs in zip(paths, probabilities):
+            top = np.argsort(-probs)[:k]
+            records.append(f"{p}: " + ", ".join(f"{self.class_names[i]} ({probs[i]:.3f})" for i in top))
+        return records
+
+    def serving_model(self, model):
+        return ClassifierServing(model, self.class_names, self.input_shape)
+
+
+class ClassifierServing(tf.Module):
+    """Encoded images in; class ids, class names and probabilities out."""
+
+    def __init__(self, model, class_names, input_shape):
+        super().__init__()
+        self.model = model
+        self.class_names = tf.constant(class_names)
+        self.size = tuple(input_shape[:2])
+        self.channels = input_shape[2]
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
+    def serve(self, images):
+        pixels = tf.cast(decode_image_batch(images, self.size, self.channels), tf.float32)
+        probabilities = self.model(pixels, training=False)
+        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"class_ids": class_ids, "class_names": tf.gather(self.class_names, class_ids),
+                "probabilities": probabilities}
+
+
+def _batched_call(model, dataset):
+    """Run `model` over a dataset of image batches with one traced function (faster than predict)."""
+    call = tf.function(lambda x: model(x, training=False))
+    return np.concatenate([call(tf.cast(x, tf.float32)).numpy() for x in dataset])
+
+
+def _image_paths(inputs):
+    paths = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UserError(f"folder {item} holds no JPEG/PNG/GIF/BMP files")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise UserError(f"input not found: {item}")
+    return paths

@@ -1,0 +1,110 @@
+"""Image files on disk: class-folder scanning, a pre-flight check of every file, and decoding.
+
+`image_dataset_from_directory` crashes mid-epoch on a truncated JPEG; here every file is opened
+and fully decoded once before training, and bad ones are reported by path (or skipped by flag).
+"""
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from data.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_COLOUR_MODES = {"L": 1, "RGB": 3}
+
+
+@dataclasses.dataclass
+class FolderScan:
+    """What a scan of a class-folder tree found."""
+
+    class_names: list
+    files: list  # [(path, label)] readable images
+    bad: list  # [(path, reason)]
+    converted: list  # [(path, mode)] images in another colour mode, converted on load
+
+
+def inspect_image(path):
+    """Return (mode, None) for a readable image, or (None, reason) for a broken one."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return None, "empty file (0 bytes)"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()  # verify() does not decode pixels: a truncated JPEG fails only here
+            return im.mode, None
+    except (UnidentifiedImageError, SyntaxError) as e:
+        return None, f"not an image ({e.__class__.__name__})"
+    except (OSError, ValueError) as e:
+        return None, f"corrupt image ({e})"
+
+
+def scan_class_folders(root):
+    """Find `root/<class>/<image>` files, check each one, and report what is wrong by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"data folder {root} has no class sub-folders (expected {root}/<class>/<image>.jpg)")
+    files, bad, modes = [], [], {}
+    for label, d in enumerate(class_dirs):
+        paths = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not paths:
+            raise DataError(f"class folder {d} is empty")
+        for p in paths:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                bad.append((p, f"not an image file extension ({p.suffix or 'none'})"))
+                continue
+            mode, reason = inspect_image(p)
+            if reason:
+                bad.append((p, reason))
+            else:
+                files.append((p, label))
+                modes[p] = mode
+    usual = max(set(modes.values()), key=list(modes.values()).count) if modes else "RGB"
+    converted = [(p, m) for p, m in modes.items() if m != usual]
+    return FolderScan([d.name for d in class_dirs], files, bad, converted)
+
+
+def check_scan(scan, skip_bad):
+    """Raise on bad files unless `skip_bad`; warn about skipped and colour-converted files."""
+    if scan.bad and not skip_bad:
+        listing = "; ".join(f"{p}: {why}" for p, why in scan.bad[:5])
+        more = f" (and {len(scan.bad) - 5} more)" if len(scan.bad) > 5 else ""
+        raise DataError(f"{len(scan.bad)} bad image file(s): {listing}{more}. Fix or remove them, or pass --data.skip_bad_files true")
+    if scan.bad:
+        warnings.warn(f"skipped {len(scan.bad)} bad image file(s), e.g. {scan.bad[0][0]}: {scan.bad[0][1]}", stacklevel=2)
+    if scan.converted:
+        p, m = scan.converted[0]
+        warnings.warn(f"{len(scan.converted)} image(s) in another colour mode were converted, e.g. {p} ({m})", stacklevel=2)
+    if not scan.files:
+        raise DataError("no readable images found")
+
+
+def decode_image(encoded, channels):
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 HxWxC tensor (first frame of a GIF)."""
+    return tf.io.decode_image(encoded, channels=channels, expand_animations=False, dtype=tf.uint8)
+
+
+def resize_uint8(image, size):
+    """Resize to `size` (h, w) the same way in training, prediction and the exported model."""
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def load_image_file(path, size, channels):
+    """Read one checked image file to a uint8 (h, w, channels) array."""
+    data = Path(path).read_bytes()
+    try:
+        image = decode_image(data, channels)
+    except tf.errors.InvalidArgumentError:
+        # CMYK JPEGs and some palette files that TensorFlow's decoders reject: let Pillow convert.
+        with Image.open(path) as im:
+            image = tf.constant(np.asarray(im.convert("L" if channels == 1 else "RGB")).reshape(im.size[1], im.size[0], channels))
+    return resize_uint8(image, size).numpy()

@@ -1,0 +1,110 @@
+"""Sources of labelled images, all decoded once into memory as uint8 arrays.
+
+- embedded: the Fashion-MNIST and MNIST subsets shipped in data/embedded (see its README);
+- idx: a folder with the full MNIST / Fashion-MNIST IDX files;
+- folder: `root/<class>/<image>` files (the `image_dataset_from_directory` layout);
+- tfds: a prepared TensorFlow Datasets set in a local `data_dir` (nothing is downloaded).
+"""
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import DataError
+from data.idx import find_idx_pair, read_idx
+from data.image_files import check_scan, load_image_file, scan_class_folders
+
+EMBEDDED_DIR = Path(__file__).parent / "embedded"
+EMBEDDED = {
+    "fashion_mnist": ("fashion_mnist_6k.npz", ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]),
+    "mnist": ("mnist_6k.npz", [str(i) for i in range(10)]),
+}
+
+
+@dataclasses.dataclass
+class ImageSet:
+    images: np.ndarray  # uint8 (n, h, w, c)
+    labels: np.ndarray  # int32 (n,)
+    class_names: list
+
+    def take(self, index):
+        return ImageSet(self.images[index], self.labels[index], self.class_names)
+
+
+def _with_channel_axis(x):
+    return x[..., None] if x.ndim == 3 else x
+
+
+def load_embedded(name):
+    """{'train': ImageSet, 'test': ImageSet} of an embedded set."""
+    file_name, class_names = EMBEDDED[name]
+    with np.load(EMBEDDED_DIR / file_name) as z:
+        return {
+            split: ImageSet(_with_channel_axis(z[f"x_{split}"]), z[f"y_{split}"].astype(np.int32), class_names)
+            for split in ("train", "test")
+        }
+
+
+def load_idx_folder(folder, class_names=None):
+    """{'train', 'test'} from train-/t10k- images and labels IDX files in `folder`."""
+    if not Path(folder).is_dir():
+        raise DataError(f"IDX folder not found: {folder} (expected train-images-idx3-ubyte.gz and friends)")
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        img_path, lbl_path = find_idx_pair(folder, prefix)
+        images, labels = read_idx(img_path), read_idx(lbl_path)
+        if len(images) != len(labels):
+            raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels")
+        n_classes = int(labels.max()) + 1
+        names = class_names or (EMBEDDED["fashion_mnist"][1] if "fashion" in str(folder).lower() else None)
+        out[split] = ImageSet(_with_channel_axis(images), labels.astype(np.int32), names or [str(i) for i in range(n_classes)])
+    return out
+
+
+def load_class_folder(root, size, channels, skip_bad):
+    """One ImageSet of every readable image under `root/<class>/`, resized to `size`."""
+    scan = scan_class_folders(root)
+    check_scan(scan, skip_bad)
+    images = np.stack([load_image_file(p, size, channels) for p, _ in scan.files])
+    labels = np.array([label for _, label in scan.files], np.int32)
+    return ImageSet(images, labels, scan.class_names)
+
+
+def load_tfds(name, data_dir, split):
+    """One split of a prepared tfds image-classification set, read offline from `data_dir`."""
+    import tensorflow_datasets as tfds
+
+    if not data_dir:
+        raise DataError(f"tfds data set {name!r} needs --data.data_dir: this machine cannot download it")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for an unknown name
+        raise DataError(f"unknown tfds data set {name!r}: {str(e).splitlines()[0]}") from None
+    if not builder.is_prepared():
+        raise DataError(
+            f"tfds data set {name!r} is not prepared in {data_dir}; on a machine with network run "
+            f"`tfds build {name} --data_dir {data_dir}` and copy that folder here"
+        )
+    if split not in builder.info.splits:
+        raise DataError(f"tfds data set {name!r} has no split {split!r} (has {', '.join(builder.info.splits)})")
+    label_feature = builder.info.features["label"]
+    images, labels = [], []
+    for example in builder.as_dataset(split=split, as_supervised=True).as_numpy_iterator():
+        images.append(example[0])
+        labels.append(example[1])
+    return ImageSet(np.stack(images), np.array(labels, np.int32), list(label_feature.names))
+
+
+def seeded_split(image_set, fractions, seed):
+    """Split into len(fractions)+1 parts: the fractions first, the remainder last; per-class stratified."""
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in range(len(fractions) + 1)]
+    for label in np.unique(image_set.labels):
+        idx = rng.permutation(np.flatnonzero(image_set.labels == label))
+        start = 0
+        for i, frac in enumerate(fractions):
+            n = int(round(frac * len(idx)))
+            parts[i].append(idx[start : start + n])
+            start += n
+        parts[-1].append(idx[start:])
+    return [image_set.take(np.sort(np.concatenate(p))) for p in parts]

@@ -1,0 +1,13 @@
+"""Custom Keras layers: one class per file, registered for serialisation; imports nothing from apps."""
+from layers.conv_bn_act import ConvBNAct
+from layers.dense_block import DenseBlock
+from layers.depthwise_separable_conv import DepthwiseSeparableConv
+from layers.fire_module import FireModule
+from layers.image_preprocess import ImagePreprocess
+from layers.inception_block import InceptionBlock
+from layers.inverted_residual import InvertedResidual
+from layers.nin_block import NiNBlock
+from layers.residual_block import ResidualBlock
+
+__all__ = ["ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
+           "InceptionBlock", "InvertedResidual", "NiNBlock", "ResidualBlock"]

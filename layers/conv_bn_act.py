@@ -1,0 +1,48 @@
+"""ConvBNAct: convolution, optional batch norm, activation: the basic unit of every CNN here."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class ConvBNAct(keras.layers.Layer):
+    """Conv2D -> BatchNormalization -> activation.
+
+    >>> ConvBNAct(16, 3, strides=2)(keras.ops.zeros((1, 8, 8, 3))).shape
+    (1, 4, 4, 16)
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, activation="relu", use_bn=True,
+                 weight_decay=0.0, kernel_initializer="he_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.activation = activation
+        self.use_bn = use_bn
+        self.weight_decay = weight_decay
+        self.kernel_initializer = kernel_initializer
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="same", use_bias=not use_bn,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+            dtype=self.dtype_policy, name="conv")
+        self.bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn") if use_bn else None
+        self.act = keras.layers.Activation(activation, dtype=self.dtype_policy) if activation else None
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.bn:
+            self.bn.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, x, training=None):
+        x = self.conv(x)
+        if self.bn:
+            x = self.bn(x, training=training)
+        return self.act(x) if self.act else x
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "activation": self.activation, "use_bn": self.use_bn,
+                "weight_decay": self.weight_decay, "kernel_initializer": self.kernel_initializer}
