@@ -1,0 +1,30 @@
+import numpy as np
+
+from layers import ConvBNAct
+from tests.layers.layer_checks import check_gradients, check_output_shape, check_save_reload
+
+
+def test_shapes_and_weights():
+    layer = ConvBNAct(8, 3, strides=2)
+    check_output_shape(layer, (2, 9, 9, 3), (2, 5, 5, 8))
+    assert [tuple(w.shape) for w in layer.trainable_weights] == [(3, 3, 3, 8), (8,), (8,)]  # no conv bias with BN
+
+
+def test_without_batch_norm_has_bias():
+    layer = ConvBNAct(4, 1, use_bn=False, activation=None)
+    check_output_shape(layer, (1, 3, 3, 2), (1, 3, 3, 4))
+    assert len(layer.trainable_weights) == 2
+
+
+def test_known_value():
+    layer = ConvBNAct(1, 1, use_bn=False, activation="relu", kernel_initializer="ones")
+    x = np.array([[[[1.0, -3.0]]]], "float32")
+    assert float(layer(x)[0, 0, 0, 0]) == 0.0  # relu(1 - 3)
+
+
+def test_gradients():
+    check_gradients(lambda **kw: ConvBNAct(3, 3, activation="tanh", **kw), (2, 4, 4, 2))
+
+
+def test_save_reload(tmp_path):
+    check_save_reload(ConvBNAct(4, 3, weight_decay=1e-4), (2, 6, 6, 3), tmp_path)
