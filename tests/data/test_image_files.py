@@ -1,0 +1,62 @@
+"""Scanning class folders: broken files are found before training and reported by path."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from data import DataError
+from data.image_files import check_scan, load_image_file, scan_class_folders
+from data.image_sources import load_class_folder
+
+
+def test_scan_finds_classes_and_files(class_folder):
+    scan = scan_class_folders(class_folder)
+    assert scan.class_names == ["cat", "dog", "frog"]
+    assert len(scan.files) == 36 and not scan.bad and not scan.converted
+
+
+def _add_broken_files(root):
+    good = (root / "cat" / "000.png").read_bytes()
+    jpeg = (root / "cat" / "001.jpg").read_bytes()
+    (root / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "dog" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (root / "dog" / "text.png").write_text("this is not an image")
+    (root / "frog" / "notes.txt").write_text("hello")
+    return good
+
+
+def test_broken_files_reported_by_path(class_folder):
+    _add_broken_files(class_folder)
+    scan = scan_class_folders(class_folder)
+    reasons = {p.name: why for p, why in scan.bad}
+    assert set(reasons) == {"empty.jpg", "truncated.jpg", "text.png", "notes.txt"}
+    assert "0 bytes" in reasons["empty.jpg"] and "corrupt" in reasons["truncated.jpg"]
+    with pytest.raises(DataError, match="4 bad image file.*truncated.jpg|4 bad image file.*empty.jpg"):
+        check_scan(scan, skip_bad=False)
+
+
+def test_skip_bad_files_with_count(class_folder):
+    _add_broken_files(class_folder)
+    with pytest.warns(UserWarning, match="skipped 4 bad image file"):
+        image_set = load_class_folder(class_folder, (16, 16), 3, skip_bad=True)
+    assert image_set.images.shape == (36, 16, 16, 3)
+
+
+def test_grey_and_cmyk_among_colour_are_converted(class_folder):
+    Image.new("L", (20, 24), 90).save(class_folder / "cat" / "grey.png")
+    Image.new("CMYK", (20, 24), (10, 20, 30, 0)).save(class_folder / "dog" / "cmyk.jpg")
+    scan = scan_class_folders(class_folder)
+    assert {p.name for p, _ in scan.converted} == {"grey.png", "cmyk.jpg"}
+    image = load_image_file(class_folder / "dog" / "cmyk.jpg", (8, 8), 3)
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+    with pytest.warns(UserWarning, match="2 image.*converted"):
+        assert load_class_folder(class_folder, (8, 8), 3, skip_bad=False).images.shape[0] == 38
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DataError, match="data folder not found: .*nowhere"):
+        scan_class_folders(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="no class sub-folders"):
+        scan_class_folders(tmp_path)
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(DataError, match="class folder .*cat is empty"):
+        scan_class_folders(tmp_path)
