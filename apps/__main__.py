@@ -11,7 +11,9 @@ USAGE = "usage: python -m apps list | python -m apps <app> {train,evaluate,predi
 def build_parser(app_cls, verb):
     from apps.core.config import OneLineParser, add_config_flags
 
-    parser = OneLineParser(prog=f"python -m apps {app_cls.name} {verb}", description=(app_cls.__doc__ or "").strip())
+    prog = f"python -m apps {app_cls.name} {verb}"
+    usage = f"{prog} [--config FILE] [--key value ...]" + (" FILE_OR_FOLDER ..." if verb == "predict" else "")
+    parser = OneLineParser(prog=prog, usage=usage, description=(app_cls.__doc__ or app_cls.name).strip().splitlines()[0])
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML file of options (flags override it)")
     add_config_flags(parser, app_cls.Config)
     if verb == "predict":

@@ -1,6 +1,10 @@
 """ConvBNAct: convolution, optional batch norm, activation: the basic unit of every CNN here."""
 import keras
 
+# Moving-statistics momentum of every BatchNorm here: 0.9 (PyTorch's 0.1) rather than Keras' 0.99,
+# so short CPU runs of a few hundred steps evaluate with settled statistics.
+BN_MOMENTUM = 0.9
+
 
 @keras.saving.register_keras_serializable(package="suite")
 class ConvBNAct(keras.layers.Layer):
@@ -25,7 +29,7 @@ class ConvBNAct(keras.layers.Layer):
             kernel_initializer=kernel_initializer,
             kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
             dtype=self.dtype_policy, name="conv")
-        self.bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn") if use_bn else None
+        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=self.dtype_policy, name="bn") if use_bn else None
         self.act = keras.layers.Activation(activation, dtype=self.dtype_policy) if activation else None
 
     def build(self, input_shape):

@@ -1,7 +1,7 @@
 """DepthwiseSeparableConv: MobileNet v1's 3x3 depthwise conv then 1x1 pointwise conv, each BN-ReLU."""
 import keras
 
-from layers.conv_bn_act import ConvBNAct
+from layers.conv_bn_act import BN_MOMENTUM, ConvBNAct
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -21,7 +21,7 @@ class DepthwiseSeparableConv(keras.layers.Layer):
         self.kernel_initializer = kernel_initializer
         self.depthwise = keras.layers.DepthwiseConv2D(3, strides, padding="same", use_bias=not use_bn,
                                                       depthwise_initializer=kernel_initializer, dtype=self.dtype_policy, name="depthwise")
-        self.bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="depthwise_bn") if use_bn else None
+        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=self.dtype_policy, name="depthwise_bn") if use_bn else None
         self.relu = keras.layers.ReLU(dtype=self.dtype_policy)
         self.pointwise = ConvBNAct(filters, 1, use_bn=use_bn, weight_decay=weight_decay,
                                    kernel_initializer=kernel_initializer, dtype=self.dtype_policy, name="pointwise")

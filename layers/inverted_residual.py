@@ -2,7 +2,7 @@
 with a residual connection when stride is 1 and the channel count is unchanged."""
 import keras
 
-from layers.conv_bn_act import ConvBNAct
+from layers.conv_bn_act import BN_MOMENTUM, ConvBNAct
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -24,7 +24,7 @@ class InvertedResidual(keras.layers.Layer):
         self._common = dict(use_bn=use_bn, weight_decay=weight_decay, kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
         self.depthwise = keras.layers.DepthwiseConv2D(3, strides, padding="same", use_bias=not use_bn,
                                                       depthwise_initializer=kernel_initializer, dtype=self.dtype_policy, name="depthwise")
-        self.bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="depthwise_bn") if use_bn else None
+        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=self.dtype_policy, name="depthwise_bn") if use_bn else None
         self.relu6 = keras.layers.ReLU(6.0, dtype=self.dtype_policy)
         self.project = ConvBNAct(filters, 1, activation=None, name="project", **self._common)
         self.expand = None

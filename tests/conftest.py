@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--batch_size", "32", "--data.limit", "320", "--model.width", "8", "--model.depth", "1",
+TINY = ["--epochs", "1", "--batch_size", "32", "--data.limit", "640", "--learning_rate", "0.003", "--model.width", "8", "--model.depth", "1",
         "--verbose", "line"]
 
 

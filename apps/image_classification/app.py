@@ -24,6 +24,8 @@ from data.image_pipeline import channel_stats, eval_batches, load_splits, train_
 
 @register_app("image_classification")
 class ImageClassification(App):
+    """Image classification: a CNN zoo trained from scratch, or a pretrained backbone fine-tuned."""
+
     Config = ClassificationConfig
 
     def __init__(self, config):

@@ -1,0 +1,143 @@
+"""Image classification end to end: train, evaluate, predict, export, reload in a clean process."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import TINY, last_line, run_cli
+
+APP = "image_classification"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run shared by the tests of this module."""
+    run_dir = tmp_path_factory.mktemp("run")
+    proc = run_cli(APP, "train", "--run_dir", run_dir, *TINY, "--epochs", "2", "--seed", "1")
+    return run_dir, proc
+
+
+@pytest.fixture(scope="module")
+def sample_images(tmp_path_factory):
+    """Three Fashion-MNIST test images as PNG and JPEG files."""
+    folder = tmp_path_factory.mktemp("samples")
+    with np.load("data/embedded/fashion_mnist_6k.npz") as z:
+        for i in range(3):
+            Image.fromarray(z["x_test"][i]).save(folder / f"s{i}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+def test_train_writes_the_run(trained):
+    run_dir, proc = trained
+    assert "Epoch 2/2" in proc.stdout
+    for name in ("config.json", "state.json", "history.csv", "learning_curves.png", "model.keras"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "state.json").read_text())["class_names"][9] == "ankle boot"
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+
+
+def test_evaluate_writes_metrics_and_confusion_matrix(trained):
+    run_dir, _ = trained
+    run_cli(APP, "evaluate", "--run_dir", run_dir)
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["examples"] == 1000 and 0.3 < metrics["accuracy"] <= 1.0  # 2 tiny epochs beat chance (0.1)
+    assert metrics["top5_accuracy"] >= metrics["accuracy"]
+    assert set(metrics["per_class"]["trouser"]) == {"precision", "recall", "f1", "support"}
+    assert np.array(metrics["confusion_matrix"]).sum() == 1000
+    assert (run_dir / "eval" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_export_matches_predict_in_a_clean_process(trained, sample_images, tmp_path):
+    run_dir, _ = trained
+    predicted = run_cli(APP, "predict", sample_images, "--run_dir", run_dir, "--top_k", "2").stdout
+    top1 = {line.split(": ")[0].split("/")[-1]: line.split(": ")[1].split(" (")[0]
+            for line in predicted.splitlines() if ": " in line}
+    assert len(top1) == 3
+    export_dir = run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports").stdout
+    version = tmp_path / "exports" / "1"
+    assert str(version) in export_dir and (version / "saved_model.pb").is_file()
+    assert not [p for p in (tmp_path / "exports").iterdir() if p.name.startswith(".tmp")]
+    script = textwrap.dedent(f"""
+        import json, sys, pathlib
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(version)!r}).signatures["serving_default"]
+        names = sorted(pathlib.Path({str(sample_images)!r}).iterdir())
+        out = serve(images=tf.constant([p.read_bytes() for p in names]))
+        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
+        print(json.dumps({{"inputs": list(serve.structured_input_signature[1]), "outputs": sorted(out),
+                          "top1": {{p.name: n.decode() for p, n in zip(names, out["class_names"].numpy())}}}}))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(last_line(proc.stdout))
+    assert result["inputs"] == ["images"] and result["outputs"] == ["class_ids", "class_names", "probabilities"]
+    assert result["top1"] == top1
+
+
+def test_serving_rejects_bad_requests(trained, sample_images, tmp_path):
+    run_dir, _ = trained
+    run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path)
+    good = (sample_images / "s0.jpg").read_bytes()
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(tmp_path / "1")!r}).signatures["serving_default"]
+        requests = {{"empty": tf.constant([], tf.string), "rank2": tf.constant([[{good!r}]]),
+                    "not_image": tf.constant([{good!r}, b"hello world"]), "float": tf.constant([1.0])}}
+        for name, value in requests.items():
+            try:
+                serve(images=value)
+                print(name, "ACCEPTED")
+            except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
+                print(name, type(e).__name__, " ".join(str(e).split()))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = {line.split(" ", 1)[0]: line for line in proc.stdout.splitlines()}
+    assert "InvalidArgumentError" in lines["empty"] and "`images` is empty" in lines["empty"]
+    assert "InvalidArgumentError" in lines["rank2"] and "`images` must be a 1-D batch" in lines["rank2"]
+    assert "InvalidArgumentError" in lines["not_image"] and "not a JPEG/PNG/GIF/BMP image, at indices:] [1]" in lines["not_image"]
+    assert "InvalidArgumentError" in lines["float"] and "expected to be a string tensor" in lines["float"]
+
+
+def test_export_versions_count_up_and_interrupted_export_leaves_nothing(trained, tmp_path, monkeypatch):
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+    from apps.image_classification.app import ImageClassification
+
+    run_dir, _ = trained
+    app = ImageClassification(load_saved_config(ImageClassification.Config, run_dir / "config.json"))
+    assert runner.export(app, tmp_path).name == "1"
+    assert runner.export(app, tmp_path).name == "2"
+
+    def crash(*args, **kwargs):
+        (tmp_path / ".tmp-3-x").mkdir()  # a partial write
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.tf.saved_model, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        runner.export(app, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-3-x")) == ["1", "2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-3-") and p.name != ".tmp-3-x"]
+
+
+def test_user_errors_are_one_line(trained, tmp_path, class_folder):
+    run_dir, _ = trained
+    (tmp_path / "notes.txt").write_text("not an image")
+    cases = [
+        ([APP, "evaluate", "--run_dir", tmp_path / "empty_run"], "no trained model at"),
+        ([APP, "predict", tmp_path / "missing.png", "--run_dir", run_dir], "input not found: "),
+        ([APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir], "notes.txt is not a readable JPEG/PNG/GIF/BMP image"),
+        ([APP, "predict", "--run_dir", run_dir], "predict needs inputs"),
+        ([APP, "train", "--data.source", "folder", "--data.path", tmp_path / "nope", "--run_dir", tmp_path / "r"], "data folder not found"),
+        ([APP, "evaluate", "--run_dir", run_dir, "--data.image_size", "32"], "test images are (32, 32, 1) but the model expects (28, 28, 1)"),
+        ([APP, "train", "--model.arch", "squeezenet", "--model.weights", class_folder / "cat" / "000.png",
+          "--data.image_size", "32", "--data.channels", "3", "--run_dir", tmp_path / "r2"], "is not an HDF5 file"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stdout[-500:], proc.stderr[-1000:])
+        assert message in last_line(proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-1000:]
