@@ -28,9 +28,16 @@ class TrainingState:
         return self._restore(tf.train.Checkpoint(epoch=self.epoch, step=self.step))
 
     def attach(self, model, optimizer_key):
-        """Track `model` and its optimizer (keyed per training phase) and restore them if saved."""
-        objects = {"model": model, "epoch": self.epoch, "step": self.step, optimizer_key: model.optimizer}
-        self.checkpoint = tf.train.Checkpoint(**objects)
+        """Track every variable of `model` (weights, BatchNorm statistics, dropout seed state) and
+        of its optimizer (keyed per training phase), and restore them if a checkpoint exists.
+
+        Variables are listed by path rather than through Keras' object graph, which does not
+        expose layers held in Python lists (so their BatchNorm statistics and seeds were lost)."""
+        variables = {}
+        for v in model.variables:
+            variables[v.path if v.path not in variables else f"{v.path}#{len(variables)}"] = v
+        optimizer = {str(i): v for i, v in enumerate(model.optimizer.variables)}
+        self.checkpoint = tf.train.Checkpoint(model=variables, epoch=self.epoch, step=self.step, **{optimizer_key: optimizer})
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep)
         return self._restore(self.checkpoint)
 

@@ -82,15 +82,19 @@ def train(app):
                         keras.callbacks.TensorBoard(str(files / "logs"))]
     if cfg.early_stopping_patience:
         callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
-    for index, phase in enumerate(app.phases()):
-        if int(state.epoch) >= phase.until_epoch:
+    phases = app.phases()
+    for index, phase in enumerate(phases):
+        finished = int(state.epoch) >= phase.until_epoch
+        if finished and index < len(phases) - 1:
             continue
         with strategy.scope():
             if phase.prepare:
                 phase.prepare(model)
             model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, phase.lr_factor), **app.compile_defaults())
             model.optimizer.build(model.trainable_variables)
-            state.attach(model, f"optimizer_{index}_{phase.name}")
+            state.attach(model, f"optimizer_{index}_{phase.name}_{cfg.optimizer}")
+        if finished:  # nothing left to train: the restored model is saved again below
+            break
         print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "
               f"{len(model.trainable_weights)} trainable weight tensors")
         callbacks = [StopOnNonFiniteLoss(), StepCheckpoint(state, cfg.checkpoint_every_steps), *callbacks_common]

@@ -1,0 +1,84 @@
+"""Crash safety: kill -9 at any moment (saves included), resume to the same weights; NaN stops cleanly."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import layers  # noqa: F401  (registers the custom layers for loading)
+from tests.conftest import ROOT, TINY, last_line, run_cli
+
+APP = "image_classification"
+RUN = [*TINY, "--epochs", "3", "--seed", "5", "--deterministic", "true", "--model.dropout", "0.2",
+       "--data.color_jitter", "0.1"]
+
+
+def final_weights(run_dir):
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+def assert_same_weights(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def latest_checkpoint(run_dir):
+    return tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+
+
+def test_extending_a_finished_run_equals_one_long_run(tmp_path):
+    run_cli(APP, "train", "--run_dir", tmp_path / "long", *RUN)
+    run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN, "--epochs", "1")
+    proc = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
+    assert "resuming from epoch 1, step 0" in proc.stdout
+    assert_same_weights(final_weights(tmp_path / "long"), final_weights(tmp_path / "short"))
+    again = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
+    assert "already has 3 epochs" in again.stdout
+    assert_same_weights(final_weights(tmp_path / "long"), final_weights(tmp_path / "short"))  # not re-initialised
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
+    """Checkpoint every step so that kills land inside saves too; three kills, then finish."""
+    args = [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(tmp_path / "killed"), *RUN,
+            "--checkpoint_every_steps", "1", "--keep_checkpoints", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = latest_checkpoint(tmp_path / "killed")
+        deadline = time.time() + 120
+        while latest_checkpoint(tmp_path / "killed") == start and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2, "training finished before it could be killed; make the run longer"
+    resumed = run_cli(APP, "train", "--run_dir", tmp_path / "killed", *RUN, "--checkpoint_every_steps", "1")
+    assert "resuming from epoch" in resumed.stdout
+    run_cli(APP, "train", "--run_dir", tmp_path / "clean", *RUN)
+    assert_same_weights(final_weights(tmp_path / "clean"), final_weights(tmp_path / "killed"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    run_cli(APP, "train", "--run_dir", tmp_path, *TINY)
+    before = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2",
+                   "--learning_rate", "1e30", check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "the training loss became nan" in last_line(proc.stderr) or "the training loss became inf" in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == before
+    tf.train.load_checkpoint(before)  # still readable
+    resumed = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
+    assert "resuming from epoch 1, step 0" in resumed.stdout
