@@ -67,7 +67,7 @@ def build_backbone(arch, input_shape, weights):
         raise UserError(f"{arch} cannot take input shape {input_shape}: {e}") from None
     if weights and weights != "imagenet":
         _load_weights_file(base, weights, arch)
-    return keras.Model(base.inputs, base.outputs, name="backbone")
+    return keras.Model(base.inputs, base.outputs[0], name="backbone")
 
 
 def _require_network(arch, host="storage.googleapis.com"):
@@ -83,11 +83,27 @@ def _load_weights_file(model, path, arch):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
+    _check_weight_shapes(model, path, arch)
     try:
         model.load_weights(path)
     except (ValueError, KeyError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"weights file {path} does not fit {arch}: {first}") from None
+
+
+def _check_weight_shapes(model, path, arch):
+    """Keras only warns, and keeps fresh weights, for parts of a file that do not match: compare
+    the file's array shapes with the model's first, so a file for another network is an error."""
+    try:
+        with h5py.File(path, "r") as f:
+            in_file = sorted(a.shape for a in _h5_arrays(f))
+    except OSError:
+        raise UserError(f"weights file {path} is not an HDF5 file") from None
+    in_model = sorted(tuple(w.shape) for w in model.weights)
+    if in_file != in_model:
+        missing = sorted(set(in_model) - set(in_file)) or sorted(set(in_file) - set(in_model))
+        raise UserError(f"weights file {path} does not fit {arch}: it holds {len(in_file)} arrays, {arch} has "
+                        f"{len(in_model)}" + (f" (e.g. shape {missing[0]} is not in both)" if missing else ""))
 
 
 def load_squeezenet_weights(backbone, path):

@@ -1,0 +1,105 @@
+"""The model zoo, pretrained backbones, their weights files, and two-phase fine-tuning."""
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from apps.core.errors import UserError
+from apps.image_classification.config import ModelConfig
+from apps.image_classification.model import SCRATCH, SQUEEZENET_WEIGHTS, build_classifier, set_trainable_top
+from tests.conftest import last_line, run_cli
+
+SHARED_VGG16 = Path(__file__).resolve().parents[3] / "shared" / "data" / "weights" / "vgg16_hed_notop.weights.h5"
+
+
+@pytest.mark.parametrize("arch", SCRATCH)
+def test_every_zoo_model_builds_trains_and_reloads(arch, tmp_path):
+    model = build_classifier(ModelConfig(arch=arch, width=8, depth=1, dropout=0.1), (28, 28, 1), 10, ([120.0], [900.0]))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
+    y = keras.utils.to_categorical([0, 1, 2, 3], 10)
+    model.compile("adam", "categorical_crossentropy")
+    losses = model.fit(x, y, epochs=8, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]  # it learns
+    np.testing.assert_allclose(model.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-5)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), reloaded.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_squeezenet_loads_the_embedded_imagenet_weights():
+    model = build_classifier(ModelConfig(arch="squeezenet", weights="imagenet"), (64, 64, 3), 5, None)
+    fire9 = model.get_layer("backbone").get_layer("fire9").expand3x3
+    kernel = [a for a in _datasets(SQUEEZENET_WEIGHTS, "fire9/expand3x3") if a.ndim == 4][0]
+    np.testing.assert_array_equal(fire9.kernel.numpy(), kernel)
+
+
+def _datasets(path, group):
+    out = []
+    with h5py.File(path) as f:
+        f[group].visititems(lambda _, obj: out.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_grey_input_feeds_an_rgb_backbone():
+    model = build_classifier(ModelConfig(arch="squeezenet", weights=None), (32, 32, 1), 3, None)
+    assert model.get_layer("grey_to_rgb").output.shape[-1] == 3
+
+
+def test_fine_tuning_freezes_then_unfreezes_the_top_but_not_batchnorm():
+    model = build_classifier(ModelConfig(arch="MobileNetV2", weights=None), (32, 32, 3), 4, None)
+    backbone = model.get_layer("backbone")
+    set_trainable_top(model, 0)
+    assert not backbone.trainable_weights and model.trainable_weights  # only the head trains
+    set_trainable_top(model, 10)
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable and all(layer in backbone.layers[-10:] for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+@pytest.mark.skipif(not SHARED_VGG16.is_file(), reason="needs ../shared/data/weights (present beside the checkout in CI)")
+def test_vgg16_from_a_local_weights_file_and_a_file_for_another_architecture():
+    model = build_classifier(ModelConfig(arch="VGG16", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
+    kernel = model.get_layer("backbone").get_layer("block1_conv1").kernel.numpy()
+    assert np.abs(kernel).sum() > 0
+    fresh = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    fresh.load_weights(SHARED_VGG16)
+    np.testing.assert_array_equal(kernel, fresh.get_layer("block1_conv1").kernel.numpy())
+    with pytest.raises(UserError, match="does not fit VGG19: it holds 26 arrays, VGG19 has 32"):
+        build_classifier(ModelConfig(arch="VGG19", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
+    with pytest.raises(UserError, match="does not fit ResNet50"):
+        build_classifier(ModelConfig(arch="ResNet50", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
+    with pytest.raises(UserError, match="does not fit squeezenet: it has no group .conv1."):
+        build_classifier(ModelConfig(arch="squeezenet", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
+
+
+def test_imagenet_download_offline_is_a_clear_error(monkeypatch):
+    import apps.image_classification.model as zoo
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(zoo.socket, "create_connection", offline)
+    with pytest.raises(UserError, match="ImageNet weights for VGG16 need a download.*--model.weights"):
+        build_classifier(ModelConfig(arch="VGG16", weights="imagenet"), (32, 32, 3), 10, None)
+
+
+def test_two_phase_fine_tuning_on_a_folder(tmp_path, class_folder):
+    proc = run_cli("image_classification", "train", "--run_dir", tmp_path, "--data.source", "folder", "--data.path",
+                   class_folder, "--data.image_size", "48", "--model.arch", "squeezenet", "--model.weights", "imagenet",
+                   "--model.freeze_epochs", "1", "--model.unfreeze_layers", "3", "--epochs", "2", "--batch_size", "8",
+                   "--verbose", "line")
+    head, tune = [line for line in proc.stdout.splitlines() if line.startswith("phase")]
+    assert head.startswith("phase 'head': epochs 1..1, 2 trainable")  # the new Dense head only
+    assert tune.startswith("phase 'finetune': epochs 2..2, 20 trainable")  # + fire7..fire9, 6 tensors each
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    squeeze = model.get_layer("backbone").get_layer("fire2").squeeze1x1.kernel.numpy()
+    np.testing.assert_array_equal(squeeze, [a for a in _datasets(SQUEEZENET_WEIGHTS, "fire2/squeeze1x1") if a.ndim == 4][0])
+    proc = run_cli("image_classification", "predict", class_folder / "dog", "--run_dir", tmp_path)
+    assert len(proc.stdout.strip().splitlines()) == 12
+
+
+def test_unknown_backbone_is_a_one_line_error(tmp_path):
+    proc = run_cli("image_classification", "train", "--model.arch", "ResNet999", "--run_dir", tmp_path, check=False)
+    assert proc.returncode == 2 and "'model.arch' must be one of" in last_line(proc.stderr)
