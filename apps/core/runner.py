@@ -57,9 +57,11 @@ def train(app):
     """Train (or resume, or extend) the run in the app's run directory; returns the final model."""
     cfg = app.config
     out = run_dir(app)
+    strategy = make_strategy(cfg.strategy, cfg.tpu)  # first: multi-worker must start before any op runs
     seed_everything(cfg)
-    strategy = make_strategy(cfg.strategy, cfg.tpu)
     chief = is_chief(strategy)
+    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+          f"global batch {cfg.batch_size}")
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     files.mkdir(parents=True, exist_ok=True)

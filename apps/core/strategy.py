@@ -16,18 +16,19 @@ def split_cpu(n):
 
 
 def make_strategy(name, tpu=None):
-    gpus = tf.config.list_logical_devices("GPU")
+    # Listing logical devices starts the runtime, after which multi-worker can no longer be set up.
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
+        name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi-worker":
         if "TF_CONFIG" in os.environ:
             _check_tf_config(os.environ["TF_CONFIG"])
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _reduce_nested(tf.distribute.MultiWorkerMirroredStrategy())
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
@@ -37,6 +38,25 @@ def make_strategy(name, tpu=None):
             raise UserError(f"no TPU found ({str(e).splitlines()[0]}); use --strategy default, or --tpu ADDRESS") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown strategy {name!r}")
+
+
+def _reduce_nested(strategy):
+    """Keras 3's fit() calls strategy.reduce on a whole (x, y) batch, and with axis=0 on scalar
+    metrics; MultiWorkerMirroredStrategy accepts neither (keras-team/keras#20585). Reduce each
+    leaf on its own, over replicas only for scalars. Patched on this one strategy object only."""
+    reduce = strategy.reduce
+
+    def reduce_one(reduce_op, value, axis):
+        local = strategy.experimental_local_results(value)[0]
+        if axis is not None and local.shape.rank == 0:
+            axis = None
+        return reduce(reduce_op, value, axis)
+
+    def reduce_each(reduce_op, value, axis=None):
+        return tf.nest.map_structure(lambda v: reduce_one(reduce_op, v, axis), value)
+
+    strategy.reduce = reduce_each
+    return strategy
 
 
 def _check_tf_config(text):

@@ -1,0 +1,60 @@
+"""MirroredStrategy on two logical CPUs; MultiWorkerMirroredStrategy with two local worker processes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from tests.conftest import ROOT, TINY, run_cli
+
+APP = "image_classification"
+
+
+def checkpoint_loads(checkpoint_dir):
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    names = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+    return latest and "model/stem.Sconv.Skernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # "/" is escaped as ".S"
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path):
+    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--strategy", "mirrored", "--cpu_devices", "2")
+    assert "MirroredStrategy with 2 replica(s); global batch 32" in proc.stdout
+    assert checkpoint_loads(tmp_path / "checkpoints") and (tmp_path / "model.keras").is_file()
+    run_cli(APP, "evaluate", "--run_dir", tmp_path)  # the distributed model loads and evaluates
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_with_two_local_processes(tmp_path):
+    workers = [f"localhost:{p}" for p in free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(tmp_path), *TINY, "--strategy", "multi-worker"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+        assert "CollectiveAllReduceStrategy with 2 replica(s)" in out
+    assert checkpoint_loads(tmp_path / "checkpoints")  # the chief's
+    assert checkpoint_loads(tmp_path / "workers" / "worker-1" / "checkpoints")  # worker 1's own
+    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "workers" / "worker-1" / "model.keras").exists()
+
+
+def test_bad_tf_config_is_a_one_line_error(tmp_path):
+    proc = run_cli(APP, "train", "--run_dir", tmp_path, "--strategy", "multi-worker", env={"TF_CONFIG": "{oops"}, check=False)
+    assert proc.returncode == 2 and "TF_CONFIG must be JSON" in proc.stderr.strip().splitlines()[-1]
