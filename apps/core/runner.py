@@ -53,8 +53,9 @@ def _train_stream(app, first_epoch, skip_steps, last_epoch):
     return _distribute(stream.skip(skip_steps).prefetch(tf.data.AUTOTUNE))
 
 
-def train(app):
-    """Train (or resume, or extend) the run in the app's run directory; returns the final model."""
+def train(app, extra_callbacks=()):
+    """Train (or resume, or extend) the run in the app's run directory; returns the final model.
+    `extra_callbacks` (e.g. the benchmarks' timers) run after the runner's own."""
     cfg = app.config
     out = run_dir(app)
     strategy = make_strategy(cfg.strategy, cfg.tpu)  # first: multi-worker must start before any op runs
@@ -81,7 +82,7 @@ def train(app):
         print(f"the run already has {int(state.epoch)} epochs; pass --epochs N (> {int(state.epoch)}) to extend it")
 
     callbacks_common = [keras.callbacks.CSVLogger(str(files / "history.csv"), append=True),
-                        keras.callbacks.TensorBoard(str(files / "logs"))]
+                        keras.callbacks.TensorBoard(str(files / "logs")), *extra_callbacks]
     if cfg.early_stopping_patience:
         callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
     phases = app.phases()
