@@ -88,8 +88,15 @@ def check_scan(scan, skip_bad):
 
 
 def decode_image(encoded, channels):
-    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 HxWxC tensor (first frame of a GIF)."""
-    return tf.io.decode_image(encoded, channels=channels, expand_animations=False, dtype=tf.uint8)
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 HxWxC tensor (first frame of a GIF).
+
+    Decoded as RGB first (the one channel count every decoder accepts: BMP and GIF refuse 1),
+    then converted to grey when `channels` is 1."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    if channels == 1:
+        grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+        image = tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)
+    return image
 
 
 def resize_uint8(image, size):

@@ -6,6 +6,7 @@ if the newest cannot be read. The data position is enough to resume the data str
 an app's training epoch is a pure function of (seed, epoch).
 """
 import logging
+import math
 
 import keras
 import tensorflow as tf
@@ -81,7 +82,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not tf.math.is_finite(float(loss)):
+        if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True
             raise TrainingDiverged(
                 f"the training loss became {float(loss)} at step {batch + 1} of this epoch; the last good checkpoint "

@@ -143,7 +143,7 @@ def load_trained(app):
     if (out / "state.json").is_file():
         app.load_state(json.loads((out / "state.json").read_text()))
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, compile=False)  # inference only
     except (ValueError, TypeError, OSError) as e:
         raise UserError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
 

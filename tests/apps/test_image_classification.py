@@ -127,12 +127,16 @@ def test_export_versions_count_up_and_interrupted_export_leaves_nothing(trained,
 def test_user_errors_are_one_line(trained, tmp_path, class_folder):
     run_dir, _ = trained
     (tmp_path / "notes.txt").write_text("not an image")
+    jpeg = (class_folder / "cat" / "001.jpg").read_bytes()
+    (class_folder / "dog" / "broken.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     cases = [
         ([APP, "evaluate", "--run_dir", tmp_path / "empty_run"], "no trained model at"),
         ([APP, "predict", tmp_path / "missing.png", "--run_dir", run_dir], "input not found: "),
         ([APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir], "notes.txt is not a readable JPEG/PNG/GIF/BMP image"),
         ([APP, "predict", "--run_dir", run_dir], "predict needs inputs"),
         ([APP, "train", "--data.source", "folder", "--data.path", tmp_path / "nope", "--run_dir", tmp_path / "r"], "data folder not found"),
+        ([APP, "train", "--data.source", "folder", "--data.path", class_folder, "--run_dir", tmp_path / "r3"],
+         "1 bad image file(s): " + str(class_folder / "dog" / "broken.jpg") + ": corrupt image"),
         ([APP, "evaluate", "--run_dir", run_dir, "--data.image_size", "32"], "test images are (32, 32, 1) but the model expects (28, 28, 1)"),
         ([APP, "train", "--model.arch", "squeezenet", "--model.weights", class_folder / "cat" / "000.png",
           "--data.image_size", "32", "--data.channels", "3", "--run_dir", tmp_path / "r2"], "is not an HDF5 file"),
@@ -141,3 +145,10 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
         proc = run_cli(*args, check=False)
         assert proc.returncode == 2, (args, proc.stdout[-500:], proc.stderr[-1000:])
         assert message in last_line(proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-1000:]
+
+
+def test_early_stopping_ends_training(tmp_path):
+    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "6", "--learning_rate", "0",
+                   "--early_stopping_patience", "1")
+    assert "Epoch 2/6" in proc.stdout and "Epoch 3/6" not in proc.stdout  # no improvement after epoch 1
+    assert (tmp_path / "model.keras").is_file()
