@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import DataError
+from data.pipeline_options import finish
 from data.image_sources import EMBEDDED, ImageSet, load_class_folder, load_embedded, load_idx_folder, load_tfds, seeded_split
 
 SOURCES = ["fashion_mnist", "mnist", "idx", "folder", "tfds"]
@@ -137,11 +138,11 @@ def train_epoch(image_set, cfg, batch_size, seed, epoch):
         return x, tf.gather(labels, index)
 
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True).enumerate()
-    return ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(make_batch, num_parallel_calls=2, deterministic=True)  # 2 cores; see pipeline_options
 
 
 def eval_batches(image_set, batch_size):
     """Deterministic (float images, one-hot labels) batches of a held-out split."""
     images = tf.cast(tf.constant(image_set.images), tf.float32)
     labels = tf.one_hot(image_set.labels, len(image_set.class_names))
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return finish(tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size))

@@ -20,6 +20,7 @@ from apps.core.errors import UserError
 from apps.core.optim import make_optimizer
 from apps.core.plots import plot_learning_curves
 from apps.core.strategy import is_chief, make_strategy, worker_id
+from data.pipeline_options import pipeline_options
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,8 @@ def _verbose(cfg):
 
 
 def _distribute(dataset):
-    options = tf.data.Options()
+    """Shard by data across workers, and without tf.data autotuning (see data.pipeline_options)."""
+    options = pipeline_options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
 
@@ -50,7 +52,7 @@ def _train_stream(app, first_epoch, skip_steps, last_epoch):
     """Batches of epochs [first_epoch, last_epoch), skipping the first `skip_steps` of the first."""
     epochs = tf.data.Dataset.range(first_epoch, last_epoch)
     stream = epochs.flat_map(lambda e: app.build_dataset("train", epoch=e))
-    return _distribute(stream.skip(skip_steps).prefetch(tf.data.AUTOTUNE))
+    return _distribute(stream.skip(skip_steps).prefetch(1))
 
 
 def train(app, extra_callbacks=()):
