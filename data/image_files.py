@@ -107,6 +107,11 @@ def resize_uint8(image, size):
 
 def load_image_file(path, size, channels):
     """Read one checked image file to a uint8 (h, w, channels) array."""
+    return resize_uint8(read_image_file(path, channels), size).numpy()
+
+
+def read_image_file(path, channels=3):
+    """One image file at its own size as a uint8 (h, w, channels) tensor."""
     data = Path(path).read_bytes()
     try:
         image = decode_image(data, channels)
@@ -114,4 +119,4 @@ def load_image_file(path, size, channels):
         # CMYK JPEGs and some palette files that TensorFlow's decoders reject: let Pillow convert.
         with Image.open(path) as im:
             image = tf.constant(np.asarray(im.convert("L" if channels == 1 else "RGB")).reshape(im.size[1], im.size[0], channels))
-    return resize_uint8(image, size).numpy()
+    return image

@@ -96,7 +96,7 @@ def augment_batch(images, seed, cfg):
     """Flip, pad-and-crop and colour jitter a float batch, every draw a stateless function of `seed`."""
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
-    seeds = tf.random.experimental.stateless_split(seed, 4)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
     if cfg.flip:
         flip = tf.random.stateless_uniform([b, 1, 1, 1], seeds[0]) < 0.5
         images = tf.where(flip, tf.reverse(images, axis=[2]), images)
@@ -109,17 +109,23 @@ def augment_batch(images, seed, cfg):
         boxes = tf.stack([y0 / hp, x0 / wp, (y0 + tf.cast(h - 1, tf.float32)) / hp, (x0 + tf.cast(w - 1, tf.float32)) / wp], axis=1)
         images = tf.image.crop_and_resize(padded, boxes, tf.range(b), tf.stack([h, w]))  # integer-aligned: exact crops
     if cfg.color_jitter:
-        s = cfg.color_jitter
-        brightness = tf.random.stateless_uniform([b, 1, 1, 1], seeds[2], -s, s) * 255.0
-        contrast = tf.random.stateless_uniform([b, 1, 1, 1], seeds[3], 1 - s, 1 + s)
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        images = (images - mean) * contrast + mean + brightness
-        if images.shape[-1] == 3:
-            grey = tf.reduce_mean(images, axis=-1, keepdims=True)
-            saturation = tf.random.stateless_uniform([b, 1, 1, 1], seeds[2][::-1], 1 - s, 1 + s)
-            images = (images - grey) * saturation + grey
-        images = tf.clip_by_value(images, 0.0, 255.0)
+        images = color_jitter(images, seeds[2], cfg.color_jitter)
     return images
+
+
+def color_jitter(images, seed, strength):
+    """Random brightness, contrast (and saturation for RGB) per image of a float 0..255 batch."""
+    b, s = tf.shape(images)[0], strength
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    brightness = tf.random.stateless_uniform([b, 1, 1, 1], seeds[0], -s, s) * 255.0
+    contrast = tf.random.stateless_uniform([b, 1, 1, 1], seeds[1], 1 - s, 1 + s)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = (images - mean) * contrast + mean + brightness
+    if images.shape[-1] == 3:
+        grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+        saturation = tf.random.stateless_uniform([b, 1, 1, 1], seeds[2], 1 - s, 1 + s)
+        images = (images - grey) * saturation + grey
+    return tf.clip_by_value(images, 0.0, 255.0)
 
 
 def train_epoch(image_set, cfg, batch_size, seed, epoch):

@@ -70,8 +70,8 @@ def load_class_folder(root, size, channels, skip_bad):
     return ImageSet(images, labels, scan.class_names)
 
 
-def load_tfds(name, data_dir, split):
-    """One split of a prepared tfds image-classification set, read offline from `data_dir`."""
+def open_tfds(name, data_dir, split):
+    """The builder of a tfds set prepared in `data_dir`, checked to hold `split` (nothing is downloaded)."""
     import tensorflow_datasets as tfds
 
     if not data_dir:
@@ -87,6 +87,12 @@ def load_tfds(name, data_dir, split):
         )
     if split not in builder.info.splits:
         raise DataError(f"tfds data set {name!r} has no split {split!r} (has {', '.join(builder.info.splits)})")
+    return builder
+
+
+def load_tfds(name, data_dir, split):
+    """One split of a prepared tfds image-classification set, read offline from `data_dir`."""
+    builder = open_tfds(name, data_dir, split)
     label_feature = builder.info.features["label"]
     images, labels = [], []
     for example in builder.as_dataset(split=split, as_supervised=True).as_numpy_iterator():

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from data import DataError
 from data.image_pipeline import ImageDataConfig, augment_batch, channel_stats, eval_batches, load_splits, train_epoch
+from data.image_sources import load_embedded
 
 
 def test_embedded_splits_are_disjoint_and_seeded():
@@ -70,3 +71,11 @@ def test_missing_paths():
         load_splits(ImageDataConfig(source="folder"), seed=0)
     with pytest.raises(DataError, match="IDX folder not found: /nowhere"):
         load_splits(ImageDataConfig(source="idx", path="/nowhere"), seed=0)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_embedded_sets_hold_every_class_in_both_splits(name):
+    sets = load_embedded(name)
+    for split in ("train", "test"):
+        counts = np.bincount(sets[split].labels, minlength=10)
+        assert counts.min() >= 0.05 * counts.sum(), (split, counts)  # the MNIST source is sorted by digit

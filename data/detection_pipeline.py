@@ -1,0 +1,216 @@
+"""Detection pipelines: splits letterboxed once onto a square canvas, box-aware augmentation, batching.
+
+As for classification, decoded canvases stay in memory and training epoch `e` is a stateless
+function of (seed, e). Boxes travel padded to a fixed count per image (label -1 = no box).
+"""
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from data.boxes import letterbox
+from data.detection_sources import Annotated, load_coco, load_tfds_detection, load_voc
+from data.errors import DataError
+from data.image_pipeline import color_jitter
+from data.pipeline_options import finish
+from data.scene_generator import make_scenes
+
+SOURCES = ["scenes", "voc", "coco", "tfds"]
+
+
+def _f(default, help, choices=None):
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass
+class DetectionDataConfig:
+    source: str = _f("scenes", "generated scenes (offline default), or where images and boxes come from", SOURCES)
+    path: Optional[str] = _f(None, "voc: folder holding the .xml files and images; coco: the image folder")
+    annotations: Optional[str] = _f(None, "coco: the instances JSON file")
+    tfds_name: Optional[str] = _f(None, "tfds detection set, e.g. voc/2007 or coco/2017 (source tfds)")
+    data_dir: Optional[str] = _f(None, "tfds data_dir holding the prepared set (source tfds)")
+    classes: Optional[str] = _f(None, "comma-separated class names: their order, and any other name is an error")
+    image_size: int = _f(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)")
+    scene_objects: str = _f("mnist", "scenes: embedded images the objects are drawn from", ["mnist", "fashion_mnist"])
+    train_scenes: int = _f(4000, "scenes: training scenes")
+    val_scenes: int = _f(200, "scenes: validation scenes")
+    test_scenes: int = _f(500, "scenes: held-out test scenes (objects from the embedded test images)")
+    val_fraction: float = _f(0.1, "voc/coco: share of the images held out for validation")
+    test_fraction: float = _f(0.2, "voc/coco: share held out for test (tfds: its validation split)")
+    limit: Optional[int] = _f(None, "use only the first N training images (quick runs)")
+    skip_bad_files: bool = _f(False, "skip bad images/annotation files (with a report) instead of stopping")
+    flip: bool = _f(True, "random horizontal flips")
+    zoom: float = _f(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)")
+    color_jitter: float = _f(0.2, "random brightness/contrast/saturation strength, 0..1")
+    min_visible: float = _f(0.4, "after a crop, drop boxes with less of their area left inside the canvas")
+
+
+@dataclasses.dataclass
+class DetectionSet:
+    """Letterboxed images and their boxes: canvas pixels for training, image pixels for evaluation."""
+
+    canvas: np.ndarray  # uint8 (n, S, S, 3)
+    scale: np.ndarray  # float32 (n, 2): image -> canvas pixels per axis
+    image_hw: np.ndarray  # int32 (n, 2)
+    boxes: list  # [(k, 4) float32 yxyx in image pixels]
+    labels: list  # [(k,) int32]
+    crowd: list  # [(k,) bool]
+    names: list
+    class_names: list
+
+    def __len__(self):
+        return len(self.names)
+
+    def take(self, index):
+        index = np.asarray(index, int)
+        pick = lambda items: [items[i] for i in index]
+        return DetectionSet(self.canvas[index], self.scale[index], self.image_hw[index], pick(self.boxes),
+                            pick(self.labels), pick(self.crowd), pick(self.names), self.class_names)
+
+    def padded(self, max_boxes=None):
+        """Canvas boxes (n, M, 4) and labels (n, M), padded with -1; M = the most boxes of any image."""
+        m = max_boxes or max([len(b) for b in self.boxes] + [1])
+        boxes = -np.ones((len(self), m, 4), np.float32)
+        labels = -np.ones((len(self), m), np.int32)
+        for i, (b, lab) in enumerate(zip(self.boxes, self.labels)):
+            boxes[i, :len(b)] = b * np.tile(self.scale[i], 2)
+            labels[i, :len(b)] = lab
+        return boxes, labels
+
+
+def to_detection_set(records, class_names, size):
+    """Letterbox `Annotated` records onto (size x size) canvases."""
+    if not records:
+        raise DataError("no annotated images to use")
+    canvas = np.empty((len(records), size, size, 3), np.uint8)
+    scale = np.empty((len(records), 2), np.float32)
+    for i, r in enumerate(records):
+        if r.image.shape[:2] == (size, size):
+            canvas[i], scale[i] = r.image, 1.0
+        else:
+            c, s = letterbox(r.image, size)
+            canvas[i], scale[i] = c.numpy(), s.numpy()
+    return DetectionSet(canvas, scale, np.array([r.image.shape[:2] for r in records], np.int32),
+                        [r.boxes for r in records], [r.labels for r in records], [r.crowd for r in records],
+                        [r.name for r in records], list(class_names))
+
+
+def _scenes(cfg, count, seed, split):
+    images, boxes, labels, names = make_scenes(count, seed, cfg.image_size, cfg.scene_objects, split)
+    records = [Annotated(f"scene-{split}-{seed}-{i}", im, b, lab, np.zeros(len(lab), bool))
+               for i, (im, b, lab) in enumerate(zip(images, boxes, labels))]
+    return to_detection_set(records, names, cfg.image_size)
+
+
+def seeded_split(dset, fractions, seed):
+    """Split into len(fractions)+1 parts by a seeded permutation: the fractions first, the remainder last."""
+    order = np.random.default_rng(seed).permutation(len(dset))
+    parts, start = [], 0
+    for frac in fractions:
+        n = int(round(frac * len(dset)))
+        parts.append(np.sort(order[start:start + n]))
+        start += n
+    parts.append(np.sort(order[start:]))
+    return [dset.take(p) for p in parts]
+
+
+def load_detection_splits(cfg, seed):
+    """{'train', 'val', 'test'} DetectionSets; 'val' may be None (val_fraction 0)."""
+    if cfg.image_size % 32:
+        raise DataError(f"data.image_size must be a multiple of 32, got {cfg.image_size}")
+    classes = [c.strip() for c in cfg.classes.split(",")] if cfg.classes else None
+    if cfg.source == "scenes":
+        return {"train": _scenes(cfg, cfg.limit or cfg.train_scenes, seed, "train"),
+                "val": _scenes(cfg, cfg.val_scenes, seed + 1, "train") if cfg.val_scenes else None,
+                "test": _scenes(cfg, cfg.test_scenes, seed + 2, "test")}
+    if cfg.source == "tfds":
+        if not cfg.tfds_name:
+            raise DataError("source tfds needs --data.tfds_name (e.g. voc/2007)")
+        sets = {}
+        for split, tfds_split in (("train", "train"), ("test", "validation")):
+            records, names = load_tfds_detection(cfg.tfds_name, cfg.data_dir, tfds_split)
+            sets[split] = to_detection_set(records, names, cfg.image_size)
+        full = sets["train"]
+    else:
+        if not cfg.path:
+            raise DataError(f"source {cfg.source} needs --data.path")
+        if cfg.source == "voc":
+            records, names = load_voc(cfg.path, classes, cfg.skip_bad_files)
+        elif cfg.source == "coco":
+            if not cfg.annotations:
+                raise DataError("source coco needs --data.annotations (the instances JSON file)")
+            records, names = load_coco(cfg.annotations, cfg.path, classes, cfg.skip_bad_files)
+        else:
+            raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
+        test, full = seeded_split(to_detection_set(records, names, cfg.image_size), [cfg.test_fraction], seed)
+        sets = {"test": test}
+    val, train = seeded_split(full, [cfg.val_fraction], seed + 1) if cfg.val_fraction else (None, full)
+    if cfg.limit:
+        train = train.take(np.arange(min(cfg.limit, len(train))))
+    sets.update(train=train, val=val if val is not None and len(val) else None)
+    return sets
+
+
+def augment_batch(images, boxes, labels, seed, cfg):
+    """Flip, zoom/shift and colour-jitter a float batch, moving its canvas boxes along.
+    Boxes mostly cut off by the crop are dropped (label -1). Every draw is a function of `seed`."""
+    shape = tf.shape(images)
+    b, size = shape[0], tf.cast(shape[1], tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    valid = labels >= 0
+    if cfg.flip:
+        flip = tf.random.stateless_uniform([b], seeds[0]) < 0.5
+        images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        flipped = tf.stack([boxes[..., 0], size - boxes[..., 3], boxes[..., 2], size - boxes[..., 1]], axis=-1)
+        boxes = tf.where(flip[:, None, None], flipped, boxes)
+    if cfg.zoom:
+        # A window of side size/s (s > 1 zooms in) at a random place is resized onto the canvas.
+        s = tf.random.stateless_uniform([b], seeds[1], 1 - cfg.zoom, 1 + cfg.zoom)
+        window = size / s
+        room = size - window
+        offset = tf.minimum(room, 0.0)[:, None] + tf.random.stateless_uniform([b, 2], seeds[2]) * tf.abs(room)[:, None]
+        # crop_and_resize samples pixel centres: map the window's first and last output centre.
+        half = 0.5 * window / size
+        start = offset + half[:, None] - 0.5
+        end = offset + (size - 0.5) * (window / size)[:, None] - 0.5
+        crop = tf.concat([start, end], axis=1) / (size - 1)
+        images = tf.image.crop_and_resize(images, crop, tf.range(b), tf.cast(tf.stack([size, size]), tf.int32))
+        moved = (boxes - tf.tile(offset, [1, 2])[:, None, :]) * s[:, None, None]
+        clipped = tf.clip_by_value(moved, 0.0, size)
+        area = lambda r: tf.maximum(r[..., 2] - r[..., 0], 0.0) * tf.maximum(r[..., 3] - r[..., 1], 0.0)
+        kept = (area(clipped) >= cfg.min_visible * area(moved)) & (clipped[..., 2] - clipped[..., 0] >= 2) \
+            & (clipped[..., 3] - clipped[..., 1] >= 2)
+        valid = valid & kept
+        boxes = clipped
+    if cfg.color_jitter:
+        images = color_jitter(images, seeds[3], cfg.color_jitter)
+    boxes = tf.where(valid[..., None], boxes, -1.0)
+    return images, boxes, tf.where(valid, labels, -1)
+
+
+def train_epoch(dset, cfg, batch_size, seed, epoch):
+    """One epoch of (float canvases 0..255, {"boxes", "labels"}) batches; `epoch` may be a tensor."""
+    n = len(dset)
+    if n < batch_size:
+        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}")
+    images = tf.constant(dset.canvas)
+    boxes, labels = (tf.constant(a) for a in dset.padded())
+    epoch = tf.cast(epoch, tf.int64)
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+
+    def make_batch(step, index):
+        x = tf.cast(tf.gather(images, index), tf.float32)
+        x, b, lab = augment_batch(x, tf.gather(boxes, index), tf.gather(labels, index),
+                                  tf.stack([epoch * 1_000_003 + step, tf.cast(seed, tf.int64)]), cfg)
+        return x, {"boxes": b, "labels": lab}
+
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True).enumerate()
+    return ds.map(make_batch, num_parallel_calls=2, deterministic=True)
+
+
+def eval_batches(dset, batch_size):
+    """Deterministic (float canvases, {"boxes", "labels"}) batches of a held-out split."""
+    boxes, labels = dset.padded()
+    ds = tf.data.Dataset.from_tensor_slices((dset.canvas, {"boxes": boxes, "labels": labels}))
+    return finish(ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)))

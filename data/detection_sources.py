@@ -1,0 +1,223 @@
+"""Sources of images with boxes: Pascal VOC XML folders, COCO JSON, prepared tfds sets, generated scenes.
+
+Every reader returns `Annotated` records with boxes already in the suite's format (data.boxes).
+A bad file (unreadable image, malformed annotation, unknown class, box outside its image) is an
+error naming the file, or, with skip_bad_files, a reported skip; never a silent wrong label.
+"""
+import dataclasses
+import json
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from data.boxes import check_boxes, from_coco, from_relative, from_voc
+from data.errors import DataError
+from data.image_files import read_image_file
+from data.image_sources import open_tfds
+
+
+@dataclasses.dataclass
+class Annotated:
+    """One image and its objects; boxes are yxyx pixels of this image."""
+
+    name: str
+    image: np.ndarray  # uint8 (h, w, 3)
+    boxes: np.ndarray  # float32 (k, 4)
+    labels: np.ndarray  # int32 (k,)
+    crowd: np.ndarray  # bool (k,): VOC "difficult" / COCO "iscrowd": neither rewarded nor punished in evaluation
+
+
+class _Skips:
+    """Collects per-file errors: raised at once, or counted and reported when skipping is on."""
+
+    def __init__(self, skip):
+        self.skip, self.errors = skip, []
+
+    def run(self, fn, *args):
+        try:
+            return fn(*args)
+        except DataError as e:
+            if not self.skip:
+                raise
+            self.errors.append(str(e))
+            return None
+
+    def report(self, what):
+        if self.errors:
+            warnings.warn(f"skipped {len(self.errors)} bad {what}, e.g. {self.errors[0]}", stacklevel=3)
+
+
+def _read_image(path, where):
+    try:
+        return read_image_file(path).numpy()
+    except Exception as e:  # TF and Pillow raise many types for a broken file
+        raise DataError(f"{where}: cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _checked(name, image, boxes, labels, crowd):
+    h, w = image.shape[:2]
+    check_boxes(boxes, h, w, name)
+    boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
+    return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool))
+
+
+def _class_index(class_names, name, where):
+    if name not in class_names:
+        raise DataError(f"{where}: unknown class {name!r}; known classes: {', '.join(class_names)} (set them with --data.classes)")
+    return class_names.index(name)
+
+
+# ---- Pascal VOC ----
+
+def _voc_tree(xml_path):
+    text = xml_path.read_bytes()
+    if not text.strip():
+        raise DataError(f"{xml_path}: empty annotation file")
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise DataError(f"{xml_path}: malformed XML ({e})") from None
+    if root.tag != "annotation":
+        raise DataError(f"{xml_path}: not a Pascal VOC annotation (root element <{root.tag}>, expected <annotation>)")
+    return root
+
+
+def _voc_text(node, tag, where):
+    found = node.find(tag)
+    if found is None or not (found.text or "").strip():
+        raise DataError(f"{where}: malformed annotation: missing <{tag}>")
+    return found.text.strip()
+
+
+def _voc_image_path(xml_path, file_name, root):
+    names = [file_name] if Path(file_name).suffix else [file_name + ext for ext in (".jpg", ".jpeg", ".png")]
+    folders = [xml_path.parent, xml_path.parent.parent / "JPEGImages", xml_path.parent.parent / "images",
+               root, root / "JPEGImages", root / "images"]
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    raise DataError(f"{xml_path}: names image {file_name!r}, which is in none of "
+                    f"{', '.join(sorted({str(f) for f in folders}))}")
+
+
+def voc_class_names(xml_paths):
+    names = set()
+    for xml_path in xml_paths:
+        try:
+            names.update(_voc_text(o, "name", xml_path) for o in _voc_tree(xml_path).iter("object"))
+        except DataError:
+            pass  # reported when the file itself is read
+    return sorted(names)
+
+
+def _read_voc_file(xml_path, root, class_names):
+    tree = _voc_tree(xml_path)
+    image_path = _voc_image_path(xml_path, _voc_text(tree, "filename", xml_path), root)
+    boxes, labels, crowd = [], [], []
+    for i, obj in enumerate(tree.iter("object"), 1):
+        where = f"{xml_path} object {i}"
+        labels.append(_class_index(class_names, _voc_text(obj, "name", where), where))
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise DataError(f"{where}: malformed annotation: missing <bndbox>")
+        try:
+            coords = [float(_voc_text(bndbox, k, where)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError as e:
+            raise DataError(f"{where}: malformed annotation: {e}") from None
+        boxes.append(from_voc(*coords))
+        crowd.append((obj.findtext("difficult") or "0").strip() == "1")
+    image = _read_image(image_path, xml_path)
+    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd)
+
+
+def load_voc(root, class_names=None, skip_bad=False):
+    """Every <annotation> XML under `root` (a VOC year folder, or images/ + annotations/ folders)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"VOC folder not found: {root}")
+    xml_paths = sorted(root.rglob("*.xml"))
+    if not xml_paths:
+        raise DataError(f"no Pascal VOC .xml annotation files under {root}")
+    class_names = list(class_names or voc_class_names(xml_paths))
+    if not class_names:
+        raise DataError(f"the annotation files under {root} name no object classes")
+    skips = _Skips(skip_bad)
+    records = [r for r in (skips.run(_read_voc_file, p, root, class_names) for p in xml_paths) if r]
+    skips.report("annotation files")
+    return records, class_names
+
+
+# ---- COCO ----
+
+def _coco_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"COCO annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a JSON file ({e})") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise DataError(f"{path}: malformed COCO annotations: no {key!r} list")
+    return data
+
+
+def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False):
+    """Images and boxes of a COCO instances JSON file; images looked up in `image_dir`."""
+    data, image_dir = _coco_json(annotation_file), Path(image_dir)
+    if not image_dir.is_dir():
+        raise DataError(f"COCO image folder not found: {image_dir}")
+    try:
+        categories = {c["id"]: c["name"] for c in data["categories"]}
+        by_image = {im["id"]: (im["file_name"], []) for im in data["images"]}
+        for a in data["annotations"]:
+            if a["image_id"] not in by_image:
+                raise DataError(f"{annotation_file}: annotation {a.get('id')} names image id {a['image_id']}, "
+                                "which is not in 'images'")
+            by_image[a["image_id"]][1].append(a)
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{annotation_file}: malformed COCO annotations: missing field {e}") from None
+    class_names = list(class_names or sorted(set(categories.values()), key=list(categories.values()).index))
+
+    def read(file_name, anns):
+        where = f"{annotation_file} image {file_name!r}"
+        labels = []
+        for a in anns:
+            if a.get("category_id") not in categories:
+                raise DataError(f"{where}: annotation {a.get('id')} has unknown category_id {a.get('category_id')}")
+            labels.append(_class_index(class_names, categories[a["category_id"]], where))
+        try:
+            boxes = from_coco([a["bbox"] for a in anns])
+        except (KeyError, ValueError) as e:
+            raise DataError(f"{where}: malformed bbox ({e})") from None
+        if not (image_dir / file_name).is_file():
+            raise DataError(f"{where}: image file {image_dir / file_name} does not exist")
+        image = _read_image(image_dir / file_name, where)
+        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns])
+
+    skips = _Skips(skip_bad)
+    records = [r for r in (skips.run(read, *v) for v in by_image.values()) if r]
+    skips.report("images")
+    return records, class_names
+
+
+# ---- tfds (voc, coco/2017, ...) ----
+
+def load_tfds_detection(name, data_dir, split):
+    """One split of a prepared tfds detection set (features image + objects/bbox, objects/label)."""
+    builder = open_tfds(name, data_dir, split)
+    objects = builder.info.features["objects"]
+    class_names = list(objects["label"].names)
+    crowd_key = next((k for k in ("is_crowd", "is_difficult") if k in objects), None)
+    records = []
+    for i, ex in enumerate(builder.as_dataset(split=split).as_numpy_iterator()):
+        image = ex["image"]
+        h, w = image.shape[:2]
+        obj = ex["objects"]
+        crowd = obj[crowd_key] if crowd_key else np.zeros(len(obj["label"]), bool)
+        records.append(_checked(f"{name}[{split}][{i}]", image, from_relative(obj["bbox"], h, w), obj["label"], crowd))
+    return records, class_names
