@@ -8,7 +8,8 @@ import pytest
 
 from apps.core.errors import UserError
 from apps.image_classification.config import ModelConfig
-from apps.image_classification.model import SCRATCH, SQUEEZENET_WEIGHTS, build_classifier, set_trainable_top
+from apps.core.backbones import SCRATCH, SQUEEZENET_WEIGHTS
+from apps.image_classification.model import build_classifier, set_trainable_top
 from tests.conftest import last_line, run_cli
 
 SHARED_VGG16 = Path(__file__).resolve().parents[3] / "shared" / "data" / "weights" / "vgg16_hed_notop.weights.h5"
@@ -75,7 +76,7 @@ def test_vgg16_from_a_local_weights_file_and_a_file_for_another_architecture():
 
 
 def test_imagenet_download_offline_is_a_clear_error(monkeypatch):
-    import apps.image_classification.model as zoo
+    import apps.core.backbones as zoo
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
