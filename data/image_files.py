@@ -120,3 +120,19 @@ def read_image_file(path, channels=3):
         with Image.open(path) as im:
             image = tf.constant(np.asarray(im.convert("L" if channels == 1 else "RGB")).reshape(im.size[1], im.size[0], channels))
     return image
+
+
+def image_paths(inputs):
+    """Image files named by `inputs`: files as given, folders searched recursively."""
+    paths = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP files")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise DataError(f"input not found: {item}")
+    return paths

@@ -27,7 +27,8 @@ class App:
 
     def build_dataset(self, split, epoch=0):
         """Batches of `split`. For "train": one epoch, order and augmentation a pure function of
-        (config.seed, epoch), so a resumed run sees exactly the data an uninterrupted one would."""
+        (config.seed, epoch), so a resumed run sees exactly the data an uninterrupted one would.
+        "val" may be None when the app holds out no validation split."""
         raise NotImplementedError
 
     def compile_defaults(self):

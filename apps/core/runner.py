@@ -76,7 +76,8 @@ def train(app, extra_callbacks=()):
     steps_per_epoch = int(app.build_dataset("train", epoch=0).cardinality())
     if steps_per_epoch <= 0:
         raise UserError("the training split gives no full batch; lower --batch_size")
-    val = _distribute(app.build_dataset("val"))
+    val = app.build_dataset("val")  # None: the app holds out no validation split
+    val = _distribute(val) if val is not None else None
     state = TrainingState(files / "checkpoints", cfg.keep_checkpoints)
     if state.peek():
         print(f"resuming from epoch {int(state.epoch)}, step {int(state.step)} ({files / 'checkpoints'})")

@@ -5,8 +5,6 @@
     python -m apps image_classification predict shirt.png photos/
     python -m apps image_classification export
 """
-from pathlib import Path
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,7 +16,7 @@ from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
 from apps.image_classification.model import PRETRAINED, build_classifier, set_trainable_top
 from data.image_bytes import decode_image_batch
-from data.image_files import IMAGE_EXTENSIONS
+from data.image_files import image_paths
 from data.image_pipeline import channel_stats, eval_batches, load_splits, train_epoch
 
 
@@ -87,7 +85,7 @@ class ImageClassification(App):
         return report
 
     def predict(self, model, inputs):
-        paths = _image_paths(inputs)
+        paths = image_paths(inputs)
         h, w, c = self.input_shape
         images = []
         for p in paths:
@@ -130,18 +128,3 @@ def _batched_call(model, dataset):
     """Run `model` over a dataset of image batches with one traced function (faster than predict)."""
     call = tf.function(lambda x: model(x, training=False))
     return np.concatenate([call(tf.cast(x, tf.float32)).numpy() for x in dataset])
-
-
-def _image_paths(inputs):
-    paths = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UserError(f"folder {item} holds no JPEG/PNG/GIF/BMP files")
-            paths.extend(found)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise UserError(f"input not found: {item}")
-    return paths

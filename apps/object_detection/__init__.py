@@ -1,0 +1,1 @@
+"""Object detection: a single-stage anchor-based detector (RetinaNet family)."""

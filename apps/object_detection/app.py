@@ -1,0 +1,200 @@
+"""The object-detection app: what is specific to the task; the runner does the rest.
+
+    python -m apps object_detection train                 # generated digit scenes, offline
+    python -m apps object_detection evaluate              # mAP@0.5, mAP@[.5:.95], PR curve
+    python -m apps object_detection predict photo.jpg     # boxes drawn to runs/object_detection/predictions
+    python -m apps object_detection export
+    python -m apps object_detection train --data.source voc --data.path raccoon/ \\
+        --model.backbone squeezenet --model.weights imagenet --data.image_size 256
+"""
+import numpy as np
+import tensorflow as tf
+
+from apps.core.app import App, Phase
+from apps.core.backbones import PRETRAINED, set_trainable_top
+from apps.core.errors import UserError
+from apps.core.registry import register_app
+from apps.core.runner import run_dir
+from apps.object_detection.boxes import BoxCoder, detect
+from apps.object_detection.config import DetectionConfig
+from apps.object_detection.loss import DetectionLoss, LossPart
+from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
+from apps.object_detection.model import build_detector
+from data.boxes import canvas_to_image, to_xyxy
+from data.detection_pipeline import eval_batches, load_detection_splits, train_epoch
+from data.image_bytes import decode_letterbox_batch
+from data.image_files import image_paths
+
+EXAMPLES = 8  # test images drawn by `evaluate`
+
+
+@register_app("object_detection")
+class ObjectDetection(App):
+    """Single-stage anchor-based detection (RetinaNet family) over any backbone of the suite."""
+
+    Config = DetectionConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._splits = None
+        self._coder = None
+        self.class_names = None
+        self.image_size = config.data.image_size
+
+    @property
+    def splits(self):
+        if self._splits is None:
+            self._splits = load_detection_splits(self.config.data, self.config.seed)
+            self.class_names = self._splits["train"].class_names
+        return self._splits
+
+    @property
+    def coder(self):
+        if self._coder is None:
+            try:
+                self._coder = BoxCoder.from_config(self.image_size, self.config.model)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return self._coder
+
+    def state(self):
+        return {"class_names": self.class_names, "image_size": self.image_size}
+
+    def load_state(self, state):
+        self.class_names = state["class_names"]
+        self.image_size = state["image_size"]
+
+    def build_model(self):
+        names = self.splits["train"].class_names
+        model = build_detector(self.config.model, self.image_size, len(names), self.coder.anchors_per_cell)
+        if model.output.shape[1] != len(self.coder.anchors):
+            raise UserError(f"the model predicts for {model.output.shape[1]} anchors but there are {len(self.coder.anchors)}")
+        return model
+
+    def _encode(self, images, truth):
+        return images, self.coder.encode(truth["boxes"], truth["labels"])
+
+    def build_dataset(self, split, epoch=0):
+        cfg = self.config
+        if split == "train":
+            data = train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
+            return data.map(self._encode, num_parallel_calls=2, deterministic=True)
+        if self.splits[split] is None:
+            return None
+        return eval_batches(self.splits[split], cfg.batch_size).map(self._encode)
+
+    def _loss_config(self):
+        m = self.config.model
+        return {"num_classes": len(self.class_names), "alpha": m.focal_alpha, "gamma": m.focal_gamma,
+                "box_weight": m.box_loss_weight}
+
+    def compile_defaults(self):
+        return {"loss": DetectionLoss(**self._loss_config()),
+                "metrics": [LossPart("cls", self._loss_config()), LossPart("box", self._loss_config())]}
+
+    def phases(self):
+        m, epochs = self.config.model, self.config.epochs
+        if m.backbone not in PRETRAINED or not m.freeze_epochs:
+            return [Phase("train", epochs)]
+        return [Phase("heads", min(m.freeze_epochs, epochs), prepare=lambda model: set_trainable_top(model, 0)),
+                Phase("all", epochs, prepare=_unfreeze_backbone, lr_factor=m.finetune_lr_factor)]
+
+    def detect_canvases(self, model, canvases, scales, image_hw, batch_size=32):
+        """Detections per image in its own pixels: [(boxes yxyx, scores, class ids)]."""
+        cfg = self.config
+
+        @tf.function
+        def run(x, scale, hw):
+            boxes, scores, classes, n = detect(self.coder, model(x, training=False), cfg.score_threshold,
+                                               cfg.nms_iou, cfg.max_detections)
+            return canvas_to_image(boxes, scale, hw), scores, classes, n
+
+        out = []
+        for start in range(0, len(canvases), batch_size):
+            part = slice(start, start + batch_size)
+            boxes, scores, classes, n = (t.numpy() for t in run(
+                tf.cast(canvases[part], tf.float32), tf.constant(scales[part]), tf.constant(image_hw[part])))
+            out.extend((boxes[i, :n[i]], scores[i, :n[i]], classes[i, :n[i]]) for i in range(len(n)))
+        return out
+
+    def evaluate(self, model, out_dir):
+        test = self.splits["test"]
+        if test.class_names != self.class_names:
+            raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
+        if test.canvas.shape[1] != model.input_shape[1]:
+            raise UserError(f"data.image_size is {test.canvas.shape[1]} but the model takes {model.input_shape[1]}")
+        detections = self.detect_canvases(model, test.canvas, test.scale, test.image_hw)
+        truth = list(zip(test.boxes, test.labels, test.crowd))
+        report, ev = coco_evaluate(truth, detections, self.class_names, test.image_hw)
+        if ev is not None:
+            plot_pr_curves(ev, self.class_names, out_dir / "pr_curve.png")
+        examples = out_dir / "examples"
+        examples.mkdir(exist_ok=True)
+        for i in range(min(EXAMPLES, len(test))):
+            boxes, scores, classes = detections[i]
+            keep = scores >= self.config.draw_threshold
+            h, w = test.image_hw[i]
+            image = test.canvas[i][:round(h * test.scale[i][0]), :round(w * test.scale[i][1])]
+            draw_detections(np.asarray(tf.image.resize(image, (h, w), antialias=True)), to_xyxy(boxes[keep]),
+                            [self.class_names[c] for c in classes[keep]], scores[keep], examples / f"{i:03d}.png",
+                            to_xyxy(test.boxes[i]))
+        print(f"mAP@0.5 {report['map_50']:.4f}  mAP@[.5:.95] {report['map_50_95']:.4f} on {report['images']} test images")
+        return report
+
+    def predict(self, model, inputs):
+        paths = image_paths(inputs)
+        serving = self.serving_model(model)
+        out_dir = run_dir(self) / "predictions"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = []
+        for path in paths:
+            data = path.read_bytes()
+            try:
+                result = {k: v.numpy() for k, v in serving.serve(tf.constant([data])).items()}
+                image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+            except tf.errors.InvalidArgumentError:
+                raise UserError(f"{path} is not a readable JPEG/PNG/GIF/BMP image") from None
+            n = int(result["num_detections"][0])
+            keep = result["scores"][0, :n] >= self.config.draw_threshold
+            boxes, scores = result["boxes"][0, :n][keep], result["scores"][0, :n][keep]
+            names = [s.decode() for s in result["class_names"][0, :n][keep]]
+            picture = out_dir / f"{path.stem}.png"
+            draw_detections(image, boxes, names, scores, picture)
+            found = ", ".join(f"{name} {score:.2f} [{', '.join(f'{v:.0f}' for v in box)}]"
+                              for name, score, box in zip(names, scores, boxes))
+            records.append(f"{path}: {len(names)} object(s){': ' + found if found else ''} -> {picture}")
+        return records
+
+    def serving_model(self, model):
+        cfg = self.config
+        return DetectorServing(model, self.coder, self.class_names, self.image_size, cfg.score_threshold, cfg.nms_iou,
+                               cfg.max_detections)
+
+
+class DetectorServing(tf.Module):
+    """Encoded images of any size in; boxes [x_min, y_min, x_max, y_max] in each image's pixels,
+    class ids and names, scores and the number of valid rows out (rows past it: id -1, name "")."""
+
+    def __init__(self, model, coder, class_names, size, score_threshold, iou_threshold, max_detections):
+        super().__init__()
+        self.model = model
+        self.coder = coder
+        self.class_names = tf.constant(class_names)
+        self.size = size
+        self.settings = (score_threshold, iou_threshold, max_detections)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
+    def serve(self, images):
+        canvas, scale, image_hw = decode_letterbox_batch(images, self.size)
+        boxes, scores, classes, n = detect(self.coder, self.model(tf.cast(canvas, tf.float32), training=False),
+                                           *self.settings)
+        boxes = canvas_to_image(boxes, scale, image_hw)
+        valid = tf.range(tf.shape(scores)[1])[None, :] < n[:, None]
+        classes = tf.where(valid, classes, -1)
+        return {"boxes": tf.gather(boxes, [1, 0, 3, 2], axis=-1), "scores": scores, "class_ids": classes,
+                "class_names": tf.where(valid, tf.gather(self.class_names, tf.maximum(classes, 0)), ""),
+                "num_detections": n}
+
+
+def _unfreeze_backbone(model):
+    set_trainable_top(model, len(model.get_layer("backbone").layers))
