@@ -103,13 +103,15 @@ def _voc_image_path(xml_path, file_name, root):
                     f"{', '.join(sorted({str(f) for f in folders}))}")
 
 
-def voc_class_names(xml_paths):
+def voc_class_names(xml_paths, skip_bad=False):
+    """The sorted object names of the files; a bad file is an error (or left to the reader's skip report)."""
     names = set()
     for xml_path in xml_paths:
         try:
-            names.update(_voc_text(o, "name", xml_path) for o in _voc_tree(xml_path).iter("object"))
+            names.update(_voc_text(o, "name", f"{xml_path} object {i}") for i, o in enumerate(_voc_tree(xml_path).iter("object"), 1))
         except DataError:
-            pass  # reported when the file itself is read
+            if not skip_bad:
+                raise
     return sorted(names)
 
 
@@ -141,7 +143,7 @@ def load_voc(root, class_names=None, skip_bad=False):
     xml_paths = sorted(root.rglob("*.xml"))
     if not xml_paths:
         raise DataError(f"no Pascal VOC .xml annotation files under {root}")
-    class_names = list(class_names or voc_class_names(xml_paths))
+    class_names = list(class_names or voc_class_names(xml_paths, skip_bad))
     if not class_names:
         raise DataError(f"the annotation files under {root} name no object classes")
     skips = _Skips(skip_bad)

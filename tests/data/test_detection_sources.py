@@ -1,0 +1,126 @@
+"""Pascal VOC and COCO readers: boxes converted once, and every bad file named."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data import DataError
+from data.detection_sources import load_coco, load_tfds_detection, load_voc
+
+VOC_OBJECT = ("<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+              "<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+
+
+def write_voc(root, name, objects, size=(40, 60), image=True):
+    """images/<name>.jpg (height, width = size) and annotations/<name>.xml with (class, x0, y0, x1, y1[, difficult])."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(exist_ok=True)
+    if image:
+        Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(root / "images" / f"{name}.jpg")
+    body = "".join(VOC_OBJECT.format(name=o[0], x0=o[1], y0=o[2], x1=o[3], y1=o[4], difficult=o[5] if len(o) > 5 else 0)
+                   for o in objects)
+    xml = (f"<annotation><filename>{name}.jpg</filename><size><width>{size[1]}</width><height>{size[0]}</height>"
+           f"<depth>3</depth></size>{body}</annotation>")
+    (root / "annotations" / f"{name}.xml").write_text(xml)
+    return root / "annotations" / f"{name}.xml"
+
+
+def test_voc_boxes_classes_and_difficult(tmp_path):
+    write_voc(tmp_path, "a", [("raccoon", 1, 1, 60, 40), ("dog", 11, 6, 30, 20, 1)])
+    write_voc(tmp_path, "b", [("dog", 5, 5, 10, 10)])
+    records, names = load_voc(tmp_path)
+    assert names == ["dog", "raccoon"] and [r.image.shape for r in records] == [(40, 60, 3)] * 2
+    np.testing.assert_array_equal(records[0].boxes, [[0, 0, 40, 60], [5, 10, 20, 30]])  # VOC is 1-based, inclusive
+    np.testing.assert_array_equal(records[0].labels, [1, 0])
+    np.testing.assert_array_equal(records[0].crowd, [False, True])
+
+
+def test_voc_errors_name_the_file(tmp_path):
+    bad = write_voc(tmp_path, "outside", [("dog", 5, 5, 70, 10)])
+    with pytest.raises(DataError, match=r"outside.xml: box .*x_max 70.* lies outside the 60x40 image"):
+        load_voc(tmp_path)
+    bad.unlink()
+    write_voc(tmp_path, "missing", [("dog", 5, 5, 10, 10)], image=False)
+    with pytest.raises(DataError, match=r"missing.xml: names image 'missing.jpg', which is in none of"):
+        load_voc(tmp_path)
+    (tmp_path / "annotations" / "missing.xml").unlink()
+    write_voc(tmp_path, "cat", [("cat", 5, 5, 10, 10)])
+    with pytest.raises(DataError, match=r"cat.xml object 1: unknown class 'cat'; known classes: dog"):
+        load_voc(tmp_path, class_names=["dog"])
+    (tmp_path / "annotations" / "cat.xml").write_text("")
+    with pytest.raises(DataError, match="cat.xml: empty annotation file"):
+        load_voc(tmp_path)
+    (tmp_path / "annotations" / "cat.xml").write_text("<annotation><filename>cat.jpg</filename>")
+    with pytest.raises(DataError, match="cat.xml: malformed XML"):
+        load_voc(tmp_path)
+    (tmp_path / "annotations" / "cat.xml").write_text("<annotation><filename>cat.jpg</filename><object><name>dog</name></object></annotation>")
+    with pytest.raises(DataError, match="cat.xml object 1: malformed annotation: missing <bndbox>"):
+        load_voc(tmp_path)
+
+
+def test_voc_skip_bad_files_reports_them(tmp_path):
+    write_voc(tmp_path, "good", [("dog", 5, 5, 10, 10)])
+    write_voc(tmp_path, "outside", [("dog", 5, 5, 70, 10)])
+    with pytest.warns(UserWarning, match=r"skipped 1 bad annotation files, e.g. .*outside.xml"):
+        records, _ = load_voc(tmp_path, skip_bad=True)
+    assert [r.name.split("/")[-1] for r in records] == ["good.xml"]
+
+
+def test_voc_folder_without_annotations(tmp_path):
+    with pytest.raises(DataError, match="VOC folder not found"):
+        load_voc(tmp_path / "nope")
+    with pytest.raises(DataError, match="no Pascal VOC .xml annotation files under"):
+        load_voc(tmp_path)
+
+
+def write_coco(tmp_path, annotations, categories=({"id": 7, "name": "cat"}, {"id": 3, "name": "dog"})):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "img" / "one.png")
+    data = {"images": [{"id": 1, "file_name": "one.png", "width": 50, "height": 30}],
+            "annotations": annotations, "categories": list(categories)}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    return tmp_path / "ann.json", tmp_path / "img"
+
+
+def test_coco_boxes_and_classes(tmp_path):
+    ann, img = write_coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 20, 10]},
+                                     {"id": 2, "image_id": 1, "category_id": 7, "bbox": [0, 0, 50, 30], "iscrowd": 1}])
+    records, names = load_coco(ann, img)
+    assert names == ["cat", "dog"]
+    np.testing.assert_allclose(records[0].boxes, [[5, 10, 15, 30], [0, 0, 30, 50]])
+    np.testing.assert_array_equal(records[0].labels, [1, 0])
+    np.testing.assert_array_equal(records[0].crowd, [False, True])
+
+
+def test_coco_errors(tmp_path):
+    ann, img = write_coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 99, "bbox": [1, 1, 2, 2]}])
+    with pytest.raises(DataError, match="'one.png': annotation 1 has unknown category_id 99"):
+        load_coco(ann, img)
+    ann, img = write_coco(tmp_path, [{"id": 4, "image_id": 2, "category_id": 3, "bbox": [1, 1, 2, 2]}])
+    with pytest.raises(DataError, match="annotation 4 names image id 2, which is not in 'images'"):
+        load_coco(ann, img)
+    ann, img = write_coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [40, 1, 20, 2]}])
+    with pytest.raises(DataError, match="'one.png': box .* lies outside the 50x30 image"):
+        load_coco(ann, img)
+    (img / "one.png").unlink()
+    ann, _ = write_coco(tmp_path, [])
+    (img / "one.png").unlink()
+    with pytest.raises(DataError, match=r"image file .*one.png does not exist"):
+        load_coco(ann, img)
+    ann.write_text("{not json")
+    with pytest.raises(DataError, match="ann.json: not a JSON file"):
+        load_coco(ann, img)
+    ann.write_text(json.dumps({"images": []}))
+    with pytest.raises(DataError, match="malformed COCO annotations: no 'annotations' list"):
+        load_coco(ann, img)
+    ann.write_text(json.dumps({"images": [{"file_name": "x.png"}], "annotations": [], "categories": []}))
+    with pytest.raises(DataError, match="malformed COCO annotations: missing field 'id'"):
+        load_coco(ann, img)
+
+
+def test_tfds_detection_offline_errors(tmp_path):
+    with pytest.raises(DataError, match="needs --data.data_dir"):
+        load_tfds_detection("voc/2007", None, "train")
+    with pytest.raises(DataError, match="is not prepared in .*tfds build voc/2007"):
+        load_tfds_detection("voc/2007", str(tmp_path), "train")
