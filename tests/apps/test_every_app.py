@@ -1,0 +1,79 @@
+"""Smoke test over every registered app: tiny train, evaluate, predict, export, then the SavedModel
+reloaded in a clean process gives the outputs of the app's own serving module."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.core.registry import get_app, list_apps
+from tests.apps.test_object_detection import TINY as DETECTION_TINY
+from tests.conftest import TINY as CLASSIFICATION_TINY
+from tests.conftest import last_line, run_cli
+
+
+def _digit_png(folder):
+    with np.load("data/embedded/mnist_6k.npz") as z:
+        Image.fromarray(z["x_test"][0]).save(folder / "sample.png")
+    return folder / "sample.png"
+
+
+def _scene_png(folder):
+    from data.scene_generator import make_scenes
+
+    Image.fromarray(make_scenes(1, seed=5, size=64)[0][0]).save(folder / "sample.png")
+    return folder / "sample.png"
+
+
+# app -> (tiny training flags, a function writing one sample input file into a folder)
+SMOKE = {
+    "image_classification": (CLASSIFICATION_TINY, _digit_png),
+    "object_detection": (DETECTION_TINY, _scene_png),
+}
+
+
+def test_every_registered_app_has_a_smoke_entry():
+    assert set(list_apps()) == set(SMOKE)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_app_round_trip(name, tmp_path):
+    flags, make_sample = SMOKE[name]
+    run_dir = tmp_path / "run"
+    sample = make_sample(tmp_path)
+    run_cli(name, "train", "--run_dir", run_dir, *flags)
+    run_cli(name, "evaluate", "--run_dir", run_dir)
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert str(sample) in run_cli(name, "predict", sample, "--run_dir", run_dir).stdout
+    run_cli(name, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
+        out = serve(images=tf.constant([open({str(sample)!r}, "rb").read()]))
+        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
+        print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [s.decode() for s in v.numpy().ravel()]
+                          for k, v in out.items()}}))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exported = json.loads(last_line(proc.stdout))
+
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+
+    app_cls = get_app(name)
+    app = app_cls(load_saved_config(app_cls.Config, run_dir / "config.json"))
+    module = app.serving_model(runner.load_trained(app))
+    import tensorflow as tf
+
+    mine = module.serve(tf.constant([sample.read_bytes()]))
+    assert sorted(mine) == sorted(exported)
+    for key, value in mine.items():
+        if value.dtype == tf.string:
+            assert [s.decode() for s in value.numpy().ravel()] == exported[key], key
+        else:
+            np.testing.assert_allclose(value.numpy(), exported[key], atol=1e-4, err_msg=key)

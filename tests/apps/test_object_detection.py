@@ -1,0 +1,113 @@
+"""Object detection end to end on generated scenes: train, evaluate, predict, export, reload in a clean process."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import last_line, run_cli
+from tests.data.test_detection_sources import write_voc
+
+APP = "object_detection"
+TINY = ["--data.image_size", "64", "--data.train_scenes", "64", "--data.val_scenes", "16", "--data.test_scenes", "16",
+        "--epochs", "1", "--batch_size", "16", "--model.width", "8", "--model.fpn_width", "16", "--model.head_width", "16",
+        "--model.head_depth", "1", "--score_threshold", "0.001", "--draw_threshold", "0.0", "--verbose", "line"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, run_cli(APP, "train", "--run_dir", run_dir, *TINY)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two images of other sizes than the canvas: a scene scaled up (JPEG) and a wide one (PNG)."""
+    from data.scene_generator import make_scenes
+
+    folder = tmp_path_factory.mktemp("photos")
+    images = make_scenes(2, seed=9, size=64)[0]
+    Image.fromarray(images[0]).resize((150, 150)).save(folder / "a.jpg")
+    Image.fromarray(np.concatenate([images[1], images[0]], axis=1)).save(folder / "b.png")
+    return folder
+
+
+def test_train_writes_the_run(trained):
+    run_dir, proc = trained
+    assert "4/4 - " in proc.stdout  # 64 scenes in batches of 16
+    for name in ("model.keras", "state.json", "learning_curves.png"):
+        assert (run_dir / name).is_file(), name
+    header = (run_dir / "history.csv").read_text().splitlines()[0]
+    assert {"box_loss", "cls_loss", "val_loss"} <= set(header.split(","))
+    assert json.loads((run_dir / "state.json").read_text()) == {"class_names": [str(i) for i in range(10)], "image_size": 64}
+
+
+def test_evaluate_reports_map_per_class_and_pr_curve(trained):
+    run_dir, _ = trained
+    proc = run_cli(APP, "evaluate", "--run_dir", run_dir)
+    assert "mAP@0.5" in proc.stdout
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 16 and metrics["objects"] > 16 and metrics["detections"] > 0
+    assert 0 <= metrics["map_50_95"] <= metrics["map_50"] <= 1
+    assert set(metrics["per_class"]) == {str(i) for i in range(10)}
+    assert (run_dir / "eval" / "pr_curve.png").stat().st_size > 1000
+    assert len(list((run_dir / "eval" / "examples").glob("*.png"))) == 8
+
+
+def _parse_record(line):
+    """'path: N object(s): name score [x0, y0, x1, y1], ... -> picture' -> (path, [(name, score, box)])."""
+    path, rest = line.split(": ", 1)
+    found = []
+    if "object(s): " in rest:
+        for item in rest.split("object(s): ", 1)[1].rsplit(" -> ", 1)[0].split("], "):
+            name, score, box = item.split(" ", 2)
+            found.append((name, float(score), [float(v) for v in box.strip("[]").split(", ")]))
+    return path.split("/")[-1], found
+
+
+def test_export_gives_the_detections_of_predict_in_a_clean_process(trained, photos, tmp_path):
+    run_dir, _ = trained
+    proc = run_cli(APP, "predict", photos, "--run_dir", run_dir, "--max_detections", "5")
+    predicted = dict(_parse_record(line) for line in proc.stdout.splitlines() if "object(s)" in line)
+    assert set(predicted) == {"a.jpg", "b.png"} and all(len(v) == 5 for v in predicted.values())
+    assert (run_dir / "predictions" / "a.png").is_file() and (run_dir / "predictions" / "b.png").is_file()
+    run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports", "--max_detections", "5")
+    script = textwrap.dedent(f"""
+        import json, sys, pathlib
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
+        paths = sorted(pathlib.Path({str(photos)!r}).iterdir())
+        out = {{k: v.numpy() for k, v in serve(images=tf.constant([p.read_bytes() for p in paths])).items()}}
+        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
+        print(json.dumps({{"outputs": sorted(out), "detections": {{p.name: [
+            (out["class_names"][i, j].decode(), float(out["scores"][i, j]), out["boxes"][i, j].tolist())
+            for j in range(int(out["num_detections"][i]))] for i, p in enumerate(paths)}}}}))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(last_line(proc.stdout))
+    assert result["outputs"] == ["boxes", "class_ids", "class_names", "num_detections", "scores"]
+    for name, found in predicted.items():
+        exported = result["detections"][name]
+        assert [d[0] for d in exported] == [d[0] for d in found]
+        np.testing.assert_allclose([d[1] for d in exported], [d[1] for d in found], atol=0.006)  # printed with 2 decimals
+        np.testing.assert_allclose([d[2] for d in exported], [d[2] for d in found], atol=0.51)  # printed as whole pixels
+    boxes = np.array([d[2] for d in result["detections"]["b.png"]])
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 128).all() and (boxes[:, [1, 3]] <= 64).all()  # b.png is 128x64
+
+
+def test_user_errors_are_one_line(trained, tmp_path):
+    run_dir, _ = trained
+    (tmp_path / "notes.txt").write_text("not an image")
+    proc = run_cli(APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir, check=False)
+    assert proc.returncode == 2 and last_line(proc.stderr) == f"error: {tmp_path / 'notes.txt'} is not a readable JPEG/PNG/GIF/BMP image"
+    write_voc(tmp_path / "voc", "a", [("dog", 5, 5, 10, 10)])
+    write_voc(tmp_path / "voc", "b", [("cat", 5, 5, 10, 10)])
+    proc = run_cli(APP, "train", "--run_dir", tmp_path / "r", "--data.source", "voc", "--data.path", tmp_path / "voc",
+                   "--data.classes", "dog", check=False)
+    assert proc.returncode == 2 and "b.xml object 1: unknown class 'cat'; known classes: dog" in last_line(proc.stderr)
+    proc = run_cli(APP, "train", "--run_dir", tmp_path / "r", "--model.aspect_ratios", "tall", check=False)
+    assert proc.returncode == 2 and "model.aspect_ratios must be positive numbers" in last_line(proc.stderr)
