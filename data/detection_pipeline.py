@@ -12,6 +12,7 @@ import tensorflow as tf
 from data.boxes import letterbox
 from data.detection_sources import Annotated, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
+from data.fields import field
 from data.image_pipeline import color_jitter
 from data.pipeline_options import finish
 from data.scene_generator import make_scenes
@@ -19,31 +20,27 @@ from data.scene_generator import make_scenes
 SOURCES = ["scenes", "voc", "coco", "tfds"]
 
 
-def _f(default, help, choices=None):
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclasses.dataclass
 class DetectionDataConfig:
-    source: str = _f("scenes", "generated scenes (offline default), or where images and boxes come from", SOURCES)
-    path: Optional[str] = _f(None, "voc: folder holding the .xml files and images; coco: the image folder")
-    annotations: Optional[str] = _f(None, "coco: the instances JSON file")
-    tfds_name: Optional[str] = _f(None, "tfds detection set, e.g. voc/2007 or coco/2017 (source tfds)")
-    data_dir: Optional[str] = _f(None, "tfds data_dir holding the prepared set (source tfds)")
-    classes: Optional[str] = _f(None, "comma-separated class names: their order, and any other name is an error")
-    image_size: int = _f(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)")
-    scene_objects: str = _f("mnist", "scenes: embedded images the objects are drawn from", ["mnist", "fashion_mnist"])
-    train_scenes: int = _f(4000, "scenes: training scenes")
-    val_scenes: int = _f(200, "scenes: validation scenes")
-    test_scenes: int = _f(500, "scenes: held-out test scenes (objects from the embedded test images)")
-    val_fraction: float = _f(0.1, "voc/coco: share of the images held out for validation")
-    test_fraction: float = _f(0.2, "voc/coco: share held out for test (tfds: its validation split)")
-    limit: Optional[int] = _f(None, "use only the first N training images (quick runs)")
-    skip_bad_files: bool = _f(False, "skip bad images/annotation files (with a report) instead of stopping")
-    flip: bool = _f(True, "random horizontal flips")
-    zoom: float = _f(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)")
-    color_jitter: float = _f(0.2, "random brightness/contrast/saturation strength, 0..1")
-    min_visible: float = _f(0.4, "after a crop, drop boxes with less of their area left inside the canvas")
+    source: str = field("scenes", "generated scenes (offline default), or where images and boxes come from", SOURCES)
+    path: Optional[str] = field(None, "voc: folder holding the .xml files and images; coco: the image folder")
+    annotations: Optional[str] = field(None, "coco: the instances JSON file")
+    tfds_name: Optional[str] = field(None, "tfds detection set, e.g. voc/2007 or coco/2017 (source tfds)")
+    data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
+    classes: Optional[str] = field(None, "comma-separated class names: their order, and any other name is an error")
+    image_size: int = field(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)")
+    scene_objects: str = field("mnist", "scenes: embedded images the objects are drawn from", ["mnist", "fashion_mnist"])
+    train_scenes: int = field(4000, "scenes: training scenes")
+    val_scenes: int = field(200, "scenes: validation scenes")
+    test_scenes: int = field(500, "scenes: held-out test scenes (objects from the embedded test images)")
+    val_fraction: float = field(0.1, "voc/coco: share of the images held out for validation")
+    test_fraction: float = field(0.2, "voc/coco: share held out for test (tfds: its validation split)")
+    limit: Optional[int] = field(None, "use only the first N training images (quick runs)")
+    skip_bad_files: bool = field(False, "skip bad images/annotation files (with a report) instead of stopping")
+    flip: bool = field(True, "random horizontal flips")
+    zoom: float = field(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)")
+    color_jitter: float = field(0.2, "random brightness/contrast/saturation strength, 0..1")
+    min_visible: float = field(0.4, "after a crop, drop boxes with less of their area left inside the canvas")
 
 
 @dataclasses.dataclass

@@ -11,31 +11,28 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import DataError
-from data.pipeline_options import finish
+from data.fields import field
 from data.image_sources import EMBEDDED, ImageSet, load_class_folder, load_embedded, load_idx_folder, load_tfds, seeded_split
+from data.pipeline_options import finish
 
 SOURCES = ["fashion_mnist", "mnist", "idx", "folder", "tfds"]
 
 
-def _f(default, help, choices=None):
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclasses.dataclass
 class ImageDataConfig:
-    source: str = _f("fashion_mnist", "embedded set, or where images come from", SOURCES)
-    path: Optional[str] = _f(None, "folder of class sub-folders (source folder) or of IDX files (source idx)")
-    tfds_name: Optional[str] = _f(None, "tfds data set name (source tfds)")
-    data_dir: Optional[str] = _f(None, "tfds data_dir holding the prepared set (source tfds)")
-    image_size: Optional[int] = _f(None, "resize images to N x N (none: the source's own size; folders: 32)")
-    channels: Optional[int] = _f(None, "1 or 3 (none: the source's own)")
-    val_fraction: float = _f(0.1, "share of the training images held out for validation")
-    test_fraction: float = _f(0.1, "share held out for test when the source has no test split")
-    limit: Optional[int] = _f(None, "use only the first N training images (quick runs)")
-    skip_bad_files: bool = _f(False, "skip unreadable image files (with a count) instead of stopping")
-    flip: bool = _f(True, "random horizontal flips")
-    crop_padding: int = _f(2, "random crops after padding by N pixels (0: off)")
-    color_jitter: float = _f(0.0, "random brightness/contrast (and saturation) strength, 0..1")
+    source: str = field("fashion_mnist", "embedded set, or where images come from", SOURCES)
+    path: Optional[str] = field(None, "folder of class sub-folders (source folder) or of IDX files (source idx)")
+    tfds_name: Optional[str] = field(None, "tfds data set name (source tfds)")
+    data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
+    image_size: Optional[int] = field(None, "resize images to N x N (none: the source's own size; folders: 32)")
+    channels: Optional[int] = field(None, "1 or 3 (none: the source's own)")
+    val_fraction: float = field(0.1, "share of the training images held out for validation")
+    test_fraction: float = field(0.1, "share held out for test when the source has no test split")
+    limit: Optional[int] = field(None, "use only the first N training images (quick runs)")
+    skip_bad_files: bool = field(False, "skip unreadable image files (with a count) instead of stopping")
+    flip: bool = field(True, "random horizontal flips")
+    crop_padding: int = field(2, "random crops after padding by N pixels (0: off)")
+    color_jitter: float = field(0.0, "random brightness/contrast (and saturation) strength, 0..1")
 
 
 def load_splits(cfg, seed):

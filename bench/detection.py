@@ -1,0 +1,106 @@
+"""Benchmark: object-detection mAP on held-out generated scenes and on the raccoon photos
+(pretrained backbone fine-tuned vs the same network from scratch), with training time on this
+machine and the exported SavedModel's throughput.
+
+    .venv/bin/python bench/detection.py scenes            # goal: mAP@0.5 >= 0.90
+    .venv/bin/python bench/detection.py raccoon           # goal: mAP@0.5 >= 0.70 (fine-tuned)
+
+Raccoon: ../shared/data/detection/raccoon (200 photos, Pascal VOC XML), one seeded split of
+160 training and 40 test images (data.test_fraction 0.2, no validation split, seed 0).
+"""
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SCENES = {"model.depth": 2, "model.fpn_width": 96, "model.head_width": 96, "epochs": 16}
+RACCOON = {"data.source": "voc", "data.image_size": 256, "data.val_fraction": 0.0, "data.test_fraction": 0.2,
+           "model.backbone": "squeezenet", "model.anchor_size": 4.0, "batch_size": 16, "epochs": 30}
+
+
+def train_and_evaluate(flags):
+    """Train with the app's defaults plus `flags`, evaluate on the test split, export; figures as a dict."""
+    from apps.core import runner
+    from apps.core.config import apply_overrides
+    from apps.object_detection.app import ObjectDetection
+    from bench.common import StepTimer
+
+    out = Path(tempfile.mkdtemp(prefix="bench-detection-"))
+    app = ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(out), "verbose": "line", **flags}))
+    timer = StepTimer()
+    start = time.perf_counter()
+    model = runner.train(app, extra_callbacks=[timer])
+    minutes = (time.perf_counter() - start) / 60
+    (out / "eval").mkdir(exist_ok=True)
+    report = app.evaluate(model, out / "eval")
+    export_dir = runner.export(app, out / "export")
+    test = app.splits["test"]
+    return {
+        "map_50": round(report["map_50"], 4), "map_50_95": round(report["map_50_95"], 4),
+        "per_class_ap_50": {k: v["ap_50"] and round(v["ap_50"], 3) for k, v in report["per_class"].items()},
+        "train_minutes": round(minutes, 2), "train_images": len(app.splits["train"]), "test_images": len(test),
+        "train_images_per_second": round(app.config.batch_size / timer.steady_step_time(), 1),
+        "savedmodel_images_per_second": savedmodel_throughput(export_dir, _encoded(test)),
+        "run_dir": str(out),
+    }
+
+
+def _encoded(dset):
+    """The test images as the PNG bytes a client would send (canvases cropped back to each image's size)."""
+    from PIL import Image
+
+    files = []
+    for canvas, scale, (h, w) in zip(dset.canvas, dset.scale, dset.image_hw):
+        buffer = io.BytesIO()
+        Image.fromarray(canvas[:round(h * scale[0]), :round(w * scale[1])]).save(buffer, "PNG")
+        files.append(buffer.getvalue())
+    return files
+
+
+def savedmodel_throughput(export_dir, files, trials=3):
+    """Best-of-`trials` images/second of the exported signature, one request per image and batches of 8."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    result = {}
+    for batch in (1, 8):
+        requests = [tf.constant(files[i:i + batch]) for i in range(0, len(files) - batch + 1, batch)]
+        serve(images=requests[0])
+        best = float("inf")
+        for _ in range(trials):
+            start = time.perf_counter()
+            for r in requests:
+                serve(images=r)["num_detections"].numpy()
+            best = min(best, time.perf_counter() - start)
+        result[f"batch_{batch}"] = round(len(requests) * batch / best, 1)
+    return result
+
+
+def main():
+    from bench.common import SHARED
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("task", choices=["scenes", "raccoon"])
+    p.add_argument("--epochs", type=int, help="override the benchmark's epochs")
+    p.add_argument("--freeze_epochs", type=int, default=3, help="raccoon, pretrained: epochs on a frozen backbone")
+    p.add_argument("--skip_scratch", action="store_true", help="raccoon: only the fine-tuned run")
+    args = p.parse_args()
+    if args.task == "scenes":
+        flags = {**SCENES, **({"epochs": args.epochs} if args.epochs else {})}
+        result = {"flags": flags, "scenes": train_and_evaluate(flags)}
+    else:
+        flags = {**RACCOON, "data.path": str(SHARED / "detection" / "raccoon"), **({"epochs": args.epochs} if args.epochs else {})}
+        result = {"flags": flags, "fine_tuned": train_and_evaluate(
+            {**flags, "model.weights": "imagenet", "model.freeze_epochs": args.freeze_epochs})}
+        if not args.skip_scratch:
+            result["from_scratch"] = train_and_evaluate(flags)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
