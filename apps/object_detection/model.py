@@ -39,7 +39,7 @@ def backbone_levels(cfg, inputs, size):
         y = ConvBNAct(cfg.width, 3, strides=2, name="stem_s4")(y)
         base = keras.Model(image, scratch_body(cfg.backbone, y, cfg, {}), name="backbone_body")
     by_level = {}
-    for layer in base.layers:
+    for layer in base.layers[1:]:  # after the input layer
         shape = layer.output.shape if not isinstance(layer.output, (list, tuple)) else None
         if shape is not None and len(shape) == 4 and shape[1]:
             by_level[round(math.log2(size / shape[1]))] = layer.output
