@@ -17,9 +17,10 @@ def read_history(csv_path):
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():
             try:
-                columns.setdefault(key, []).append(float(value))
+                number = float(value)
             except (TypeError, ValueError):
-                pass
+                continue  # empty: e.g. no validation split
+            columns.setdefault(key, []).append(number)
     return columns
 
 
