@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SCENES = {"model.depth": 2, "model.fpn_width": 96, "model.head_width": 96, "epochs": 16}
+SCENES = {"model.width": 48, "model.depth": 2, "model.fpn_width": 96, "model.head_width": 96, "epochs": 30}
 RACCOON = {"data.source": "voc", "data.image_size": 256, "data.val_fraction": 0.0, "data.test_fraction": 0.2,
            "model.backbone": "squeezenet", "model.anchor_size": 4.0, "batch_size": 16, "epochs": 30}
 

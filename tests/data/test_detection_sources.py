@@ -124,3 +124,34 @@ def test_tfds_detection_offline_errors(tmp_path):
         load_tfds_detection("voc/2007", None, "train")
     with pytest.raises(DataError, match="is not prepared in .*tfds build voc/2007"):
         load_tfds_detection("voc/2007", str(tmp_path), "train")
+
+
+def test_tfds_detection_set_prepared_offline(tmp_path):
+    """A tiny tfds builder with the features of voc/coco, prepared from local arrays, read by name."""
+    import tensorflow_datasets as tfds
+
+    class TinyBoxes(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "objects": tfds.features.Sequence({"bbox": tfds.features.BBoxFeature(),
+                                                   "label": tfds.features.ClassLabel(names=["cat", "dog"]),
+                                                   "is_crowd": tfds.features.Tensor(shape=(), dtype=np.bool_)})}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(2), "validation": self._generate_examples(1)}
+
+        def _generate_examples(self, n):
+            for i in range(n):
+                yield i, {"image": np.zeros((40, 80, 3), np.uint8),
+                          "objects": {"bbox": [tfds.features.BBox(0.25, 0.5, 0.75, 1.0)], "label": [1], "is_crowd": [i == 1]}}
+
+    TinyBoxes(data_dir=str(tmp_path)).download_and_prepare()
+    records, names = load_tfds_detection("tiny_boxes", str(tmp_path), "train")
+    assert names == ["cat", "dog"] and len(records) == 2 and records[0].image.shape == (40, 80, 3)
+    np.testing.assert_allclose(records[0].boxes, [[10, 40, 30, 80]])  # relative yxyx -> pixels
+    assert sorted(bool(r.crowd[0]) for r in records) == [False, True]
+    with pytest.raises(DataError, match="has no split 'test'"):
+        load_tfds_detection("tiny_boxes", str(tmp_path), "test")
