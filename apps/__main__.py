@@ -12,12 +12,12 @@ def build_parser(app_cls, verb):
     from apps.core.config import OneLineParser, add_config_flags
 
     prog = f"python -m apps {app_cls.name} {verb}"
-    usage = f"{prog} [--config FILE] [--key value ...]" + (" FILE_OR_FOLDER ..." if verb == "predict" else "")
+    usage = f"{prog} [--config FILE] [--key value ...]" + (f" {app_cls.predict_inputs} ..." if verb == "predict" else "")
     parser = OneLineParser(prog=prog, usage=usage, description=(app_cls.__doc__ or app_cls.name).strip().splitlines()[0])
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML file of options (flags override it)")
     add_config_flags(parser, app_cls.Config)
     if verb == "predict":
-        parser.add_argument("inputs", nargs="*", help="image files or folders")
+        parser.add_argument("inputs", nargs="*", help=app_cls.predict_inputs_help)
     if verb == "export":
         parser.add_argument("--export_dir", help="base folder of versions (default saved_models/<app>)")
     return parser

@@ -15,7 +15,7 @@ import numpy as np
 from data.boxes import check_boxes, from_coco, from_relative, from_voc
 from data.errors import DataError
 from data.image_files import read_image_file
-from data.image_sources import open_tfds
+from data.tfds_sets import open_tfds
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ import numpy as np
 from data.errors import DataError
 from data.idx import find_idx_pair, read_idx
 from data.image_files import check_scan, load_image_file, scan_class_folders
+from data.tfds_sets import open_tfds
 
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
 EMBEDDED = {
@@ -68,26 +69,6 @@ def load_class_folder(root, size, channels, skip_bad):
     images = np.stack([load_image_file(p, size, channels) for p, _ in scan.files])
     labels = np.array([label for _, label in scan.files], np.int32)
     return ImageSet(images, labels, scan.class_names)
-
-
-def open_tfds(name, data_dir, split):
-    """The builder of a tfds set prepared in `data_dir`, checked to hold `split` (nothing is downloaded)."""
-    import tensorflow_datasets as tfds
-
-    if not data_dir:
-        raise DataError(f"tfds data set {name!r} needs --data.data_dir: this machine cannot download it")
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # tfds raises several types for an unknown name
-        raise DataError(f"unknown tfds data set {name!r}: {str(e).splitlines()[0]}") from None
-    if not builder.is_prepared():
-        raise DataError(
-            f"tfds data set {name!r} is not prepared in {data_dir}; on a machine with network run "
-            f"`tfds build {name} --data_dir {data_dir}` and copy that folder here"
-        )
-    if split not in builder.info.splits:
-        raise DataError(f"tfds data set {name!r} has no split {split!r} (has {', '.join(builder.info.splits)})")
-    return builder
 
 
 def load_tfds(name, data_dir, split):

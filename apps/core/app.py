@@ -17,6 +17,8 @@ class App:
 
     name = None  # set by @register_app
     Config = None  # a RunConfig subclass with defaults that run offline
+    predict_inputs = "FILE_OR_FOLDER"  # what `predict` takes, for the usage line and its help
+    predict_inputs_help = "image files or folders"
 
     def __init__(self, config):
         self.config = config
@@ -50,6 +52,13 @@ class App:
     def serving_model(self, model):
         """A tf.Module whose `serve` signature takes raw bytes/strings and returns task outputs."""
         raise NotImplementedError
+
+    def extra_signatures(self, module):
+        """Signatures exported beside `serving_default` (name -> concrete function)."""
+        return {}
+
+    def export_files(self, model, directory):
+        """Write extra files (e.g. plain-text vectors) into the export folder before it is moved into place."""
 
     def state(self):
         """JSON-able facts the app learned while training (class names...) saved with the run."""

@@ -39,6 +39,8 @@ def learning_rate(cfg, steps_per_epoch, lr_factor=1.0):
         schedule = s.PiecewiseConstantDecay(boundaries, [lr / 10**k for k in range(len(boundaries) + 1)])
     elif cfg.schedule == "exponential":
         schedule = s.ExponentialDecay(lr, steps_per_epoch, cfg.decay_rate)
+    elif cfg.schedule == "linear":  # word2vec's decay, to min_learning_rate at the last step
+        schedule = s.PolynomialDecay(lr, total, cfg.min_learning_rate * lr_factor)
     elif cfg.schedule == "cosine":
         schedule = s.CosineDecay(lr, total)
     else:

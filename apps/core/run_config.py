@@ -5,7 +5,7 @@ from typing import Optional
 from apps.core.config import field
 
 OPTIMIZERS = ["sgd", "rmsprop", "adam", "adamw"]
-SCHEDULES = ["constant", "step", "exponential", "cosine"]
+SCHEDULES = ["constant", "step", "exponential", "cosine", "linear"]
 STRATEGIES = ["default", "auto", "mirrored", "multi-worker", "tpu"]
 
 
@@ -24,6 +24,7 @@ class RunConfig:
     momentum: float = field(0.9, "momentum for sgd/rmsprop")
     weight_decay: float = field(0.0, "decoupled weight decay, any optimizer (model.l2 is the L2 penalty)")
     schedule: str = field("constant", "learning-rate schedule", SCHEDULES)
+    min_learning_rate: float = field(0.0, "linear schedule: the rate at the last step")
     warmup_epochs: float = field(0.0, "linear warm-up length in epochs")
     step_epochs: int = field(10, "step schedule: divide the rate by 10 every N epochs")
     decay_rate: float = field(0.9, "exponential schedule: factor per epoch")

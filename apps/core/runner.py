@@ -164,7 +164,7 @@ def evaluate(app):
 
 def predict(app, inputs):
     if not inputs:
-        raise UserError(f"predict needs inputs: python -m apps {app.name} predict FILE_OR_FOLDER ...")
+        raise UserError(f"predict needs inputs: python -m apps {app.name} predict {app.predict_inputs} ...")
     model = load_trained(app)
     records = app.predict(model, inputs)
     for record in records:
@@ -182,7 +182,9 @@ def export(app, base_dir=None):
     module = app.serving_model(model)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve.get_concrete_function()})
+        signatures = {"serving_default": module.serve.get_concrete_function(), **app.extra_signatures(module)}
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        app.export_files(model, tmp)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

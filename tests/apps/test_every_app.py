@@ -12,26 +12,35 @@ from PIL import Image
 from apps.core.registry import get_app, list_apps
 from tests.apps.test_object_detection import TINY as DETECTION_TINY
 from tests.conftest import TINY as CLASSIFICATION_TINY
+from tests.apps.test_word_embeddings import TINY as WORDS_TINY
 from tests.conftest import last_line, run_cli
 
 
 def _digit_png(folder):
     with np.load("data/embedded/mnist_6k.npz") as z:
         Image.fromarray(z["x_test"][0]).save(folder / "sample.png")
-    return folder / "sample.png"
+    return str(folder / "sample.png"), {"images": [(folder / "sample.png").read_bytes()]}
 
 
 def _scene_png(folder):
     from data.scene_generator import make_scenes
 
     Image.fromarray(make_scenes(1, seed=5, size=64)[0][0]).save(folder / "sample.png")
-    return folder / "sample.png"
+    return str(folder / "sample.png"), {"images": [(folder / "sample.png").read_bytes()]}
 
 
-# app -> (tiny training flags, a function writing one sample input file into a folder)
+def _planted_words(folder):
+    from tests.apps.test_word_embeddings import write_planted_corpus
+
+    write_planted_corpus(folder / "corpus.txt", sentences=600)
+    return "cat", {"words": [b"cat", b"unicorn"]}
+
+
+# app -> (tiny training flags, a function preparing a sample in a folder: (predict argument, serving inputs))
 SMOKE = {
     "image_classification": (CLASSIFICATION_TINY, _digit_png),
     "object_detection": (DETECTION_TINY, _scene_png),
+    "word_embeddings": (["--data.source", "files", "--data.path", "corpus.txt", *WORDS_TINY], _planted_words),
 }
 
 
@@ -43,17 +52,17 @@ def test_every_registered_app_has_a_smoke_entry():
 def test_app_round_trip(name, tmp_path):
     flags, make_sample = SMOKE[name]
     run_dir = tmp_path / "run"
-    sample = make_sample(tmp_path)
-    run_cli(name, "train", "--run_dir", run_dir, *flags)
+    sample, serve_inputs = make_sample(tmp_path)
+    run_cli(name, "train", "--run_dir", run_dir, *flags, cwd=tmp_path)
     run_cli(name, "evaluate", "--run_dir", run_dir)
     assert json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert str(sample) in run_cli(name, "predict", sample, "--run_dir", run_dir).stdout
+    assert sample in run_cli(name, "predict", sample, "--run_dir", run_dir).stdout
     run_cli(name, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf
         serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
-        out = serve(images=tf.constant([open({str(sample)!r}, "rb").read()]))
+        out = serve(**{{k: tf.constant(v) for k, v in {serve_inputs!r}.items()}})
         assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
         print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [s.decode() for s in v.numpy().ravel()]
                           for k, v in out.items()}}))
@@ -70,7 +79,7 @@ def test_app_round_trip(name, tmp_path):
     module = app.serving_model(runner.load_trained(app))
     import tensorflow as tf
 
-    mine = module.serve(tf.constant([sample.read_bytes()]))
+    mine = module.serve(*(tf.constant(v) for v in serve_inputs.values()))
     assert sorted(mine) == sorted(exported)
     for key, value in mine.items():
         if value.dtype == tf.string:

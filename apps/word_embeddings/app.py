@@ -1,0 +1,161 @@
+"""The word-embeddings app: skip-gram (or CBOW) with negative sampling, word2vec's recipe.
+
+    python -m apps word_embeddings train                       # embedded SOTU corpus, ~1 min
+    python -m apps word_embeddings evaluate                    # analogies, WordSim-353, neighbours
+    python -m apps word_embeddings predict war "king - man + woman"
+    python -m apps word_embeddings export                      # SavedModel + word2vec text + projector TSVs
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from apps.core.app import App
+from apps.core.errors import UserError
+from apps.core.registry import register_app
+from apps.core.runner import run_dir
+from apps.word_embeddings.config import WordEmbeddingsConfig
+from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_analogies, read_wordsim,
+                                             wordsim_spearman)
+from apps.word_embeddings.model import WordEmbeddings
+from apps.word_embeddings.pictures import plot_neighbourhoods
+from apps.word_embeddings.serving import EmbeddingServing, write_projector_files, write_word2vec_text
+from data.skipgram_pipeline import train_epoch
+from data.text_corpus import prepare_corpus, read_vocabulary, standardize
+
+EVAL_DIR = Path(__file__).resolve().parents[2] / "data" / "embedded" / "word_eval"
+
+
+@register_app("word_embeddings")
+class WordEmbeddingsApp(App):
+    """Word vectors: skip-gram or CBOW with negative sampling, evaluated on analogies and WordSim-353."""
+
+    Config = WordEmbeddingsConfig
+    predict_inputs = "WORD_OR_ANALOGY"
+    predict_inputs_help = 'words (their nearest neighbours) or analogies such as "king - man + woman"'
+
+    def __init__(self, config):
+        super().__init__(config)
+        _check_recipe(config)
+        self._corpus = None
+        self.vocabulary = None
+        self.counts = None
+
+    @property
+    def corpus(self):
+        if self._corpus is None:
+            self._corpus = prepare_corpus(self.config.data, run_dir(self) / "corpus")
+            self.vocabulary, self.counts = self._corpus.vocabulary, self._corpus.counts
+            c = self._corpus
+            print(f"corpus: {c.lines:,} lines, {c.words:,} words; vocabulary {len(c.vocabulary):,} words "
+                  f"(min count {self.config.data.min_count}) covering {c.kept_words:,} words")
+        return self._corpus
+
+    def state(self):
+        return {"vocabulary": "corpus/vocabulary.tsv", "words": self.corpus.words, "kept_words": self.corpus.kept_words}
+
+    def load_state(self, state):
+        path = run_dir(self) / state["vocabulary"]
+        if not path.is_file():
+            raise UserError(f"the run's vocabulary {path} is missing; train again")
+        self.vocabulary, self.counts = read_vocabulary(path)
+
+    def build_model(self):
+        m = self.config.model
+        return WordEmbeddings(len(self.corpus.vocabulary), m.dim, cbow=m.arch == "cbow", trust=m.trust, seed=self.config.seed)
+
+    def build_dataset(self, split, epoch=0):
+        if split != "train":
+            return None  # no held-out text: evaluation is analogies and similarities
+        c, cfg = self.corpus, self.config
+        return train_epoch(c.ids_path, c.counts, cfg.data, cfg.batch_size, cfg.seed, epoch)
+
+    def compile_defaults(self):
+        return {}  # the loss lives in WordEmbeddings.train_step
+
+    def evaluate(self, model, out_dir):
+        cfg = self.config
+        vectors = model.vectors.numpy()
+        analogies = read_analogies(cfg.analogies or EVAL_DIR / "questions-words.txt")
+        wordsim = read_wordsim(cfg.wordsim or EVAL_DIR / "wordsim353.tsv")
+        report = {"vocabulary": len(self.vocabulary),
+                  "analogy": analogy_accuracy(vectors, self.vocabulary, analogies, cfg.analogy_vocab),
+                  "wordsim353": wordsim_spearman(vectors, self.vocabulary, wordsim)}
+        report["analogy_3cosadd"] = report["analogy"]["3cosadd"]
+        report["analogy_3cosmul"] = report["analogy"]["3cosmul"]
+        report["analogy_coverage"] = report["analogy"]["coverage"]
+        report["wordsim353_spearman"] = report["wordsim353"]["spearman"]
+        index = self._index()
+        known = [w for w in cfg.queries if w in index]
+        report["neighbours"] = {w: nearest(vectors, self.vocabulary, vectors[index[w]], cfg.top_k + 1)[1:] for w in known}
+        for w, near in report["neighbours"].items():
+            print(f"{w}: " + ", ".join(f"{n} ({s:.2f})" for n, s in near))
+        if known:
+            plot_neighbourhoods(vectors, self.vocabulary, report["neighbours"], out_dir / "neighbours.png")
+        return report
+
+    def predict(self, model, inputs):
+        vectors, index = model.vectors.numpy(), self._index()
+        records = []
+        for text in inputs:
+            terms = _parse_query(text)
+            words = [_standard_word(w) for _, w in terms]
+            missing = [w for w in words if w not in index]
+            if missing:
+                records.append(f"{text}: not in the vocabulary ({len(self.vocabulary):,} words): {', '.join(missing)}")
+                continue
+            query = sum(sign * vectors[index[w]] / np.linalg.norm(vectors[index[w]]) for (sign, _), w in zip(terms, words))
+            near = [(n, s) for n, s in nearest(vectors, self.vocabulary, query, self.config.top_k + len(words))
+                    if n not in words][:self.config.top_k]
+            records.append(f"{text}: " + ", ".join(f"{n} ({s:.3f})" for n, s in near))
+        return records
+
+    def serving_model(self, model):
+        return EmbeddingServing(model.vectors.numpy(), self.vocabulary)
+
+    def extra_signatures(self, module):
+        return {"neighbors": module.neighbors.get_concrete_function()}
+
+    def export_files(self, model, directory):
+        vectors = model.vectors.numpy()
+        write_word2vec_text(directory / "vectors.txt", vectors, self.vocabulary)
+        write_projector_files(directory, vectors, self.vocabulary)
+
+    def _index(self):
+        return {w: i for i, w in enumerate(self.vocabulary)}
+
+
+def _check_recipe(cfg):
+    """The step is word2vec's plain sparse SGD on one device; refuse settings it would silently ignore."""
+    unsupported = {"--clipnorm": cfg.clipnorm, "--weight_decay": cfg.weight_decay, "--momentum": cfg.momentum,
+                   "--grad_accum_steps": cfg.grad_accum_steps > 1, "--label_smoothing": cfg.label_smoothing,
+                   "--warmup_epochs": cfg.warmup_epochs}
+    used = [flag for flag, value in unsupported.items() if value]
+    if used:
+        raise UserError(f"word_embeddings trains with word2vec's plain sparse SGD; {', '.join(used)} "
+                        "cannot apply to it")
+    if cfg.strategy not in ("default", "auto"):
+        raise UserError(f"word_embeddings trains on one device (sparse row updates, as word2vec's threads do); "
+                        f"--strategy {cfg.strategy} is not supported")
+
+
+def _parse_query(text):
+    """'king - man + woman' -> [(1, 'king'), (-1, 'man'), (1, 'woman')]; a plain word -> [(1, word)]."""
+    parts = re.findall(r"[+-]|[^\s+-]+", text)
+    terms, sign = [], 1
+    for part in parts:
+        if part in "+-":
+            sign = 1 if part == "+" else -1
+        else:
+            terms.append((sign, part))
+            sign = 1
+    if not terms:
+        raise UserError(f"predict: {text!r} has no word")
+    return terms
+
+
+def _standard_word(word):
+    """A query word standardised as the corpus was (lower-case; punctuation splits words)."""
+    tokens = standardize(tf.constant([word]))[0].numpy()
+    return tokens[0].decode() if len(tokens) == 1 else word.lower()

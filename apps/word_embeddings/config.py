@@ -1,0 +1,34 @@
+"""Configuration of the word-embeddings app; the defaults train offline on the embedded SOTU corpus
+with word2vec's (and gensim's) default recipe."""
+import dataclasses
+from typing import List, Optional
+
+from apps.core.config import field
+from apps.core.run_config import RunConfig
+from data.skipgram_pipeline import TextDataConfig
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    arch: str = field("skipgram", "skip-gram (a word predicts its context) or CBOW (the context predicts the word)",
+                      ["skipgram", "cbow"])
+    dim: int = field(100, "vector size")
+    trust: float = field(1.0, "damp a row's batch step where lr * curvature exceeds this (see model.py)")
+
+
+@dataclasses.dataclass
+class WordEmbeddingsConfig(RunConfig):
+    data: TextDataConfig = field(TextDataConfig())
+    model: ModelConfig = field(ModelConfig())
+    epochs: int = field(5, "passes over the corpus; resuming a finished run with more epochs extends it")
+    batch_size: int = field(5000, "corpus words per training step")
+    optimizer: str = field("sgd", "word2vec trains with plain sparse SGD (the only choice here)", ["sgd"])
+    learning_rate: float = field(0.025, "starting learning rate (word2vec's alpha)")
+    momentum: float = field(0.0, "unused: plain SGD")
+    schedule: str = field("linear", "learning-rate schedule (word2vec: linear decay)", ["linear", "constant"])
+    min_learning_rate: float = field(0.0001, "linear schedule: the rate at the last step (word2vec's min_alpha)")
+    analogies: Optional[str] = field(None, "analogy questions file (none: the embedded questions-words.txt)")
+    wordsim: Optional[str] = field(None, "word-similarity TSV (none: the embedded WordSim-353)")
+    analogy_vocab: int = field(30000, "analogies: only questions within the N most frequent words")
+    queries: List[str] = field(["war", "peace", "tax", "health", "soviet", "energy"], "evaluate: words whose neighbours are shown")
+    top_k: int = field(10, "neighbours printed per word")

@@ -1,0 +1,117 @@
+"""Word-vector evaluation: analogies (3CosAdd, 3CosMul), WordSim-353 Spearman, nearest neighbours.
+
+Analogies follow gensim's `evaluate_word_analogies`: question words lower-cased, a question counts
+only if its four words are among the `restrict` most frequent, and the answer is the best word
+other than the three given. 3CosMul is Levy & Goldberg's (2014), with cosines shifted to [0, 1].
+"""
+from pathlib import Path
+
+import numpy as np
+
+from apps.core.errors import UserError
+from apps.word_embeddings.model import normalized
+
+
+def read_analogies(path):
+    """{section: [(a, b, c, d), ...]} from a questions-words.txt file (": section" headers)."""
+    sections, current = {}, None
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith(":"):
+            current = line[1:].strip()
+            sections[current] = []
+        elif line.strip():
+            words = line.lower().split()
+            if len(words) != 4 or current is None:
+                raise UserError(f"{path}:{number}: expected ': section' or four words, got {line!r}")
+            sections[current].append(tuple(words))
+    return sections
+
+
+def read_wordsim(path):
+    """[(word1, word2, score)] from a WordSim-353 style TSV ('#' comments)."""
+    pairs = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        try:
+            pairs.append((fields[0].lower(), fields[1].lower(), float(fields[2])))
+        except (IndexError, ValueError):
+            raise UserError(f"{path}:{number}: expected 'word1<TAB>word2<TAB>score', got {line!r}") from None
+    return pairs
+
+
+def analogy_accuracy(vectors, vocabulary, sections, restrict=30000, batch=1024):
+    """Accuracy of 3CosAdd and 3CosMul over the questions whose words are all in the top `restrict`."""
+    unit = normalized(vectors[:restrict])
+    index = {w: i for i, w in enumerate(vocabulary[:restrict])}
+    total = sum(len(q) for q in sections.values())
+    report = {"questions": total, "sections": {}}
+    right = {"3cosadd": 0, "3cosmul": 0}
+    seen = 0
+    for name, questions in sections.items():
+        ids = np.array([[index[w] for w in q] for q in questions if all(w in index for w in q)], np.int64).reshape(-1, 4)
+        hits = _solve(unit, ids, batch)
+        for method in right:
+            right[method] += int(hits[method].sum())
+        seen += len(ids)
+        report["sections"][name] = {"questions": len(questions), "seen": len(ids),
+                                    "3cosadd": float(hits["3cosadd"].mean()) if len(ids) else None}
+    report["seen"] = seen
+    report["coverage"] = seen / max(total, 1)
+    for method in right:
+        report[method] = right[method] / seen if seen else 0.0
+    return report
+
+
+def _solve(unit, ids, batch):
+    hits = {"3cosadd": np.zeros(len(ids), bool), "3cosmul": np.zeros(len(ids), bool)}
+    for start in range(0, len(ids), batch):
+        q = ids[start:start + batch]
+        sim_a, sim_b, sim_c = (unit[q[:, i]] @ unit.T for i in range(3))
+        add = sim_b - sim_a + sim_c
+        mul = ((sim_b + 1) / 2) * ((sim_c + 1) / 2) / ((sim_a + 1) / 2 + 1e-3)
+        rows = np.arange(len(q))[:, None]
+        for name, score in (("3cosadd", add), ("3cosmul", mul)):
+            score[rows, q[:, :3]] = -np.inf
+            hits[name][start:start + len(q)] = score.argmax(axis=1) == q[:, 3]
+    return hits
+
+
+def rank(values):
+    """Ranks 1..n with ties given their average rank (as Spearman's rho needs)."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for v in np.unique(values):
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x, y):
+    """Spearman's rank correlation: Pearson's correlation of the ranks."""
+    rx, ry = rank(x), rank(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def wordsim_spearman(vectors, vocabulary, pairs):
+    """Spearman's rho between cosine similarity and human scores over the pairs with both words known."""
+    index = {w: i for i, w in enumerate(vocabulary)}
+    known = [(index[a], index[b], s) for a, b, s in pairs if a in index and b in index]
+    if len(known) < 3:
+        return {"pairs": len(pairs), "seen": len(known), "coverage": len(known) / max(len(pairs), 1), "spearman": None}
+    unit = normalized(vectors)
+    cos = [float(unit[a] @ unit[b]) for a, b, _ in known]
+    return {"pairs": len(pairs), "seen": len(known), "coverage": len(known) / len(pairs),
+            "spearman": spearman(cos, [s for _, _, s in known])}
+
+
+def nearest(vectors, vocabulary, query, k=10):
+    """The k words closest (cosine) to the vector `query`, as [(word, similarity)]."""
+    unit = normalized(vectors)
+    q = query / max(np.linalg.norm(query), 1e-12)
+    sims = unit @ q
+    top = np.argsort(-sims)[:k]
+    return [(vocabulary[i], float(sims[i])) for i in top]

@@ -1,0 +1,68 @@
+"""The exported word-vector module and the plain-text exports (word2vec text, Embedding Projector TSVs).
+
+Out-of-vocabulary words are explicit: `serving_default` returns a zero vector and
+`in_vocabulary` False for them, and `neighbors` returns empty strings and similarity 0.
+Words are looked up lower-cased, as the corpus was standardised.
+"""
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from apps.word_embeddings.model import normalized
+
+
+class EmbeddingServing(tf.Module):
+    """Word strings in; vectors (serve) or the k nearest words by cosine (neighbors) out."""
+
+    def __init__(self, vectors, vocabulary):
+        super().__init__()
+        self.vectors = tf.Variable(vectors, trainable=False, name="vectors")
+        self.unit = tf.Variable(normalized(vectors), trainable=False, name="unit_vectors")
+        words = Path(tempfile.mkdtemp(prefix="vocab-")) / "vocabulary.txt"  # copied into the SavedModel's assets
+        words.write_text("".join(w + "\n" for w in vocabulary), encoding="utf-8")
+        self.vocabulary_file = tf.saved_model.Asset(str(words))
+        self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            self.vocabulary_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1)
+        self.words = tf.Variable(vocabulary, trainable=False, name="words")
+
+    def _ids(self, words):
+        return self.table.lookup(tf.strings.lower(tf.strings.strip(words), encoding="utf-8"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")])
+    def serve(self, words):
+        ids = self._ids(words)
+        known = ids >= 0
+        vectors = tf.gather(self.vectors, tf.maximum(ids, 0)) * tf.cast(known, tf.float32)[:, None]
+        return {"vectors": vectors, "in_vocabulary": known}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words"), tf.TensorSpec([], tf.int32, name="k")])
+    def neighbors(self, words, k):
+        ids = self._ids(words)
+        known = ids >= 0
+        k = tf.clip_by_value(k, 1, tf.shape(self.unit)[0] - 1)
+        sims = tf.matmul(tf.gather(self.unit, tf.maximum(ids, 0)), self.unit, transpose_b=True)
+        sims -= 3.0 * tf.one_hot(tf.maximum(ids, 0), tf.shape(self.unit)[0])  # never a word's own neighbour
+        top = tf.math.top_k(sims, k)
+        names = tf.where(known[:, None], tf.gather(self.words, top.indices), "")
+        return {"neighbors": names, "similarities": top.values * tf.cast(known, tf.float32)[:, None],
+                "in_vocabulary": known}
+
+
+def write_word2vec_text(path, vectors, vocabulary):
+    """The word2vec text format: a 'count dim' line, then 'word v1 ... vD' per word (gensim's
+    KeyedVectors.load_word2vec_format reads it)."""
+    row = " ".join(["%.6f"] * vectors.shape[1])
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{len(vocabulary)} {vectors.shape[1]}\n")
+        for word, vector in zip(vocabulary, vectors.astype(np.float64)):
+            f.write(word + " " + row % tuple(vector) + "\n")
+
+
+def write_projector_files(directory, vectors, vocabulary):
+    """vectors.tsv and metadata.tsv, the files the TensorBoard Embedding Projector loads."""
+    directory = Path(directory)
+    np.savetxt(directory / "vectors.tsv", vectors, fmt="%.6f", delimiter="\t")
+    (directory / "metadata.tsv").write_text("".join(w + "\n" for w in vocabulary), encoding="utf-8")

@@ -1,0 +1,203 @@
+"""Text corpora: files, folders or a tfds set, streamed line by line, standardised and counted with
+graph ops, then written once as a file of int32 word ids that every epoch streams again.
+
+A line is a sentence (context windows never cross lines). Standardisation lower-cases (Unicode)
+and turns every run of characters that are not letters or digits into a space, so "Fellow-Citizens"
+gives "fellow citizens" and "nation's" gives "nation s". The id file drops out-of-vocabulary
+words (as word2vec does, before windows are drawn) and ends every sentence with -1.
+"""
+import codecs
+import dataclasses
+import gzip
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from data.errors import DataError
+from data.tfds_sets import open_tfds
+
+SENTENCE_END = -1
+_LINES_PER_BATCH = 256
+
+
+def corpus_files(path):
+    """The text files of a file or folder (recursively, hidden files skipped), sorted."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"text corpus not found: {p}")
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not any(
+        part.startswith(".") for part in f.relative_to(p).parts))
+    if not files:
+        raise DataError(f"text corpus folder {p} holds no files")
+    return files
+
+
+def _open(path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def check_utf8(files, block=1 << 20):
+    """Raise DataError naming the file and line of the first bytes that are not UTF-8 (C-speed decode)."""
+    for path in files:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        line = 1
+        try:
+            with _open(path) as f:
+                while chunk := f.read(block):
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as e:
+                        bad, where = chunk[e.start:e.start + 4], line + chunk[:e.start].count(b"\n")
+                        raise DataError(f"{path}: line {where} is not UTF-8 "
+                                        f"(bytes {bad.hex(' ')}); convert the file, e.g. with iconv -t UTF-8") from None
+                    line += chunk.count(b"\n")
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: ends inside a UTF-8 character (truncated file?)") from None
+        except (OSError, EOFError) as e:
+            raise DataError(f"cannot read {path}: {e}") from None
+
+
+def file_lines(files):
+    """A dataset of the lines of `files` (plain or .gz), streamed."""
+    names = [str(f) for f in files]
+    kinds = ["GZIP" if f.suffix == ".gz" else "" for f in files]
+    return tf.data.Dataset.from_tensor_slices((names, kinds)).flat_map(lambda f, k: tf.data.TextLineDataset(f, k))
+
+
+def tfds_lines(name, data_dir, split, text_key):
+    """A dataset of the `text_key` strings of a prepared tfds text set (nothing is downloaded)."""
+    builder = open_tfds(name, data_dir, split)
+    features = builder.info.features
+    if text_key not in features or features[text_key].dtype != tf.string:
+        texts = [k for k in features if features[k].dtype == tf.string]
+        raise DataError(f"tfds data set {name!r} has no text feature {text_key!r}; pass --data.text_key, one of: "
+                        f"{', '.join(texts) or '(none)'}")
+    return builder.as_dataset(split=split).map(lambda example: example[text_key])
+
+
+def standardize(lines):
+    """Lines (string tensor [n]) -> tokens (RaggedTensor [n, None]): lower-case, letters and digits only."""
+    lines = tf.strings.lower(lines, encoding="utf-8")
+    lines = tf.strings.regex_replace(lines, r"[^\p{L}\p{N}]+", " ")
+    return tf.strings.split(tf.strings.strip(lines))
+
+
+def _token_batches(lines):
+    return lines.batch(_LINES_PER_BATCH).map(standardize, num_parallel_calls=2, deterministic=True)
+
+
+def count_words(lines):
+    """{word: count} of a dataset of lines, counted in a graph hash table; also the number of lines."""
+    table = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+    n_lines = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def count(batches):
+        for tokens in batches:
+            words, _, counts = tf.unique_with_counts(tokens.flat_values, out_idx=tf.int64)
+            table.insert(words, table.lookup(words) + counts)
+            n_lines.assign_add(tokens.nrows())
+
+    try:
+        count(_token_batches(lines))
+    except tf.errors.OpError as e:
+        raise DataError(f"cannot read the corpus: {e.message.splitlines()[0]}") from None
+    words, counts = table.export()
+    return dict(zip((w.decode() for w in words.numpy()), counts.numpy().tolist())), int(n_lines.numpy())
+
+
+def make_vocabulary(counts, min_count, max_size):
+    """Words with at least `min_count` occurrences, most frequent first (ties alphabetical), at most `max_size`."""
+    kept = sorted(((c, w) for w, c in counts.items() if c >= min_count), key=lambda cw: (-cw[0], cw[1]))
+    if max_size:
+        kept = kept[:max_size]
+    return [w for _, w in kept], np.array([c for c, _ in kept], np.int64)
+
+
+def write_ids(lines, vocabulary, path):
+    """Write the corpus as int32 ids (out-of-vocabulary words dropped, -1 after every sentence); returns
+    the number of words written."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(vocabulary), tf.range(len(vocabulary), dtype=tf.int32)),
+        default_value=-2)
+
+    def to_ids(tokens):
+        ids = tf.ragged.map_flat_values(table.lookup, tokens)
+        ids = tf.ragged.boolean_mask(ids, ids >= 0)
+        ends = tf.fill([ids.nrows(), 1], SENTENCE_END)
+        return tf.concat([ids, ends], axis=1).flat_values
+
+    words = 0
+    tmp = Path(path).with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for ids in _token_batches(lines).map(to_ids).as_numpy_iterator():
+            f.write(ids.astype("<i4").tobytes())
+            words += int((ids >= 0).sum())
+    tmp.replace(path)
+    return words
+
+
+EMBEDDED_CORPUS = Path(__file__).parent / "embedded" / "sotu_1961_2021.txt.gz"
+
+
+@dataclasses.dataclass
+class Corpus:
+    """A counted corpus: the vocabulary (most frequent first), its counts and the id file."""
+
+    vocabulary: list
+    counts: np.ndarray
+    ids_path: Path
+    lines: int
+    words: int  # every token of the corpus
+    kept_words: int  # tokens of vocabulary words
+
+
+def corpus_lines(cfg):
+    """The lines of the corpus a TextDataConfig names, and a name for messages."""
+    if cfg.source == "sotu":
+        return file_lines([EMBEDDED_CORPUS]), "the embedded SOTU corpus"
+    if cfg.source == "files":
+        if not cfg.path:
+            raise DataError("--data.source files needs --data.path FILE_OR_FOLDER")
+        files = corpus_files(cfg.path)
+        check_utf8(files)
+        return file_lines(files), str(cfg.path)
+    if cfg.source == "tfds":
+        if not cfg.tfds_name:
+            raise DataError("--data.source tfds needs --data.tfds_name NAME (and --data.data_dir DIR)")
+        return tfds_lines(cfg.tfds_name, cfg.data_dir, cfg.tfds_split, cfg.text_key), f"tfds {cfg.tfds_name}"
+    raise DataError(f"unknown text source {cfg.source!r}")
+
+
+def prepare_corpus(cfg, directory):
+    """Count the corpus, build the vocabulary and write `directory`/ids.bin and vocabulary.tsv."""
+    lines, name = corpus_lines(cfg)
+    counts, n_lines = count_words(lines)
+    words = sum(counts.values())
+    if not words:
+        raise DataError(f"{name} holds no words ({n_lines} lines, none with a letter or digit)")
+    vocabulary, kept = make_vocabulary(counts, cfg.min_count, cfg.max_vocab)
+    if not vocabulary:
+        top = max(counts, key=counts.get)
+        raise DataError(f"no word of {name} occurs --data.min_count {cfg.min_count} times ({len(counts)} distinct "
+                        f"words, the most frequent, {top!r}, {counts[top]} times); lower --data.min_count")
+    if kept.sum() <= cfg.window:
+        raise DataError(f"{name} has {int(kept.sum())} words of the vocabulary, fewer than the window "
+                        f"(--data.window {cfg.window}) needs; use a longer corpus or a smaller window")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_ids(lines, vocabulary, directory / "ids.bin")
+    write_vocabulary(directory / "vocabulary.tsv", vocabulary, kept)
+    return Corpus(vocabulary, kept, directory / "ids.bin", n_lines, words, int(kept.sum()))
+
+
+def write_vocabulary(path, vocabulary, counts):
+    Path(path).write_text("".join(f"{w}\t{c}\n" for w, c in zip(vocabulary, counts)), encoding="utf-8")
+
+
+def read_vocabulary(path):
+    """(words, counts) of a vocabulary.tsv."""
+    rows = [line.split("\t") for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [w for w, _ in rows], np.array([int(c) for _, c in rows], np.int64)

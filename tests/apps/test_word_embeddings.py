@@ -1,0 +1,143 @@
+"""Word-embeddings app end to end on a planted corpus (words that share contexts must end up
+nearest neighbours), the export round trip, analogies and similarity on hand-made vectors, and
+the errors a user can meet."""
+import json
+
+import numpy as np
+import pytest
+
+from apps.word_embeddings.evaluation import analogy_accuracy, rank, spearman, wordsim_spearman
+from tests.conftest import run_cli
+
+GROUPS = {"animals": (["cat", "dog", "horse", "cow"], ["eats", "runs", "barks", "sleeps", "farm"]),
+          "colours": (["red", "blue", "green", "yellow"], ["paint", "bright", "shade", "dark", "wall"]),
+          "cities": (["paris", "london", "rome", "berlin"], ["travel", "capital", "visit", "flight", "city"])}
+PLANTED = [w for words, _ in GROUPS.values() for w in words]
+TINY = ["--epochs", "4", "--batch_size", "2000", "--data.min_count", "1", "--model.dim", "16",
+        "--learning_rate", "0.05", "--verbose", "line"]
+
+
+def write_planted_corpus(path, sentences=3000, seed=0):
+    """Sentences of one planted word among four context words of its group."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(sentences):
+        words, contexts = list(GROUPS.values())[rng.integers(3)]
+        sentence = list(rng.choice(contexts, 4, replace=False)) + [words[rng.integers(4)]]
+        rng.shuffle(sentence)
+        lines.append(" ".join(sentence))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("words")
+    corpus = write_planted_corpus(root / "planted.txt")
+    run = root / "run"
+    run_cli("word_embeddings", "train", "--run_dir", run, "--data.source", "files", "--data.path", corpus, *TINY)
+    return run
+
+
+def _group_of(word):
+    return next(name for name, (words, _) in GROUPS.items() if word in words)
+
+
+def test_words_that_share_contexts_become_neighbours(trained):
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+    from apps.word_embeddings.app import WordEmbeddingsApp
+    from apps.word_embeddings.model import normalized
+
+    app = WordEmbeddingsApp(load_saved_config(WordEmbeddingsApp.Config, trained / "config.json"))
+    model = runner.load_trained(app)
+    index = {w: i for i, w in enumerate(app.vocabulary)}
+    unit = normalized(model.vectors.numpy()[[index[w] for w in PLANTED]])
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    for i, word in enumerate(PLANTED):
+        top3 = [PLANTED[j] for j in np.argsort(-sims[i])[:3]]
+        assert {_group_of(w) for w in top3} == {_group_of(word)}, (word, top3)
+
+
+def test_training_wrote_curves_vocabulary_and_checkpoints(trained):
+    assert (trained / "learning_curves.png").stat().st_size > 0
+    assert (trained / "corpus" / "vocabulary.tsv").read_text().count("\n") == 27
+    assert list((trained / "checkpoints").glob("ckpt-*.index"))
+    assert json.loads((trained / "state.json").read_text())["words"] == 15000
+
+
+def test_evaluate_predict_and_export(trained, tmp_path):
+    run_cli("word_embeddings", "evaluate", "--run_dir", trained, "--queries", "cat,red,nowhere")
+    metrics = json.loads((trained / "eval" / "metrics.json").read_text())
+    assert metrics["analogy"]["questions"] == 19544 and metrics["analogy_coverage"] == 0  # no SOTU words here
+    assert set(metrics["neighbours"]) == {"cat", "red"}
+    assert (trained / "eval" / "neighbours.png").stat().st_size > 0
+
+    out = run_cli("word_embeddings", "predict", "cat", "Paris - capital + paint", "unicorn", "--run_dir", trained).stdout
+    lines = {line.split(":")[0]: line for line in out.splitlines() if ":" in line}
+    assert _group_of(lines["cat"].split(": ")[1].split(" (")[0]) == "animals" or "eats" in lines["cat"]
+    assert "unicorn: not in the vocabulary (27 words): unicorn" in out
+    assert "Paris - capital + paint: " in out
+
+    run_cli("word_embeddings", "export", "--run_dir", trained, "--export_dir", tmp_path)
+    version = tmp_path / "1"
+    header, *rows = (version / "vectors.txt").read_text().splitlines()
+    assert header == "27 16" and len(rows) == 27 and len(rows[0].split()) == 17
+    assert len((version / "vectors.tsv").read_text().splitlines()) == 27
+    words = (version / "metadata.tsv").read_text().splitlines()
+    assert len(words) == 27 and "cat" in words
+
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(version))
+    got = loaded.signatures["serving_default"](words=tf.constant(["CAT", "unicorn", "dog"]))
+    assert got["in_vocabulary"].numpy().tolist() == [True, False, True]
+    np.testing.assert_array_equal(got["vectors"].numpy()[1], np.zeros(16))  # out of vocabulary: zeros, flagged
+    vectors_txt = {r.split()[0]: np.array(r.split()[1:], float) for r in rows}
+    np.testing.assert_allclose(got["vectors"].numpy()[0], vectors_txt["cat"], atol=1e-5)
+    near = loaded.signatures["neighbors"](words=tf.constant(["paris", "unicorn"]), k=tf.constant(3))
+    names = [[w.decode() for w in row] for row in near["neighbors"].numpy()]
+    assert "paris" not in names[0] and len(names[0]) == 3
+    assert names[1] == ["", "", ""] and near["similarities"].numpy()[1].tolist() == [0, 0, 0]
+
+
+def test_analogies_on_hand_made_vectors():
+    vocabulary = ["king", "queen", "man", "woman", "apple"]
+    vectors = np.array([[1, 1, 0], [1, -1, 0], [0, 1, 0.1], [0, -1, 0.1], [0, 0, 1]], np.float32)
+    sections = {"family": [("man", "woman", "king", "queen"), ("man", "king", "woman", "apple")],
+                "unseen": [("man", "woman", "prince", "princess")]}
+    report = analogy_accuracy(vectors, vocabulary, sections, restrict=5)
+    assert report["seen"] == 2 and report["coverage"] == pytest.approx(2 / 3)
+    assert report["3cosadd"] == 0.5 and report["3cosmul"] == 0.5
+    assert report["sections"]["unseen"]["seen"] == 0
+    assert analogy_accuracy(vectors, vocabulary, sections, restrict=3)["seen"] == 0  # 'woman' is 4th
+
+
+def test_spearman_with_ties_and_wordsim_coverage():
+    assert rank([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)  # scipy.stats.spearmanr
+    vectors = np.array([[1, 0], [1, 0.1], [0, 1], [-1, 0]], np.float32)
+    pairs = [("a", "b", 9.0), ("a", "c", 5.0), ("a", "d", 1.0), ("a", "zzz", 3.0)]
+    report = wordsim_spearman(vectors, ["a", "b", "c", "d"], pairs)
+    assert report["seen"] == 3 and report["coverage"] == 0.75 and report["spearman"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--clipnorm", "1"], "plain sparse SGD; --clipnorm cannot apply"),
+    (["--optimizer", "adam"], "config key 'optimizer' must be one of sgd; got 'adam'"),
+    (["--strategy", "mirrored"], "trains on one device"),
+    (["--data.source", "files", "--data.path", "no/such/corpus"], "text corpus not found: no/such/corpus"),
+])
+def test_user_errors_are_one_line(flags, message, tmp_path):
+    proc = run_cli("word_embeddings", "train", "--run_dir", tmp_path / "run", *flags, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_non_utf8_corpus_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"good words here\n\xff\xfe broken\n")
+    proc = run_cli("word_embeddings", "train", "--run_dir", tmp_path / "run", "--data.source", "files", "--data.path", bad,
+                   check=False)
+    assert proc.returncode == 2 and "bad.txt: line 2 is not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
