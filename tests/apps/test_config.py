@@ -42,7 +42,10 @@ def test_config_files(tmp_path):
 
 
 def test_cli_help_list_and_one_line_errors(tmp_path):
-    assert run_cli("list").stdout.split() == ["image_classification"]
+    from apps.core.registry import list_apps
+
+    assert run_cli("list").stdout.split() == list_apps()
+    assert {"image_classification", "object_detection", "word_embeddings"} <= set(list_apps())
     help_text = " ".join(run_cli("image_classification", "train", "--help").stdout.split())
     assert "--data.source" in help_text and "(default: 'fashion_mnist')" in help_text and "--model.arch" in help_text
     for args, message in [

@@ -141,3 +141,40 @@ def test_non_utf8_corpus_is_a_one_line_error(tmp_path):
     proc = run_cli("word_embeddings", "train", "--run_dir", tmp_path / "run", "--data.source", "files", "--data.path", bad,
                    check=False)
     assert proc.returncode == 2 and "bad.txt: line 2 is not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_mid_training_then_resume_equals_uninterrupted(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import tensorflow as tf
+
+    from tests.conftest import ROOT
+
+    corpus = write_planted_corpus(tmp_path / "planted.txt")
+    flags = ["--data.source", "files", "--data.path", str(corpus), *TINY, "--deterministic", "true", "--seed", "3"]
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "apps", "word_embeddings", "train", "--run_dir", str(killed), *flags,
+            "--checkpoint_every_steps", "1"]
+    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not tf.train.latest_checkpoint(str(killed / "checkpoints")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli("word_embeddings", "train", "--run_dir", killed, *flags, "--checkpoint_every_steps", "1")
+    assert "resuming from epoch" in resumed.stdout
+    run_cli("word_embeddings", "train", "--run_dir", tmp_path / "clean", *flags)
+
+    import keras
+
+    a, b = (keras.saving.load_model(d / "model.keras", compile=False) for d in (killed, tmp_path / "clean"))
+    np.testing.assert_array_equal(a.vectors.numpy(), b.vectors.numpy())
+    np.testing.assert_array_equal(a.context_vectors.numpy(), b.context_vectors.numpy())

@@ -1,0 +1,126 @@
+"""Benchmark: this app's skip-gram against gensim's Word2Vec on the full SOTU corpus, same settings.
+
+    .venv/bin/pip install gensim==4.4.0        # the peer (not a dependency of the suite)
+    .venv/bin/python bench/word_embeddings.py --trials 3
+
+Both train on the same token stream: the app's standardisation and vocabulary (min count 5) turn
+../shared/data/text/sotu into sentences (one per line, in-vocabulary words only), and gensim gets
+those sentences. Settings: dimension 100, window 5, 5 negatives, sample 1e-3, 5 epochs, learning
+rate 0.025 -> 0.0001, skip-gram, 2 threads/workers. Words/second = in-vocabulary corpus words x
+epochs / training wall time (vocabulary building excluded for both), best of --trials runs,
+alternating app and gensim so both see the same machine. Quality: analogy accuracy (3CosAdd,
+3CosMul, questions within the 30,000 most frequent words) and WordSim-353 Spearman, computed by
+the app's evaluator for both (gensim's own analogy score printed as a cross-check).
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import apps  # noqa: E402,F401  (sets TensorFlow's environment before it is imported)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+SETTINGS = {"dim": 100, "window": 5, "negatives": 5, "min_count": 5, "sample": 1e-3, "epochs": 5, "alpha": 0.025,
+            "min_alpha": 0.0001}
+
+
+def quality(vectors, vocabulary):
+    from apps.word_embeddings.app import EVAL_DIR
+    from apps.word_embeddings.evaluation import analogy_accuracy, read_analogies, read_wordsim, wordsim_spearman
+
+    analogy = analogy_accuracy(vectors, vocabulary, read_analogies(EVAL_DIR / "questions-words.txt"), 30000)
+    wordsim = wordsim_spearman(vectors, vocabulary, read_wordsim(EVAL_DIR / "wordsim353.tsv"))
+    return {"analogy_3cosadd": round(analogy["3cosadd"], 4), "analogy_3cosmul": round(analogy["3cosmul"], 4),
+            "analogy_coverage": round(analogy["coverage"], 4), "wordsim353_spearman": round(wordsim["spearman"], 4),
+            "wordsim353_pairs": wordsim["seen"]}
+
+
+class TrainTimer(keras.callbacks.Callback):
+    """Wall time from on_train_begin to on_train_end, summed over fit() calls."""
+
+    seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds += time.perf_counter() - self._start
+
+
+def run_app(corpus_dir, seed, extra):
+    from apps.core import runner
+    from apps.core.config import apply_overrides
+    from apps.word_embeddings.app import WordEmbeddingsApp
+
+    out = Path(tempfile.mkdtemp(prefix="bench-words-"))
+    s = SETTINGS
+    flags = {"run_dir": str(out), "verbose": "line", "seed": seed, "data.source": "files", "data.path": str(corpus_dir),
+             "model.dim": s["dim"], "data.window": s["window"], "data.negatives": s["negatives"],
+             "data.min_count": s["min_count"], "data.sample": s["sample"], "epochs": s["epochs"],
+             "learning_rate": s["alpha"], "min_learning_rate": s["min_alpha"], **extra}
+    app = WordEmbeddingsApp(apply_overrides(WordEmbeddingsApp.Config(), flags))
+    timer = TrainTimer()
+    model = runner.train(app, extra_callbacks=[timer])
+    words = app.corpus.kept_words * s["epochs"]
+    return {"words_per_second": round(words / timer.seconds), "train_seconds": round(timer.seconds, 1),
+            **quality(model.vectors.numpy(), app.vocabulary)}
+
+
+def run_gensim(sentences, vocabulary, seed):
+    from apps.word_embeddings.app import EVAL_DIR
+    from gensim.models import Word2Vec
+
+    s = SETTINGS
+    model = Word2Vec(vector_size=s["dim"], window=s["window"], negative=s["negatives"], min_count=s["min_count"],
+                     sample=s["sample"], sg=1, workers=2, seed=seed, alpha=s["alpha"], min_alpha=s["min_alpha"])
+    model.build_vocab(sentences)
+    start = time.perf_counter()
+    model.train(sentences, total_examples=len(sentences), epochs=s["epochs"])
+    seconds = time.perf_counter() - start
+    words = sum(len(x) for x in sentences) * s["epochs"]
+    vectors = np.stack([model.wv[w] for w in vocabulary])
+    own = model.wv.evaluate_word_analogies(str(EVAL_DIR / "questions-words.txt"), restrict_vocab=30000)[0]
+    return {"words_per_second": round(words / seconds), "train_seconds": round(seconds, 1),
+            **quality(vectors, vocabulary), "gensim_own_analogy": round(own, 4)}
+
+
+def main():
+    from bench.common import SHARED
+    from data.skipgram_pipeline import TextDataConfig
+    from data.text_corpus import prepare_corpus
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--corpus", default=str(SHARED / "text" / "sotu"))
+    p.add_argument("--app_flags", default="{}", help="JSON of extra app flags, e.g. '{\"batch_size\": 10000}'")
+    args = p.parse_args()
+
+    corpus = prepare_corpus(TextDataConfig(source="files", path=args.corpus, min_count=SETTINGS["min_count"]),
+                            Path(tempfile.mkdtemp(prefix="bench-corpus-")))
+    ids = np.fromfile(corpus.ids_path, "<i4")
+    ends = np.flatnonzero(ids < 0)
+    words = np.array(corpus.vocabulary, dtype=object)
+    sentences = [list(words[chunk]) for chunk in np.split(ids, ends + 1) if (chunk := chunk[chunk >= 0]).size]
+    print(f"corpus: {corpus.words:,} words, {corpus.kept_words:,} in a vocabulary of {len(corpus.vocabulary):,}, "
+          f"{len(sentences)} sentences", flush=True)
+    results = {"app": [], "gensim": []}
+    for trial in range(args.trials):
+        results["app"].append(run_app(args.corpus, trial, json.loads(args.app_flags)))
+        print("app", results["app"][-1], flush=True)
+        results["gensim"].append(run_gensim(sentences, corpus.vocabulary, trial))
+        print("gensim", results["gensim"][-1], flush=True)
+    best = {k: max(v, key=lambda r: r["words_per_second"]) for k, v in results.items()}
+    summary = {"settings": SETTINGS, "corpus_words": corpus.words, "kept_words": corpus.kept_words,
+               "vocabulary": len(corpus.vocabulary), "trials": results,
+               "speed_ratio_best": round(best["app"]["words_per_second"] / best["gensim"]["words_per_second"], 3),
+               "mean": {k: {m: round(float(np.mean([r[m] for r in v])), 4) for m in v[0] if m != "gensim_own_analogy"}
+                        for k, v in results.items()}}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
