@@ -104,7 +104,7 @@ def main():
     ids = np.fromfile(corpus.ids_path, "<i4")
     ends = np.flatnonzero(ids < 0)
     words = np.array(corpus.vocabulary, dtype=object)
-    sentences = [list(words[chunk]) for chunk in np.split(ids, ends + 1) if (chunk := chunk[chunk >= 0]).size]
+    sentences = [list(words[kept]) for chunk in np.split(ids, ends + 1) if (kept := chunk[chunk >= 0]).size]
     print(f"corpus: {corpus.words:,} words, {corpus.kept_words:,} in a vocabulary of {len(corpus.vocabulary):,}, "
           f"{len(sentences)} sentences", flush=True)
     results = {"app": [], "gensim": []}

@@ -53,6 +53,11 @@ class App:
         """A tf.Module whose `serve` signature takes raw bytes/strings and returns task outputs."""
         raise NotImplementedError
 
+    def updates_per_epoch(self, steps_per_epoch):
+        """Optimizer updates per epoch, which the learning-rate schedule counts: one per batch unless a
+        train_step makes several (word_embeddings runs several SGD steps per call)."""
+        return steps_per_epoch
+
     def extra_signatures(self, module):
         """Signatures exported beside `serving_default` (name -> concrete function)."""
         return {}

@@ -96,7 +96,8 @@ def train(app, extra_callbacks=()):
         with strategy.scope():
             if phase.prepare:
                 phase.prepare(model)
-            model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, phase.lr_factor), **app.compile_defaults())
+            model.compile(optimizer=make_optimizer(cfg, app.updates_per_epoch(steps_per_epoch), phase.lr_factor),
+                          **app.compile_defaults())
             model.optimizer.build(model.trainable_variables)
             state.attach(model, f"optimizer_{index}_{phase.name}_{cfg.optimizer}")
         if finished:  # nothing left to train: the restored model is saved again below

@@ -21,7 +21,7 @@ from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_ana
 from apps.word_embeddings.model import WordEmbeddings
 from apps.word_embeddings.pictures import plot_neighbourhoods
 from apps.word_embeddings.serving import EmbeddingServing, write_projector_files, write_word2vec_text
-from data.skipgram_pipeline import train_epoch
+from data.skipgram_pipeline import chunk_count, train_epoch
 from data.text_corpus import prepare_corpus, read_vocabulary, standardize
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "data" / "embedded" / "word_eval"
@@ -69,7 +69,10 @@ class WordEmbeddingsApp(App):
         if split != "train":
             return None  # no held-out text: evaluation is analogies and similarities
         c, cfg = self.corpus, self.config
-        return train_epoch(c.ids_path, c.counts, cfg.data, cfg.batch_size, cfg.seed, epoch)
+        return train_epoch(c.ids_path, c.counts, cfg.data, cfg.batch_size, cfg.seed, epoch, cfg.chunks_per_call)
+
+    def updates_per_epoch(self, steps_per_epoch):
+        return chunk_count(self.corpus.ids_path, self.config.batch_size)  # one SGD step per chunk
 
     def compile_defaults(self):
         return {}  # the loss lives in WordEmbeddings.train_step

@@ -40,16 +40,32 @@ class WordEmbeddings(keras.Model):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "dim": self.dim,
                 "cbow": self.cbow, "trust": self.trust, "seed": self.seed}
 
-    def steps(self, batch, lr):
+    def steps(self, buckets, lr):
         """The loss summed over the scored pairs, their number, and the SGD steps (lr * gradient,
-        damped, see `_step_sizes`) as (ids, rows) for the word vectors and for the context vectors."""
+        damped, see `_row_step_sizes`) as lists of (ids, rows) for the word vectors and for the
+        context vectors, one entry per bucket of groups."""
+        scored = [self._score(bucket) for bucket in buckets]
+        sizes = {}
+        for side in ("in", "out"):  # a row's curvature is summed over every bucket before any step
+            per_row = tf.add_n([tf.math.unsorted_segment_sum(tf.reshape(s["curv_" + side], [-1]),
+                                                             tf.reshape(s["ids_" + side], [-1]), self.vocabulary_size)
+                                for s in scored])
+            sizes[side] = _row_step_sizes(per_row, lr, self.trust)
+        steps_in, steps_out = [], []
+        for s in scored:
+            step_in, step_out = s["steps"](tf.gather(sizes["in"], s["ids_in"]), tf.gather(sizes["out"], s["ids_out"]))
+            steps_in.append((s["ids_in"], step_in))
+            steps_out.append((s["ids_out"], step_out))
+        return tf.add_n([s["loss"] for s in scored]), tf.add_n([s["pairs"] for s in scored]), steps_in, steps_out
+
+    def _score(self, batch):
+        """Logits, loss and curvature of one bucket, and a function from step sizes to its steps."""
         inputs, mask = batch["inputs"], batch["input_mask"]
         outputs, weight = batch["outputs"], batch["output_weight"]
         x_in = tf.gather(self.vectors, inputs)  # [G, M, D]
         x_out = tf.gather(self.context_vectors, outputs)  # [G, 1+k, D]
         label = tf.one_hot(tf.zeros_like(outputs[:, 0]), tf.shape(outputs)[1])  # [G, 1+k]: the positive first
         sq_out = tf.reduce_sum(tf.square(x_out), axis=-1)  # [G, 1+k]
-        size = lambda ids, curvature: _step_sizes(ids, curvature, lr, self.trust, self.vocabulary_size)
         if self.cbow:  # the mean of the window predicts the centre
             count = tf.reduce_sum(mask, axis=1, keepdims=True)
             share = mask / tf.maximum(count, 1.0)  # [G, M]: d h / d x_in
@@ -60,9 +76,12 @@ class WordEmbeddings(keras.Model):
             delta = loss_weight * (p - label)  # d loss / d logits, [G, 1+k]
             bend = loss_weight * p * (1 - p)  # d2 loss / d logits2
             grad_h = tf.einsum("go,god->gd", delta, x_out)
-            step_in = (share * size(inputs, tf.reduce_sum(bend * sq_out, 1, keepdims=True) * tf.square(share)))[:, :, None] * grad_h[:, None, :]
-            step_out = (delta * size(outputs, bend * tf.reduce_sum(tf.square(h), -1, keepdims=True)))[:, :, None] * h[:, None, :]
+            curv_in = tf.reduce_sum(bend * sq_out, 1, keepdims=True) * tf.square(share)
+            curv_out = bend * tf.reduce_sum(tf.square(h), -1, keepdims=True)
             pairs = tf.reduce_sum(tf.cast(count > 0, tf.float32))
+
+            def steps(size_in, size_out):
+                return (share * size_in)[:, :, None] * grad_h[:, None, :], (delta * size_out)[:, :, None] * h[:, None, :]
         else:  # every input word predicts the group's output words
             logits = tf.matmul(x_in, x_out, transpose_b=True)  # [G, M, 1+k]
             loss_weight = mask[:, :, None] * weight[:, None, :]
@@ -70,35 +89,52 @@ class WordEmbeddings(keras.Model):
             p = tf.sigmoid(logits)
             delta = loss_weight * (p - label)
             bend = loss_weight * p * (1 - p)
-            sq_in = tf.reduce_sum(tf.square(x_in), axis=-1)  # [G, M]
-            step_in = tf.matmul(delta * size(inputs, tf.einsum("gmo,go->gm", bend, sq_out))[:, :, None], x_out)
-            step_out = tf.matmul(delta * size(outputs, tf.einsum("gmo,gm->go", bend, sq_in))[:, None, :], x_in, transpose_a=True)
+            curv_in = tf.reduce_sum(bend * sq_out[:, None, :], 2)
+            curv_out = tf.reduce_sum(bend * tf.reduce_sum(tf.square(x_in), axis=-1)[:, :, None], 1)
             pairs = tf.reduce_sum(mask)
+
+            def steps(size_in, size_out):
+                return (tf.matmul(delta * size_in[:, :, None], x_out),
+                        tf.matmul(delta * size_out[:, None, :], x_in, transpose_a=True))
         # sigmoid cross-entropy from logits, summed over the scored pairs
         loss = tf.reduce_sum(loss_weight * (tf.nn.softplus(logits) - label * logits))
-        return loss, pairs, (inputs, step_in), (outputs, step_out)
+        return {"ids_in": inputs, "curv_in": curv_in, "ids_out": outputs, "curv_out": curv_out, "loss": loss,
+                "pairs": pairs, "steps": steps}
+
+    def sgd_step(self, buckets):
+        """One SGD step on one chunk's buckets of groups; returns (loss summed over pairs, pairs)."""
+        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
+        loss, pairs, steps_in, steps_out = self.steps(buckets, lr)
+        for table, updates in ((self.vectors, steps_in), (self.context_vectors, steps_out)):
+            for ids, step in updates:
+                table.value.scatter_sub(tf.IndexedSlices(tf.reshape(step, [-1, self.dim]), tf.reshape(ids, [-1])))
+        self.optimizer.iterations.assign_add(1)
+        return loss, pairs
 
     def train_step(self, batch):
-        lr = tf.cast(self.optimizer.learning_rate, tf.float32)
-        loss, pairs, *updates = self.steps(batch, lr)
-        for table, (ids, step) in zip((self.vectors, self.context_vectors), updates):
-            table.value.scatter_sub(tf.IndexedSlices(tf.reshape(step, [-1, self.dim]), tf.reshape(ids, [-1])))
-        self.optimizer.iterations.assign_add(1)
-        return {"loss": loss / tf.maximum(pairs, 1.0), "pairs": pairs, "learning_rate": lr}
+        """SGD steps on the chunks of a batch (buckets of tensors ragged as [chunks, groups, ...]), one
+        after the other: the same updates as one fit() step per chunk, without Keras' per-step overhead."""
+        def one_chunk(i, loss, pairs):
+            chunk = tf.nest.map_structure(lambda v: v.values[v.row_splits[i]:v.row_splits[i + 1]], batch)
+            chunk_loss, chunk_pairs = self.sgd_step(chunk)
+            return i + 1, loss + chunk_loss, pairs + chunk_pairs
+
+        n = tf.cast(batch[0]["outputs"].nrows(), tf.int32)
+        _, loss, pairs = tf.while_loop(lambda i, *_: i < n, one_chunk, (0, 0.0, 0.0))
+        return {"loss": loss / tf.maximum(pairs, 1.0), "pairs": pairs,
+                "learning_rate": tf.cast(self.optimizer.learning_rate, tf.float32)}
 
 
-def _step_sizes(ids, curvature, lr, trust, vocabulary_size):
-    """The step size of every use of every row: lr, shrunk to trust / curvature where lr * curvature
-    exceeds trust, the curvature being the row's second derivative of the loss summed over its uses
-    in the batch (sigmoid'(x) * |other vector|^2 per use).
+def _row_step_sizes(per_row_curvature, lr, trust):
+    """The step size of every row: lr, shrunk to trust / curvature where lr * curvature exceeds trust,
+    the curvature being the row's second derivative of the loss summed over its uses in the batch
+    (sigmoid'(x) * |other vector|^2 per use).
 
     word2vec's sequential SGD damps a frequent row as it goes (each update lowers the next
     gradient); a batch sums all of a row's stale gradients at once, and frequent rows overshot and
     diverged in steps of 2,000+ words. Rows used a few times, and all rows while the vectors are
-    small, get plain SGD. The curvature is summed into a dense [V] vector: cheap, and no unique()."""
-    per_row = tf.math.unsorted_segment_sum(tf.reshape(curvature, [-1]), tf.reshape(ids, [-1]), vocabulary_size)
-    size = lr * tf.minimum(1.0, trust / tf.maximum(lr * per_row, 1e-12))
-    return tf.gather(size, ids)
+    small, get plain SGD."""
+    return lr * tf.minimum(1.0, trust / tf.maximum(lr * per_row_curvature, 1e-12))
 
 
 def normalized(vectors):

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps.word_embeddings.model import WordEmbeddings, _step_sizes
+from apps.word_embeddings.model import WordEmbeddings, _row_step_sizes
 
 
-def _batch(rng, vocab=12, groups=5, m=4, k=3):
+def _bucket(rng, vocab=12, groups=5, m=4, k=3):
     mask = (rng.random((groups, m)) < 0.7).astype(np.float32)
     mask[:, 0] = 1.0
     outputs = rng.integers(0, vocab, (groups, 1 + k)).astype(np.int32)
@@ -16,6 +16,11 @@ def _batch(rng, vocab=12, groups=5, m=4, k=3):
             "input_mask": tf.constant(mask), "outputs": tf.constant(outputs), "output_weight": tf.constant(weight)}
 
 
+def _batch(rng, vocab=12, groups=5):
+    """A chunk's batch: two buckets of groups, as windows of two widths."""
+    return (_bucket(rng, vocab, groups, m=2), _bucket(rng, vocab, groups + 1, m=4))
+
+
 def _model(cbow, rng, vocab=12, dim=6):
     model = WordEmbeddings(vocab, dim, cbow=cbow, trust=1e9)
     model.vectors.assign(rng.normal(0, 0.5, (vocab, dim)).astype(np.float32))
@@ -23,8 +28,9 @@ def _model(cbow, rng, vocab=12, dim=6):
     return model
 
 
-def _dense(ids, rows, shape):
-    return tf.scatter_nd(tf.reshape(ids, [-1, 1]), tf.reshape(rows, [-1, shape[1]]), shape).numpy()
+def _dense(updates, shape):
+    return sum(tf.scatter_nd(tf.reshape(ids, [-1, 1]), tf.reshape(rows, [-1, shape[1]]), shape).numpy()
+               for ids, rows in updates)
 
 
 @pytest.mark.parametrize("cbow", [False, True])
@@ -34,17 +40,17 @@ def test_steps_equal_autodiff_gradients(cbow):
     with tf.GradientTape() as tape:
         loss, _, _, _ = model.steps(batch, tf.constant(1.0))
     auto = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, [model.vectors.value, model.context_vectors.value])]
-    _, _, (ids_in, step_in), (ids_out, step_out) = model.steps(batch, tf.constant(1.0))
-    np.testing.assert_allclose(_dense(ids_in, step_in, auto[0].shape), auto[0], atol=1e-5)
-    np.testing.assert_allclose(_dense(ids_out, step_out, auto[1].shape), auto[1], atol=1e-5)
+    _, _, steps_in, steps_out = model.steps(batch, tf.constant(1.0))
+    np.testing.assert_allclose(_dense(steps_in, auto[0].shape), auto[0], atol=1e-5)
+    np.testing.assert_allclose(_dense(steps_out, auto[1].shape), auto[1], atol=1e-5)
 
 
 def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     model, batch = _model(False, rng), _batch(rng)
-    _, _, (ids_in, step_in), _ = model.steps(batch, tf.constant(1.0))
-    grad = _dense(ids_in, step_in, (12, 6))
-    row, col, eps = int(batch["inputs"][0, 0]), 2, 1e-2
+    _, _, steps_in, _ = model.steps(batch, tf.constant(1.0))
+    grad = _dense(steps_in, (12, 6))
+    row, col, eps = int(batch[0]["inputs"][0, 0]), 2, 1e-2
     base = model.vectors.numpy()
     losses = []
     for sign in (1, -1):
@@ -57,19 +63,30 @@ def test_gradient_matches_finite_differences():
 
 def test_loss_with_zero_context_vectors_is_log2_per_scored_pair():
     model = WordEmbeddings(10, 4)  # context vectors start at zero: every logit is 0
-    batch = {"inputs": tf.constant([[1, 2, 0]]), "input_mask": tf.constant([[1.0, 1.0, 0.0]]),
-             "outputs": tf.constant([[3, 4, 5]]), "output_weight": tf.constant([[1.0, 1.0, 1.0]])}
+    batch = ({"inputs": tf.constant([[1, 2, 0]]), "input_mask": tf.constant([[1.0, 1.0, 0.0]]),
+              "outputs": tf.constant([[3, 4, 5]]), "output_weight": tf.constant([[1.0, 1.0, 1.0]])},)
     loss, pairs, _, _ = model.steps(batch, tf.constant(0.025))
     assert float(pairs) == 2
     assert float(loss) == pytest.approx(2 * 3 * np.log(2), rel=1e-6)  # 2 pairs x (1 positive + 2 negatives)
 
 
 def test_step_sizes_damp_only_heavily_used_rows():
-    ids = tf.constant([[0, 1, 1, 1]])
-    curvature = tf.constant([[0.5, 10.0, 10.0, 10.0]])  # row 1: 30 in all
-    sizes = _step_sizes(ids, curvature, lr=0.1, trust=1.0, vocabulary_size=3).numpy()
-    assert sizes[0, 0] == pytest.approx(0.1)  # 0.1 * 0.5 <= 1: plain SGD
-    assert sizes[0, 1:] == pytest.approx([1.0 / 30] * 3)  # shrunk so that lr * curvature = trust
+    sizes = _row_step_sizes(tf.constant([0.5, 30.0, 0.0]), lr=0.1, trust=1.0).numpy()
+    assert sizes == pytest.approx([0.1, 1.0 / 30, 0.1])  # 0.1 * 30 > 1: shrunk so that lr * curvature = trust
+
+
+def test_curvature_of_a_row_is_summed_over_every_bucket():
+    model = WordEmbeddings(4, 2, trust=1.0)
+    model.vectors.assign(tf.ones([4, 2]))
+    model.context_vectors.assign(tf.ones([4, 2]))  # logit 2 everywhere
+    bucket = {"inputs": tf.constant([[0]]), "input_mask": tf.constant([[1.0]]), "outputs": tf.constant([[1, 2]]),
+              "output_weight": tf.constant([[1.0, 1.0]])}
+    lr = tf.constant(1.0)
+    p = 1 / (1 + np.exp(-2.0))
+    curvature = 2 * p * (1 - p) * 2  # per use: sigmoid'(2) * |(1, 1)|^2 for each of 2 outputs = 0.42
+    one, two, three = (model.steps((bucket,) * n, lr)[2][0][1].numpy() for n in (1, 2, 3))
+    np.testing.assert_allclose(two, one)  # 2 uses: lr * 0.84 <= 1, plain SGD
+    np.testing.assert_allclose(three, one / (3 * curvature), rtol=1e-5)  # 3 uses: 1.26 > 1, damped
 
 
 def test_train_step_touches_only_the_rows_of_the_batch():
@@ -78,11 +95,28 @@ def test_train_step_touches_only_the_rows_of_the_batch():
     model.compile(optimizer="sgd")
     batch = _batch(rng, vocab=10)  # ids below 10 only
     before = model.vectors.numpy().copy()
-    model.train_step(batch)
+    model.sgd_step(batch)
     after = model.vectors.numpy()
     assert not np.allclose(before[:10], after[:10])
     np.testing.assert_array_equal(before[10:], after[10:])
     assert int(model.optimizer.iterations) == 1
+
+
+def test_train_step_runs_the_chunks_of_a_batch_one_after_the_other():
+    rng = np.random.default_rng(3)
+    chunks = [_batch(rng), _batch(rng, groups=3)]
+    one_by_one, together = _model(False, np.random.default_rng(4)), _model(False, np.random.default_rng(4))
+    for model in (one_by_one, together):
+        model.compile(optimizer=__import__("keras").optimizers.SGD(0.1))
+    for chunk in chunks:
+        one_by_one.sgd_step(chunk)
+    ragged = tuple({k: tf.RaggedTensor.from_row_lengths(tf.concat([c[b][k] for c in chunks], 0),
+                                                        [c[b]["outputs"].shape[0] for c in chunks]) for k in chunks[0][b]}
+                   for b in range(2))
+    logs = together.train_step(ragged)
+    np.testing.assert_allclose(together.vectors.numpy(), one_by_one.vectors.numpy(), atol=1e-6)
+    np.testing.assert_allclose(together.context_vectors.numpy(), one_by_one.context_vectors.numpy(), atol=1e-6)
+    assert int(together.optimizer.iterations) == 2 and float(logs["pairs"]) > 0
 
 
 def test_model_saves_and_reloads(tmp_path):
