@@ -14,6 +14,7 @@ the app's evaluator for both (gensim's own analogy score printed as a cross-chec
 """
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,13 +71,13 @@ def run_app(corpus_dir, seed, extra):
             **quality(model.vectors.numpy(), app.vocabulary)}
 
 
-def run_gensim(sentences, vocabulary, seed):
+def run_gensim(sentences, vocabulary, seed, sg=1):
     from apps.word_embeddings.app import EVAL_DIR
     from gensim.models import Word2Vec
 
     s = SETTINGS
     model = Word2Vec(vector_size=s["dim"], window=s["window"], negative=s["negatives"], min_count=s["min_count"],
-                     sample=s["sample"], sg=1, workers=2, seed=seed, alpha=s["alpha"], min_alpha=s["min_alpha"])
+                     sample=s["sample"], sg=sg, workers=2, seed=seed, alpha=s["alpha"], min_alpha=s["min_alpha"])
     model.build_vocab(sentences)
     start = time.perf_counter()
     model.train(sentences, total_examples=len(sentences), epochs=s["epochs"])
@@ -88,35 +89,60 @@ def run_gensim(sentences, vocabulary, seed):
             **quality(vectors, vocabulary), "gensim_own_analogy": round(own, 4)}
 
 
-def main():
-    from bench.common import SHARED
+def prepared_corpus(path):
+    """The app's vocabulary of `path` and its sentences as word lists (what gensim is given)."""
     from data.skipgram_pipeline import TextDataConfig
     from data.text_corpus import prepare_corpus
+
+    corpus = prepare_corpus(TextDataConfig(source="files", path=path, min_count=SETTINGS["min_count"]),
+                            Path(tempfile.mkdtemp(prefix="bench-corpus-")))
+    ids = np.fromfile(corpus.ids_path, "<i4")
+    words = np.array(corpus.vocabulary, dtype=object)
+    sentences = [list(words[kept]) for chunk in np.split(ids, np.flatnonzero(ids < 0) + 1) if (kept := chunk[chunk >= 0]).size]
+    return corpus, sentences
+
+
+def one_trial(args):
+    """Run one side once in this process and print its figures as the last line."""
+    if args.one == "app":
+        result = run_app(args.corpus, args.seed, {"model.arch": args.arch, **json.loads(args.app_flags)})
+    else:
+        corpus, sentences = prepared_corpus(args.corpus)
+        result = run_gensim(sentences, corpus.vocabulary, args.seed, sg=int(args.arch == "skipgram"))
+    print(json.dumps(result))
+
+
+def main():
+    from bench.common import SHARED
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--corpus", default=str(SHARED / "text" / "sotu"))
     p.add_argument("--app_flags", default="{}", help="JSON of extra app flags, e.g. '{\"batch_size\": 10000}'")
+    p.add_argument("--arch", choices=["skipgram", "cbow"], default="skipgram", help="both sides train this architecture")
+    p.add_argument("--one", choices=["app", "gensim"], help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.one:
+        return one_trial(args)
 
-    corpus = prepare_corpus(TextDataConfig(source="files", path=args.corpus, min_count=SETTINGS["min_count"]),
-                            Path(tempfile.mkdtemp(prefix="bench-corpus-")))
-    ids = np.fromfile(corpus.ids_path, "<i4")
-    ends = np.flatnonzero(ids < 0)
-    words = np.array(corpus.vocabulary, dtype=object)
-    sentences = [list(words[kept]) for chunk in np.split(ids, ends + 1) if (kept := chunk[chunk >= 0]).size]
+    corpus, sentences = prepared_corpus(args.corpus)
     print(f"corpus: {corpus.words:,} words, {corpus.kept_words:,} in a vocabulary of {len(corpus.vocabulary):,}, "
           f"{len(sentences)} sentences", flush=True)
     results = {"app": [], "gensim": []}
-    for trial in range(args.trials):
-        results["app"].append(run_app(args.corpus, trial, json.loads(args.app_flags)))
-        print("app", results["app"][-1], flush=True)
-        results["gensim"].append(run_gensim(sentences, corpus.vocabulary, trial))
-        print("gensim", results["gensim"][-1], flush=True)
+    for trial in range(args.trials):  # alternating, each run in a fresh process: neither inherits the other's threads
+        for side in ("app", "gensim"):
+            proc = subprocess.run([sys.executable, __file__, "--one", side, "--seed", str(trial), "--corpus", args.corpus,
+                                   "--arch", args.arch, "--app_flags", args.app_flags],
+                                  capture_output=True, text=True, check=True)
+            results[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(side, results[side][-1], flush=True)
     best = {k: max(v, key=lambda r: r["words_per_second"]) for k, v in results.items()}
-    summary = {"settings": SETTINGS, "corpus_words": corpus.words, "kept_words": corpus.kept_words,
+    summary = {"settings": {**SETTINGS, "arch": args.arch}, "corpus_words": corpus.words, "kept_words": corpus.kept_words,
                "vocabulary": len(corpus.vocabulary), "trials": results,
                "speed_ratio_best": round(best["app"]["words_per_second"] / best["gensim"]["words_per_second"], 3),
+               "speed_ratio_per_trial": [round(a["words_per_second"] / g["words_per_second"], 3)
+                                         for a, g in zip(results["app"], results["gensim"])],
                "mean": {k: {m: round(float(np.mean([r[m] for r in v])), 4) for m in v[0] if m != "gensim_own_analogy"}
                         for k, v in results.items()}}
     print(json.dumps(summary, indent=2))

@@ -42,7 +42,7 @@ class WordEmbeddings(keras.Model):
 
     def steps(self, buckets, lr):
         """The loss summed over the scored pairs, their number, and the SGD steps (lr * gradient,
-        damped, see `_row_step_sizes`) as lists of (ids, rows) for the word vectors and for the
+        damped, see `_row_step_sizes`; CBOW's word-vector steps follow word2vec, see `_score`) as lists of (ids, rows) for the word vectors and for the
         context vectors, one entry per bucket of groups."""
         scored = [self._score(bucket) for bucket in buckets]
         sizes = {}
@@ -67,6 +67,8 @@ class WordEmbeddings(keras.Model):
         label = tf.one_hot(tf.zeros_like(outputs[:, 0]), tf.shape(outputs)[1])  # [G, 1+k]: the positive first
         sq_out = tf.reduce_sum(tf.square(x_out), axis=-1)  # [G, 1+k]
         if self.cbow:  # the mean of the window predicts the centre
+            # As in word2vec.c and gensim (cbow_mean), every context word gets the whole gradient of
+            # the mean h, not its 1/count share: with the share, word vectors barely left their start.
             count = tf.reduce_sum(mask, axis=1, keepdims=True)
             share = mask / tf.maximum(count, 1.0)  # [G, M]: d h / d x_in
             h = tf.einsum("gmd,gm->gd", x_in, share)
@@ -76,12 +78,12 @@ class WordEmbeddings(keras.Model):
             delta = loss_weight * (p - label)  # d loss / d logits, [G, 1+k]
             bend = loss_weight * p * (1 - p)  # d2 loss / d logits2
             grad_h = tf.einsum("go,god->gd", delta, x_out)
-            curv_in = tf.reduce_sum(bend * sq_out, 1, keepdims=True) * tf.square(share)
+            curv_in = tf.reduce_sum(bend * sq_out, 1, keepdims=True) * share  # along the whole-gradient step
             curv_out = bend * tf.reduce_sum(tf.square(h), -1, keepdims=True)
             pairs = tf.reduce_sum(tf.cast(count > 0, tf.float32))
 
             def steps(size_in, size_out):
-                return (share * size_in)[:, :, None] * grad_h[:, None, :], (delta * size_out)[:, :, None] * h[:, None, :]
+                return (mask * size_in)[:, :, None] * grad_h[:, None, :], (delta * size_out)[:, :, None] * h[:, None, :]
         else:  # every input word predicts the group's output words
             logits = tf.matmul(x_in, x_out, transpose_b=True)  # [G, M, 1+k]
             loss_weight = mask[:, :, None] * weight[:, None, :]
