@@ -12,10 +12,20 @@ from apps.core.errors import UserError
 from apps.word_embeddings.model import normalized
 
 
+def _lines(path, what):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
 def read_analogies(path):
     """{section: [(a, b, c, d), ...]} from a questions-words.txt file (": section" headers)."""
     sections, current = {}, None
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_lines(path, "analogy questions"), 1):
         if line.startswith(":"):
             current = line[1:].strip()
             sections[current] = []
@@ -30,7 +40,7 @@ def read_analogies(path):
 def read_wordsim(path):
     """[(word1, word2, score)] from a WordSim-353 style TSV ('#' comments)."""
     pairs = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_lines(path, "word-similarity"), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")

@@ -178,3 +178,30 @@ def test_kill_9_mid_training_then_resume_equals_uninterrupted(tmp_path):
     a, b = (keras.saving.load_model(d / "model.keras", compile=False) for d in (killed, tmp_path / "clean"))
     np.testing.assert_array_equal(a.vectors.numpy(), b.vectors.numpy())
     np.testing.assert_array_equal(a.context_vectors.numpy(), b.context_vectors.numpy())
+
+
+def test_evaluation_files_errors(tmp_path):
+    from apps.core.errors import UserError
+    from apps.word_embeddings.evaluation import read_analogies, read_wordsim
+
+    with pytest.raises(UserError, match="analogy questions file not found"):
+        read_analogies(tmp_path / "none.txt")
+    (tmp_path / "bad.txt").write_text(": family\nking queen man\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.txt:2: expected ': section' or four words"):
+        read_analogies(tmp_path / "bad.txt")
+    (tmp_path / "bad.tsv").write_text("# header\nking\tqueen\tnot-a-number\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv:2: expected 'word1<TAB>word2<TAB>score'"):
+        read_wordsim(tmp_path / "bad.tsv")
+    (tmp_path / "latin.tsv").write_bytes(b"caf\xe9\tbar\t1.0\n")
+    with pytest.raises(UserError, match="word-similarity file .*latin.tsv is not UTF-8"):
+        read_wordsim(tmp_path / "latin.tsv")
+
+
+def test_predict_query_parsing():
+    from apps.core.errors import UserError
+    from apps.word_embeddings.app import _parse_query
+
+    assert _parse_query("king - man + woman") == [(1, "king"), (-1, "man"), (1, "woman")]
+    assert _parse_query("Paris") == [(1, "Paris")]
+    with pytest.raises(UserError, match="has no word"):
+        _parse_query(" + ")
