@@ -20,17 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import apps  # noqa: E402,F401  (sets TensorFlow's environment before it is imported)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "embedded" / "word_eval"
 
 SETTINGS = {"dim": 100, "window": 5, "negatives": 5, "min_count": 5, "sample": 1e-3, "epochs": 5, "alpha": 0.025,
             "min_alpha": 0.0001}
 
 
 def quality(vectors, vocabulary):
-    from apps.word_embeddings.app import EVAL_DIR
     from apps.word_embeddings.evaluation import analogy_accuracy, read_analogies, read_wordsim, wordsim_spearman
 
     analogy = analogy_accuracy(vectors, vocabulary, read_analogies(EVAL_DIR / "questions-words.txt"), 30000)
@@ -40,19 +39,25 @@ def quality(vectors, vocabulary):
             "wordsim353_pairs": wordsim["seen"]}
 
 
-class TrainTimer(keras.callbacks.Callback):
-    """Wall time from on_train_begin to on_train_end, summed over fit() calls."""
+def train_timer():
+    """A Keras callback timing on_train_begin -> on_train_end (summed over fit() calls), made on demand
+    so that the gensim side never imports TensorFlow."""
+    import keras
 
-    seconds = 0.0
+    class TrainTimer(keras.callbacks.Callback):
+        seconds = 0.0
 
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+        def on_train_begin(self, logs=None):
+            self._start = time.perf_counter()
 
-    def on_train_end(self, logs=None):
-        self.seconds += time.perf_counter() - self._start
+        def on_train_end(self, logs=None):
+            self.seconds += time.perf_counter() - self._start
+
+    return TrainTimer()
 
 
 def run_app(corpus_dir, seed, extra):
+    import apps  # noqa: F401  (sets TensorFlow's environment before it is imported)
     from apps.core import runner
     from apps.core.config import apply_overrides
     from apps.word_embeddings.app import WordEmbeddingsApp
@@ -64,15 +69,15 @@ def run_app(corpus_dir, seed, extra):
              "data.min_count": s["min_count"], "data.sample": s["sample"], "epochs": s["epochs"],
              "learning_rate": s["alpha"], "min_learning_rate": s["min_alpha"], **extra}
     app = WordEmbeddingsApp(apply_overrides(WordEmbeddingsApp.Config(), flags))
-    timer = TrainTimer()
+    timer = train_timer()
     model = runner.train(app, extra_callbacks=[timer])
     words = app.corpus.kept_words * s["epochs"]
     return {"words_per_second": round(words / timer.seconds), "train_seconds": round(timer.seconds, 1),
             **quality(model.vectors.numpy(), app.vocabulary)}
 
 
-def run_gensim(sentences, vocabulary, seed, sg=1):
-    from apps.word_embeddings.app import EVAL_DIR
+def run_gensim(sentences, vocabulary, seed, sg=1, vectors_out=None):
+    """Train gensim (in a process that has not imported TensorFlow) and save its vectors for scoring."""
     from gensim.models import Word2Vec
 
     s = SETTINGS
@@ -83,10 +88,11 @@ def run_gensim(sentences, vocabulary, seed, sg=1):
     model.train(sentences, total_examples=len(sentences), epochs=s["epochs"])
     seconds = time.perf_counter() - start
     words = sum(len(x) for x in sentences) * s["epochs"]
-    vectors = np.stack([model.wv[w] for w in vocabulary])
+    np.save(vectors_out, np.stack([model.wv[w] for w in vocabulary]))
+    assert "tensorflow" not in sys.modules, "the gensim side must run without TensorFlow in its process"
     own = model.wv.evaluate_word_analogies(str(EVAL_DIR / "questions-words.txt"), restrict_vocab=30000)[0]
     return {"words_per_second": round(words / seconds), "train_seconds": round(seconds, 1),
-            **quality(vectors, vocabulary), "gensim_own_analogy": round(own, 4)}
+            "gensim_own_analogy": round(own, 4)}
 
 
 def prepared_corpus(path):
@@ -107,35 +113,45 @@ def one_trial(args):
     if args.one == "app":
         result = run_app(args.corpus, args.seed, {"model.arch": args.arch, **json.loads(args.app_flags)})
     else:
-        corpus, sentences = prepared_corpus(args.corpus)
-        result = run_gensim(sentences, corpus.vocabulary, args.seed, sg=int(args.arch == "skipgram"))
+        folder = Path(args.sentences)
+        vocabulary = (folder / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        sentences = [line.split() for line in (folder / "sentences.txt").read_text(encoding="utf-8").splitlines()]
+        result = run_gensim(sentences, vocabulary, args.seed, sg=int(args.arch == "skipgram"),
+                            vectors_out=folder / f"gensim-{args.seed}.npy")
     print(json.dumps(result))
 
 
 def main():
-    from bench.common import SHARED
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=3)
-    p.add_argument("--corpus", default=str(SHARED / "text" / "sotu"))
+    p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "sotu"))
     p.add_argument("--app_flags", default="{}", help="JSON of extra app flags, e.g. '{\"batch_size\": 10000}'")
     p.add_argument("--arch", choices=["skipgram", "cbow"], default="skipgram", help="both sides train this architecture")
     p.add_argument("--one", choices=["app", "gensim"], help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--sentences", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         return one_trial(args)
 
+    import apps  # noqa: F401  (sets TensorFlow's environment before it is imported)
+
     corpus, sentences = prepared_corpus(args.corpus)
+    folder = Path(tempfile.mkdtemp(prefix="bench-sentences-"))  # what the gensim processes read
+    (folder / "sentences.txt").write_text("".join(" ".join(x) + "\n" for x in sentences), encoding="utf-8")
+    (folder / "vocabulary.txt").write_text("".join(w + "\n" for w in corpus.vocabulary), encoding="utf-8")
     print(f"corpus: {corpus.words:,} words, {corpus.kept_words:,} in a vocabulary of {len(corpus.vocabulary):,}, "
           f"{len(sentences)} sentences", flush=True)
     results = {"app": [], "gensim": []}
     for trial in range(args.trials):  # alternating, each run in a fresh process: neither inherits the other's threads
         for side in ("app", "gensim"):
             proc = subprocess.run([sys.executable, __file__, "--one", side, "--seed", str(trial), "--corpus", args.corpus,
-                                   "--arch", args.arch, "--app_flags", args.app_flags],
+                                   "--arch", args.arch, "--app_flags", args.app_flags, "--sentences", str(folder)],
                                   capture_output=True, text=True, check=True)
-            results[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            if side == "gensim":  # scored here, with the app's evaluator, after gensim's process has ended
+                result.update(quality(np.load(folder / f"gensim-{trial}.npy"), corpus.vocabulary))
+            results[side].append(result)
             print(side, results[side][-1], flush=True)
     best = {k: max(v, key=lambda r: r["words_per_second"]) for k, v in results.items()}
     summary = {"settings": {**SETTINGS, "arch": args.arch}, "corpus_words": corpus.words, "kept_words": corpus.kept_words,
