@@ -1,0 +1,1 @@
+"""Word embeddings: skip-gram / CBOW with negative sampling (see app.py)."""

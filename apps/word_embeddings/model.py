@@ -3,8 +3,9 @@
 The step writes the gradient of the sigmoid cross-entropy out by hand (it is d = sigmoid(x) - label
 for every scored pair) and updates only the rows a batch touches, with scatter-subtract: no dense
 gradient of a [V, D] table, no autodiff tape, no optimizer slots. Losses are summed over pairs, as
-word2vec's per-pair SGD does, and the learning rate comes from the run's schedule (linear decay).
-tests/apps/test_word_embeddings_model.py checks the gradients against autodiff.
+word2vec's per-pair SGD does; a heavily used row's step is damped (`_row_step_sizes`); the learning
+rate comes from the run's schedule (linear decay). tests/apps/test_word_embeddings_model.py checks
+the steps against autodiff.
 """
 import keras
 import numpy as np
@@ -42,8 +43,8 @@ class WordEmbeddings(keras.Model):
 
     def steps(self, buckets, lr):
         """The loss summed over the scored pairs, their number, and the SGD steps (lr * gradient,
-        damped, see `_row_step_sizes`; CBOW's word-vector steps follow word2vec, see `_score`) as lists of (ids, rows) for the word vectors and for the
-        context vectors, one entry per bucket of groups."""
+        damped, see `_row_step_sizes`; CBOW's word-vector steps follow word2vec, see `_score`) as
+        lists of (ids, rows) for the word vectors and for the context vectors, one per bucket."""
         scored = [self._score(bucket) for bucket in buckets]
         sizes = {}
         for side in ("in", "out"):  # a row's curvature is summed over every bucket before any step
