@@ -63,8 +63,10 @@ class WordEmbeddings(keras.Model):
         """Logits, loss and curvature of one bucket, and a function from step sizes to its steps."""
         inputs, mask = batch["inputs"], batch["input_mask"]
         outputs, weight = batch["outputs"], batch["output_weight"]
-        x_in = tf.gather(self.vectors, inputs)  # [G, M, D]
-        x_out = tf.gather(self.context_vectors, outputs)  # [G, 1+k, D]
+        # sparse_read gathers in place; tf.gather(variable) would first copy the whole table, which
+        # TensorFlow does on every read of a variable that sparse updates have touched
+        x_in = self.vectors.value.sparse_read(inputs)  # [G, M, D]
+        x_out = self.context_vectors.value.sparse_read(outputs)  # [G, 1+k, D]
         label = tf.one_hot(tf.zeros_like(outputs[:, 0]), tf.shape(outputs)[1])  # [G, 1+k]: the positive first
         sq_out = tf.reduce_sum(tf.square(x_out), axis=-1)  # [G, 1+k]
         if self.cbow:  # the mean of the window predicts the centre
