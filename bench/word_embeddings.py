@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# data.text_corpus.EMBEDDED_WORD_EVAL, spelled out: the gensim side must not import TensorFlow
 EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "embedded" / "word_eval"
 
 SETTINGS = {"dim": 100, "window": 5, "negatives": 5, "min_count": 5, "sample": 1e-3, "epochs": 5, "alpha": 0.025,

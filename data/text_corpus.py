@@ -140,6 +140,7 @@ def write_ids(lines, vocabulary, path):
 
 
 EMBEDDED_CORPUS = Path(__file__).parent / "embedded" / "sotu_1961_2021.txt.gz"
+EMBEDDED_WORD_EVAL = Path(__file__).parent / "embedded" / "word_eval"  # questions-words.txt, wordsim353.tsv
 
 
 @dataclasses.dataclass

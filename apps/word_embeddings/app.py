@@ -1,14 +1,12 @@
 """The word-embeddings app: skip-gram (or CBOW) with negative sampling, word2vec's recipe.
 
-    python -m apps word_embeddings train                       # embedded SOTU corpus, ~1 min
+    python -m apps word_embeddings train                       # embedded SOTU corpus, ~10 s
     python -m apps word_embeddings evaluate                    # analogies, WordSim-353, neighbours
     python -m apps word_embeddings predict war "king - man + woman"
     python -m apps word_embeddings export                      # SavedModel + word2vec text + projector TSVs
 """
 import re
-from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from apps.core.app import App
@@ -18,13 +16,11 @@ from apps.core.runner import run_dir
 from apps.word_embeddings.config import WordEmbeddingsConfig
 from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_analogies, read_wordsim,
                                              wordsim_spearman)
-from apps.word_embeddings.model import WordEmbeddings
+from apps.word_embeddings.model import WordEmbeddings, normalized
 from apps.word_embeddings.pictures import plot_neighbourhoods
 from apps.word_embeddings.serving import EmbeddingServing, write_projector_files, write_word2vec_text
 from data.skipgram_pipeline import chunk_count, train_epoch
-from data.text_corpus import prepare_corpus, read_vocabulary, standardize
-
-EVAL_DIR = Path(__file__).resolve().parents[2] / "data" / "embedded" / "word_eval"
+from data.text_corpus import EMBEDDED_WORD_EVAL, prepare_corpus, read_vocabulary, standardize
 
 
 @register_app("word_embeddings")
@@ -40,13 +36,12 @@ class WordEmbeddingsApp(App):
         _check_recipe(config)
         self._corpus = None
         self.vocabulary = None
-        self.counts = None
 
     @property
     def corpus(self):
         if self._corpus is None:
             self._corpus = prepare_corpus(self.config.data, run_dir(self) / "corpus")
-            self.vocabulary, self.counts = self._corpus.vocabulary, self._corpus.counts
+            self.vocabulary = self._corpus.vocabulary
             c = self._corpus
             print(f"corpus: {c.lines:,} lines, {c.words:,} words; vocabulary {len(c.vocabulary):,} words "
                   f"(min count {self.config.data.min_count}) covering {c.kept_words:,} words")
@@ -59,7 +54,7 @@ class WordEmbeddingsApp(App):
         path = run_dir(self) / state["vocabulary"]
         if not path.is_file():
             raise UserError(f"the run's vocabulary {path} is missing; train again")
-        self.vocabulary, self.counts = read_vocabulary(path)
+        self.vocabulary, _ = read_vocabulary(path)
 
     def build_model(self):
         m = self.config.model
@@ -80,8 +75,8 @@ class WordEmbeddingsApp(App):
     def evaluate(self, model, out_dir):
         cfg = self.config
         vectors = model.vectors.numpy()
-        analogies = read_analogies(cfg.analogies or EVAL_DIR / "questions-words.txt")
-        wordsim = read_wordsim(cfg.wordsim or EVAL_DIR / "wordsim353.tsv")
+        analogies = read_analogies(cfg.analogies or EMBEDDED_WORD_EVAL / "questions-words.txt")
+        wordsim = read_wordsim(cfg.wordsim or EMBEDDED_WORD_EVAL / "wordsim353.tsv")
         report = {"vocabulary": len(self.vocabulary),
                   "analogy": analogy_accuracy(vectors, self.vocabulary, analogies, cfg.analogy_vocab),
                   "wordsim353": wordsim_spearman(vectors, self.vocabulary, wordsim)}
@@ -89,9 +84,9 @@ class WordEmbeddingsApp(App):
         report["analogy_3cosmul"] = report["analogy"]["3cosmul"]
         report["analogy_coverage"] = report["analogy"]["coverage"]
         report["wordsim353_spearman"] = report["wordsim353"]["spearman"]
-        index = self._index()
+        index, unit = self._index(), normalized(vectors)
         known = [w for w in cfg.queries if w in index]
-        report["neighbours"] = {w: nearest(vectors, self.vocabulary, vectors[index[w]], cfg.top_k + 1)[1:] for w in known}
+        report["neighbours"] = {w: nearest(unit, self.vocabulary, unit[index[w]], cfg.top_k + 1)[1:] for w in known}
         for w, near in report["neighbours"].items():
             print(f"{w}: " + ", ".join(f"{n} ({s:.2f})" for n, s in near))
         if known:
@@ -99,7 +94,7 @@ class WordEmbeddingsApp(App):
         return report
 
     def predict(self, model, inputs):
-        vectors, index = model.vectors.numpy(), self._index()
+        unit, index = normalized(model.vectors.numpy()), self._index()
         records = []
         for text in inputs:
             terms = _parse_query(text)
@@ -108,8 +103,8 @@ class WordEmbeddingsApp(App):
             if missing:
                 records.append(f"{text}: not in the vocabulary ({len(self.vocabulary):,} words): {', '.join(missing)}")
                 continue
-            query = sum(sign * vectors[index[w]] / np.linalg.norm(vectors[index[w]]) for (sign, _), w in zip(terms, words))
-            near = [(n, s) for n, s in nearest(vectors, self.vocabulary, query, self.config.top_k + len(words))
+            query = sum(sign * unit[index[w]] for (sign, _), w in zip(terms, words))
+            near = [(n, s) for n, s in nearest(unit, self.vocabulary, query, self.config.top_k + len(words))
                     if n not in words][:self.config.top_k]
             records.append(f"{text}: " + ", ".join(f"{n} ({s:.3f})" for n, s in near))
         return records

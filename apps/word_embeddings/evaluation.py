@@ -118,9 +118,9 @@ def wordsim_spearman(vectors, vocabulary, pairs):
             "spearman": spearman(cos, [s for _, _, s in known])}
 
 
-def nearest(vectors, vocabulary, query, k=10):
-    """The k words closest (cosine) to the vector `query`, as [(word, similarity)]."""
-    unit = normalized(vectors)
+def nearest(unit, vocabulary, query, k=10):
+    """The k words closest (cosine) to the vector `query`, as [(word, similarity)]; `unit` holds the
+    vectors already normalised (normalise once, not per query)."""
     q = query / max(np.linalg.norm(query), 1e-12)
     sims = unit @ q
     top = np.argsort(-sims)[:k]
