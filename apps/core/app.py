@@ -19,6 +19,7 @@ class App:
     Config = None  # a RunConfig subclass with defaults that run offline
     predict_inputs = "FILE_OR_FOLDER"  # what `predict` takes, for the usage line and its help
     predict_inputs_help = "image files or folders"
+    serving_imports = ()  # modules a process must import before loading the export (custom ops), e.g. tensorflow_text
 
     def __init__(self, config):
         self.config = config

@@ -174,10 +174,12 @@ def add_config_flags(parser, cls):
     for name, tp, f in flat_fields(cls):
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
+        flag = {"nargs": "?", "const": "true"} if _unwrap_optional(tp)[0] is bool else {}  # a bare --flag means true
         parser.add_argument(
             "--" + name,
             dest="cfg:" + name,
             default=argparse.SUPPRESS,
+            **flag,
             metavar="{" + ",".join(map(str, choices)) + "}" if choices else _type_name(tp).upper().replace(" ", "_"),
             help=f"{help_text} (default: {defaults[name]!r})",
         )

@@ -26,6 +26,23 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["warmup_steps"])
 
 
+@keras.saving.register_keras_serializable(package="suite")
+class InverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
+    """peak * sqrt(w / (step + w)), step counted from the end of a w-step warm-up: with the Warmup
+    ramp this is Vaswani et al.'s schedule, min(step / w, sqrt(w / step)) * peak."""
+
+    def __init__(self, peak, warmup_steps):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        w = float(max(self.warmup_steps, 1))
+        return self.peak * keras.ops.sqrt(w / (keras.ops.cast(step, "float32") + w))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
 def learning_rate(cfg, steps_per_epoch, lr_factor=1.0):
     lr = cfg.learning_rate * lr_factor
     s = keras.optimizers.schedules
@@ -41,6 +58,8 @@ def learning_rate(cfg, steps_per_epoch, lr_factor=1.0):
         schedule = s.ExponentialDecay(lr, steps_per_epoch, cfg.decay_rate)
     elif cfg.schedule == "linear":  # word2vec's decay, to min_learning_rate at the last step
         schedule = s.PolynomialDecay(lr, total, cfg.min_learning_rate * lr_factor)
+    elif cfg.schedule == "inverse_sqrt":
+        schedule = InverseSqrt(lr, warmup)
     elif cfg.schedule == "cosine":
         schedule = s.CosineDecay(lr, total)
     else:

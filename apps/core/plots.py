@@ -1,4 +1,4 @@
-"""Pictures every app shares: learning curves (the bias/variance picture)."""
+"""Pictures every app shares: learning curves (the bias/variance picture) and attention maps."""
 import csv
 
 import matplotlib
@@ -38,6 +38,20 @@ def plot_learning_curves(csv_path, png_path):
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_attention(weights, source_pieces, target_pieces, png_path, title=""):
+    """A heat map of attention weights [target, source]: which source pieces each output piece looked at."""
+    fig, ax = plt.subplots(figsize=(max(3, 0.45 * len(source_pieces) + 1.5), max(2.5, 0.4 * len(target_pieces) + 1.2)))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto")
+    ax.set_xticks(range(len(source_pieces)), source_pieces, rotation=60, ha="right")
+    ax.set_yticks(range(len(target_pieces)), target_pieces)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

@@ -5,7 +5,7 @@ from typing import Optional
 from apps.core.config import field
 
 OPTIMIZERS = ["sgd", "rmsprop", "adam", "adamw"]
-SCHEDULES = ["constant", "step", "exponential", "cosine", "linear"]
+SCHEDULES = ["constant", "step", "exponential", "cosine", "linear", "inverse_sqrt"]
 STRATEGIES = ["default", "auto", "mirrored", "multi-worker", "tpu"]
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from apps.core.registry import get_app, list_apps
 from tests.apps.test_object_detection import TINY as DETECTION_TINY
 from tests.conftest import TINY as CLASSIFICATION_TINY
+from tests.apps.test_transformer_translation import TINY as TRANSLATION_TINY
 from tests.apps.test_word_embeddings import TINY as WORDS_TINY
 from tests.conftest import last_line, run_cli
 
@@ -36,11 +37,19 @@ def _planted_words(folder):
     return "cat", {"words": [b"cat", b"unicorn"]}
 
 
+def _word_pairs(folder):
+    from tests.apps.test_transformer_translation import write_word_pairs
+
+    write_word_pairs(folder / "pairs.tsv")
+    return "Two red.", {"sentences": [b"Two red.", b"Nine blue."]}
+
+
 # app -> (tiny training flags, a function preparing a sample in a folder: (predict argument, serving inputs))
 SMOKE = {
     "image_classification": (CLASSIFICATION_TINY, _digit_png),
     "object_detection": (DETECTION_TINY, _scene_png),
     "word_embeddings": (["--data.source", "files", "--data.path", "corpus.txt", *WORDS_TINY], _planted_words),
+    "transformer_translation": (["--data.source", "tsv", "--data.path", "pairs.tsv", *TRANSLATION_TINY], _word_pairs),
 }
 
 
@@ -58,9 +67,11 @@ def test_app_round_trip(name, tmp_path):
     assert json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert sample in run_cli(name, "predict", sample, "--run_dir", run_dir).stdout
     run_cli(name, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
+    imports = "; ".join(f"import {m}" for m in get_app(name).serving_imports)  # e.g. custom ops
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf
+        {imports}
         serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
         out = serve(**{{k: tf.constant(v) for k, v in {serve_inputs!r}.items()}})
         assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"

@@ -1,0 +1,1 @@
+"""Transformer translation: encoder-decoder Transformer, beam search, sacreBLEU (see app.py)."""

@@ -1,0 +1,157 @@
+"""The Transformer translation app: an encoder-decoder Transformer trained on sentence pairs.
+
+    python -m apps transformer_translation train               # embedded English-Spanish pairs
+    python -m apps transformer_translation evaluate            # sacreBLEU, chrF, token accuracy, examples
+    python -m apps transformer_translation predict "I am hungry." --attention
+    python -m apps transformer_translation export              # strings in, translations out
+"""
+import numpy as np
+import sacrebleu
+
+from apps.core.app import App
+from apps.core.errors import UserError
+from apps.core.plots import plot_attention
+from apps.core.registry import register_app
+from apps.core.runner import run_dir
+from apps.transformer_translation.config import TransformerTranslationConfig
+from apps.transformer_translation.model import Transformer
+from apps.transformer_translation.serving import TranslationServing
+from data.subword import EOS, PAD
+from data.translation_corpus import bucketed, load, prepare
+from data.translation_pairs import normalize
+from layers.sequence_loss import MaskedSmoothedCrossEntropy, MaskedTokenAccuracy
+
+
+@register_app("transformer_translation")
+class TransformerTranslationApp(App):
+    """Sentence pairs in; a Transformer that translates, scored with sacreBLEU and chrF."""
+
+    Config = TransformerTranslationConfig
+    predict_inputs = "SENTENCE"
+    predict_inputs_help = 'source sentences, e.g. "I am hungry."'
+    serving_imports = ("tensorflow_text",)  # the SentencePiece ops inside the export
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._prepared = None
+        self._batches = {}
+        self._module = None
+
+    @property
+    def prepared(self):
+        if self._prepared is None:
+            self._prepared = prepare(self.config.data, run_dir(self) / "data", self.config.seed)
+        return self._prepared
+
+    def state(self):
+        p = self.prepared
+        return {"data": "data", "source_vocabulary": len(p.source), "target_vocabulary": len(p.target)}
+
+    def load_state(self, state):
+        self._prepared = load(run_dir(self) / state["data"])
+
+    def _split(self, split):
+        if split not in self._batches:
+            d = self.config.data
+            self._batches[split] = bucketed(self.prepared, split, d.max_length, self.config.batch_size)
+            if split == "train":
+                b = self._batches[split]
+                print(f"train: {b.pairs:,} pairs in {len(b):,} batches of {self.config.batch_size} padded tokens "
+                      f"a side ({b.padding_share():.0%} padding)")
+        return self._batches[split]
+
+    def build_model(self):
+        model = Transformer(len(self.prepared.source), len(self.prepared.target), **vars(self.config.model))
+        dummy = np.full((1, 8), EOS, np.int32)
+        model((dummy, dummy))  # create the weights, which the runner hands to the optimizer
+        return model
+
+    def build_dataset(self, split, epoch=0):
+        name = {"train": "train", "val": "dev", "test": "test"}[split]
+        return self._split(name).dataset(self.config.seed, epoch, shuffle=split == "train")
+
+    def compile_defaults(self):
+        return {"loss": MaskedSmoothedCrossEntropy(self.config.label_smoothing), "metrics": [MaskedTokenAccuracy()],
+                "jit_compile": self.config.jit_compile}
+
+    def _serving(self, model):
+        """The serving module of `model`, made once (its traced graphs are reused)."""
+        if self._module is None or self._module.model is not model:
+            p, cfg = self.prepared, self.config
+            self._module = TranslationServing(model, p.source.proto, p.target.proto, cfg.data.max_length,
+                                              cfg.beam_size, cfg.length_penalty)
+        return self._module
+
+    def _check_lengths(self, sentences):
+        """Warn about (or refuse) sources longer than the model's maximum length."""
+        limit = self.config.data.max_length - 1
+        lengths = [len(ids) for ids in self.prepared.source.encode(normalize(s) for s in sentences)]
+        long_ = [i for i, n in enumerate(lengths) if n > limit]
+        if long_ and self.config.long_inputs == "fail":
+            i = long_[0]
+            raise UserError(f"input {i + 1} has {lengths[i]} subword tokens, more than --data.max_length allows "
+                            f"({limit} + end token): {sentences[i][:60]!r}; shorten it or pass --long_inputs truncate")
+        if long_:
+            print(f"warning: {len(long_)} input(s) longer than {limit} subword tokens are truncated "
+                  f"(first: input {long_[0] + 1}); --long_inputs fail refuses them instead")
+
+    def translate(self, model, sentences):
+        """Translations of `sentences`, in batches of --eval_batch, through the serving module."""
+        module = self._serving(model)
+        self._check_lengths(sentences)
+        out = []
+        for i in range(0, len(sentences), self.config.eval_batch):
+            result = module.serve(np.array(sentences[i:i + self.config.eval_batch], dtype=object))
+            out += [t.decode("utf-8") for t in result["translations"].numpy()]
+        return out
+
+    def evaluate(self, model, out_dir):
+        cfg, test = self.config, self.prepared.splits["test"]
+        sources, references = [s for s, _ in test], [t for _, t in test]
+        hypotheses = self.translate(model, sources)
+        bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
+        bleu = bleu_metric.corpus_score(hypotheses, [references])
+        chrf = chrf_metric.corpus_score(hypotheses, [references])
+        model.compile(loss=MaskedSmoothedCrossEntropy(0.0), metrics=[MaskedTokenAccuracy()])
+        scores = model.evaluate(self.build_dataset("test"), verbose=0, return_dict=True)
+        (out_dir / "translations.tsv").write_text(
+            "source\treference\ttranslation\n" + "".join(f"{s}\t{r}\t{h}\n" for s, r, h in zip(sources, references, hypotheses)),
+            encoding="utf-8")
+        examples = [{"source": s, "reference": r, "translation": h}
+                    for s, r, h in list(zip(sources, references, hypotheses))[:cfg.examples]]
+        for e in examples:
+            print(f"  {e['source']}\n    -> {e['translation']}\n    (reference: {e['reference']})")
+        self._plot_attention(model, sources[:3], out_dir)
+        return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2),
+                "token_accuracy": round(float(scores["token_accuracy"]), 4),
+                "test_cross_entropy": round(float(scores["loss"]), 4), "test_pairs": len(test),
+                "beam_size": cfg.beam_size, "length_penalty": cfg.length_penalty,
+                "bleu_signature": str(bleu_metric.get_signature()), "chrf_signature": str(chrf_metric.get_signature()),
+                "examples": examples}
+
+    def _plot_attention(self, model, sentences, out_dir):
+        result = self._serving(model).attention(np.array(sentences, dtype=object))
+        paths = []
+        for i, sentence in enumerate(sentences):
+            source = [int(t) for t in result["source_ids"][i].numpy() if t != PAD]
+            target = list(result["target_ids"][i].numpy())
+            target = target[:target.index(EOS) + 1] if EOS in target else [t for t in target if t != PAD]
+            weights = result["weights"][i].numpy()[:len(target), :len(source)]
+            path = out_dir / f"attention_{i + 1}.png"
+            plot_attention(weights, self.prepared.source.pieces(source), self.prepared.target.pieces(target), path,
+                           f"{sentence[:50]} -> {result['translations'][i].numpy().decode('utf-8')[:50]}")
+            paths.append(path)
+        return paths
+
+    def predict(self, model, inputs):
+        translations = self.translate(model, list(inputs))
+        records = [f"{s}\t{t}" for s, t in zip(inputs, translations)]
+        if self.config.attention:
+            folder = run_dir(self) / "predict"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = self._plot_attention(model, list(inputs), folder)
+            records.append("attention maps: " + ", ".join(str(p) for p in paths))
+        return records
+
+    def serving_model(self, model):
+        return self._serving(model)

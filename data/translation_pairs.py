@@ -1,0 +1,181 @@
+"""Sentence pairs for translation: read, normalised, deduplicated and split.
+
+Sources: the embedded Anki English-Spanish subset, any Anki-style TSV file (source, tab, target;
+extra columns such as Anki's attribution are ignored), two parallel plain-text files (line i of
+one translates line i of the other), or a prepared tfds translation set (e.g. ted_hrlr_translate/pt_to_en).
+
+Every sentence is Unicode-normalised (NFKC) with whitespace folded to single spaces; case and
+punctuation are kept, since BLEU is scored on the text people read. Exact duplicate pairs are
+dropped. The split is seeded and made by *source sentence*: all pairs that share a source go to
+the same split, so no test source sentence is ever seen in training.
+
+    pairs = read_pairs(TranslationDataConfig())            # the embedded 30,000 pairs
+    splits = split_pairs(pairs, dev_size=500, test_size=2000, seed=0)
+"""
+import dataclasses
+import gzip
+import re
+import unicodedata
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from data.errors import DataError
+from data.fields import field
+from data.text_corpus import check_utf8
+from data.tfds_sets import open_tfds
+
+EMBEDDED_PAIRS = Path(__file__).parent / "embedded" / "spa_eng_30k.tsv.gz"
+_SPACES = re.compile(r"\s+")
+
+
+@dataclasses.dataclass
+class TranslationDataConfig:
+    source: str = field("embedded", "embedded Anki en-es subset, a TSV file, two parallel files, or a tfds set",
+                        ["embedded", "tsv", "parallel", "tfds"])
+    path: Optional[str] = field(None, "tsv: the pairs file; parallel: the source-language file (UTF-8, .gz allowed)")
+    target_path: Optional[str] = field(None, "parallel: the target-language file, line i translating line i of --data.path")
+    tfds_name: Optional[str] = field(None, "tfds translation set, e.g. ted_hrlr_translate/pt_to_en (source tfds)")
+    data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
+    tfds_split: str = field("train", "tfds split whose pairs are read (and then split like any source)")
+    reverse: bool = field(False, "translate the second column (or --data.target_path) into the first")
+    skip_bad_lines: bool = field(False, "skip empty lines and lines without a tab (counted) instead of failing")
+    max_pairs: int = field(0, "use only the first N pairs (0: all)")
+    dev_size: int = field(500, "pairs held out for validation (whole source groups, so about N)")
+    test_size: int = field(1000, "pairs held out for the test (whole source groups, so about N)")
+    vocab_size: int = field(4000, "subword vocabulary per language (SentencePiece unigram)")
+    max_length: int = field(40, "longest sequence in subword tokens (with the end token); longer training pairs are dropped")
+    tokens_per_batch: int = field(4096, "padded tokens per batch and side; rows = tokens_per_batch // bucket length")
+
+
+def normalize(text):
+    """NFKC, whitespace runs -> one space, stripped."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def _open_text(path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _lines(path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"translation file not found: {path}")
+    check_utf8([path])
+    with _open_text(path) as f:
+        lines = f.read().split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the file's final newline
+    return [line.rstrip("\r") for line in lines]
+
+
+def _bad(path, number, what, skip, skipped):
+    if not skip:
+        raise DataError(f"{path}: line {number} {what}; fix the file or pass --data.skip_bad_lines to skip such lines")
+    skipped.append(number)
+
+
+def read_tsv(path, skip_bad_lines=False):
+    """[(first column, second column)] of an Anki-style TSV file; extra columns are ignored."""
+    pairs, skipped = [], []
+    lines = _lines(path)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            _bad(path, number, "is empty", skip_bad_lines, skipped)
+            continue
+        columns = line.split("\t")
+        if len(columns) < 2:
+            _bad(path, number, "has no tab (expected: source<TAB>target)", skip_bad_lines, skipped)
+            continue
+        source, target = normalize(columns[0]), normalize(columns[1])
+        if not source or not target:
+            _bad(path, number, f"has an empty {'source' if not source else 'target'} sentence", skip_bad_lines, skipped)
+            continue
+        pairs.append((source, target))
+    _report_skipped(path, skipped)
+    return pairs
+
+
+def read_parallel(source_path, target_path, skip_bad_lines=False):
+    """[(line i of source_path, line i of target_path)]; the files must have the same number of lines."""
+    sources, targets = _lines(source_path), _lines(target_path)
+    if len(sources) != len(targets):
+        short, long_ = (source_path, target_path) if len(sources) < len(targets) else (target_path, source_path)
+        n = min(len(sources), len(targets))
+        raise DataError(f"parallel files differ in length: {source_path} has {len(sources)} lines, {target_path} has "
+                        f"{len(targets)}; line {n + 1} of {long_} has no partner in {short}")
+    pairs, skipped = [], []
+    for number, (s, t) in enumerate(zip(sources, targets), 1):
+        source, target = normalize(s), normalize(t)
+        if not source or not target:
+            _bad(source_path if not source else target_path, number, "is empty", skip_bad_lines, skipped)
+            continue
+        pairs.append((source, target))
+    _report_skipped(source_path, skipped)
+    return pairs
+
+
+def read_tfds(name, data_dir, split):
+    """Pairs of a prepared tfds translation set, in its supervised (source, target) order."""
+    builder = open_tfds(name, data_dir, split)
+    keys = builder.info.supervised_keys
+    if not keys or len(keys) != 2:
+        raise DataError(f"tfds data set {name!r} has no (source, target) supervised keys: not a translation set")
+    pairs = []
+    for source, target in builder.as_dataset(split=split, as_supervised=True).as_numpy_iterator():
+        source, target = normalize(source.decode("utf-8")), normalize(target.decode("utf-8"))
+        if source and target:
+            pairs.append((source, target))
+    return pairs
+
+
+def _report_skipped(path, skipped):
+    if skipped:
+        print(f"warning: skipped {len(skipped)} bad lines of {path} (first: line {skipped[0]})")
+
+
+def read_pairs(cfg):
+    """The (source, target) pairs the config names, normalised, duplicates dropped, in file order."""
+    if cfg.source == "embedded":
+        pairs = read_tsv(EMBEDDED_PAIRS)
+    elif cfg.source == "tsv":
+        if not cfg.path:
+            raise DataError("--data.source tsv needs --data.path FILE (lines: source<TAB>target)")
+        pairs = read_tsv(cfg.path, cfg.skip_bad_lines)
+    elif cfg.source == "parallel":
+        if not cfg.path or not cfg.target_path:
+            raise DataError("--data.source parallel needs --data.path SOURCE_FILE and --data.target_path TARGET_FILE")
+        pairs = read_parallel(cfg.path, cfg.target_path, cfg.skip_bad_lines)
+    elif cfg.source == "tfds":
+        if not cfg.tfds_name:
+            raise DataError("--data.source tfds needs --data.tfds_name, e.g. ted_hrlr_translate/pt_to_en")
+        pairs = read_tfds(cfg.tfds_name, cfg.data_dir, cfg.tfds_split)
+    else:
+        raise DataError(f"unknown translation source {cfg.source!r}")
+    if cfg.reverse:
+        pairs = [(t, s) for s, t in pairs]
+    pairs = list(dict.fromkeys(pairs))
+    if cfg.max_pairs:
+        pairs = pairs[:cfg.max_pairs]
+    if not pairs:
+        raise DataError(f"no sentence pairs in {cfg.path or cfg.tfds_name or EMBEDDED_PAIRS}")
+    return pairs
+
+
+def split_pairs(pairs, dev_size, test_size, seed):
+    """{"train", "dev", "test"} lists of pairs; whole groups of pairs sharing a source go to one split."""
+    groups = {}
+    for pair in pairs:
+        groups.setdefault(pair[0], []).append(pair)
+    if dev_size + test_size > len(pairs) // 2:
+        raise DataError(f"{len(pairs)} pairs are too few to hold out {dev_size} dev and {test_size} test pairs; "
+                        f"lower --data.dev_size / --data.test_size")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    sources = list(groups)
+    splits = {"test": [], "dev": [], "train": []}
+    for index in order:
+        group = groups[sources[index]]
+        name = "test" if len(splits["test"]) < test_size else "dev" if len(splits["dev"]) < dev_size else "train"
+        splits[name].extend(group)
+    return splits

@@ -1,0 +1,104 @@
+"""The Transformer translation app end to end on a small word-mapping task (train, evaluate, export, reload
+in a clean process, translate), the long-input policy, and its command-line error messages."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import last_line, run_cli
+
+EN = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "blue"]
+ES = ["uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "rojo", "azul"]
+TINY = ["--epochs", "16", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
+        "--data.vocab_size", "300", "--data.max_length", "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128",
+        "--model.encoder_layers", "1", "--model.decoder_layers", "1", "--model.dropout", "0", "--learning_rate", "0.005",
+        "--jit_compile", "false", "--beam_size", "2", "--verbose", "line"]
+
+
+def write_word_pairs(path, n=1500, seed=0):
+    """Sentences of 1-5 words and their word-by-word 'translation': a task a tiny model learns in seconds."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        words = rng.integers(0, len(EN), rng.integers(1, 6))
+        lines.append(" ".join(EN[w] for w in words).capitalize() + ".\t" + " ".join(ES[w] for w in words).capitalize() + ".\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("translation")
+    write_word_pairs(folder / "pairs.tsv")
+    run_cli("transformer_translation", "train", "--run_dir", folder / "run", "--data.source", "tsv",
+            "--data.path", folder / "pairs.tsv", *TINY, cwd=folder)
+    return folder
+
+
+def test_train_evaluate_export_reload_translate(trained):
+    run = trained / "run"
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 17 and (run / "data" / "source.model").is_file() and (run / "learning_curves.png").is_file()
+    run_cli("transformer_translation", "evaluate", "--run_dir", run)
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["bleu"] > 70 and metrics["chrf"] > 80 and metrics["token_accuracy"] > 0.9, metrics
+    assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed") and (run / "eval" / "attention_1.png").is_file()
+    out = run_cli("transformer_translation", "predict", "Two red.", "Nine blue.", "--run_dir", run, "--attention")
+    assert "Two red.\tDos rojo." in out.stdout and "Nine blue.\tNueve azul." in out.stdout
+    assert (run / "predict" / "attention_2.png").is_file()
+    run_cli("transformer_translation", "export", "--run_dir", run, "--export_dir", trained / "exports")
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        import tensorflow_text  # registers the SentencePiece ops
+        serve = tf.saved_model.load({str(trained / "exports" / "1")!r}).signatures["serving_default"]
+        out = serve(sentences=tf.constant(["Two red.", "Nine  blue.", "Two " * 20]))
+        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
+        print(json.dumps([[t.decode() for t in out["translations"].numpy()], out["truncated"].numpy().tolist()]))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    translations, truncated = json.loads(last_line(proc.stdout))
+    assert translations[:2] == ["Dos rojo.", "Nueve azul."] and truncated == [False, False, True]
+
+
+def test_long_inputs_warn_or_fail(trained):
+    run = trained / "run"
+    long_sentence = "One two three four five six seven eight nine ten one two three four five."
+    out = run_cli("transformer_translation", "predict", long_sentence, "--run_dir", run)
+    assert "warning: 1 input(s) longer than 15 subword tokens are truncated (first: input 1)" in out.stdout
+    proc = run_cli("transformer_translation", "predict", "One.", long_sentence, "--run_dir", run, "--long_inputs", "fail",
+                   check=False)
+    assert proc.returncode == 2
+    assert "input 2 has" in proc.stderr and "more than --data.max_length allows" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_resume_with_other_data_flags_is_refused(trained):
+    proc = run_cli("transformer_translation", "train", "--run_dir", trained / "run", "--data.source", "tsv",
+                   "--data.path", trained / "pairs.tsv", *TINY, "--data.vocab_size", "200", check=False, cwd=trained)
+    assert proc.returncode == 2 and "prepared with other data flags" in proc.stderr, proc.stderr[-500:]
+
+
+@pytest.mark.parametrize("lines, flags, message", [
+    ("Go.\tVe.\nHi. Hola.\n", [], "pairs.tsv: line 2 has no tab"),
+    ("Go.\tVe.\n\nHi.\tHola.\n", [], "pairs.tsv: line 2 is empty"),
+    (None, [], "translation file not found"),
+])
+def test_data_errors_are_one_line(tmp_path, lines, flags, message):
+    if lines is not None:
+        (tmp_path / "pairs.tsv").write_text(lines, encoding="utf-8")
+    proc = run_cli("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "tsv",
+                   "--data.path", tmp_path / "pairs.tsv", *flags, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-800:]
+
+
+def test_parallel_files_of_different_lengths_from_the_command_line(tmp_path):
+    (tmp_path / "en.txt").write_text("Go.\nHi.\n", encoding="utf-8")
+    (tmp_path / "es.txt").write_text("Ve.\n", encoding="utf-8")
+    proc = run_cli("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "parallel",
+                   "--data.path", tmp_path / "en.txt", "--data.target_path", tmp_path / "es.txt", check=False)
+    assert proc.returncode == 2 and "line 2 of" in proc.stderr and "has no partner" in proc.stderr

@@ -1,0 +1,132 @@
+"""Reading, normalising, deduplicating and splitting sentence pairs, and every reader's error message."""
+import gzip
+
+import pytest
+
+from data.errors import DataError
+from data.translation_pairs import (EMBEDDED_PAIRS, TranslationDataConfig, normalize, read_pairs, read_parallel,
+                                    read_tsv, split_pairs)
+
+
+def test_tsv_reads_anki_lines_and_ignores_extra_columns(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272\nHi!\t¡Hola!\n", encoding="utf-8")
+    assert read_tsv(path) == [("Go.", "Ve."), ("Hi!", "¡Hola!")]
+
+
+def test_normalize_applies_nfkc_and_folds_whitespace():
+    assert normalize("  ﬁne\u00a0 day\t\n") == "fine day"  # ligature and no-break space folded by NFKC
+    assert normalize("Cafe\u0301") == "Café"  # combining accent composed
+
+
+def test_embedded_pairs_read_and_deduplicated():
+    pairs = read_pairs(TranslationDataConfig())
+    assert len(pairs) == 30000 == len(set(pairs))
+    assert EMBEDDED_PAIRS.stat().st_size < 1_000_000
+    assert ("Go.", "Váyase.") in pairs
+
+
+def test_duplicates_dropped_and_reverse_swaps(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Hi.\tHola.\nHi.\tHola.\nHi.\t¡Hola!\n", encoding="utf-8")
+    assert read_pairs(TranslationDataConfig(source="tsv", path=str(path))) == [("Hi.", "Hola."), ("Hi.", "¡Hola!")]
+    assert read_pairs(TranslationDataConfig(source="tsv", path=str(path), reverse=True))[0] == ("Hola.", "Hi.")
+
+
+def test_split_is_seeded_and_keeps_test_sources_out_of_training():
+    pairs = read_pairs(TranslationDataConfig())
+    splits = split_pairs(pairs, dev_size=500, test_size=1000, seed=3)
+    assert sum(map(len, splits.values())) == len(pairs)
+    assert 1000 <= len(splits["test"]) < 1010 and 500 <= len(splits["dev"]) < 510
+    train_sources = {s for s, _ in splits["train"]}
+    assert not train_sources & {s for s, _ in splits["test"]}
+    assert not train_sources & {s for s, _ in splits["dev"]}
+    assert split_pairs(pairs, 500, 1000, seed=3) == splits
+    assert split_pairs(pairs, 500, 1000, seed=4)["test"] != splits["test"]
+
+
+def test_empty_line_is_named(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Go.\tVe.\n\nHi.\tHola.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pairs.tsv: line 2 is empty; .*--data.skip_bad_lines"):
+        read_tsv(path)
+    assert read_tsv(path, skip_bad_lines=True) == [("Go.", "Ve."), ("Hi.", "Hola.")]
+
+
+def test_line_without_tab_is_named(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Go.\tVe.\nHi. Hola.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2 has no tab \(expected: source<TAB>target\)"):
+        read_tsv(path)
+
+
+def test_empty_target_is_named(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Go.\t  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 1 has an empty target sentence"):
+        read_tsv(path)
+
+
+def test_non_utf8_bytes_are_named(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes("Go.\tVe.\n".encode() + "Eat.\tCome el pan de mañana.\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"pairs.tsv: line 2 is not UTF-8 \(bytes f1"):
+        read_tsv(path)
+
+
+def test_parallel_files_pair_line_by_line_and_gz_is_read(tmp_path):
+    (tmp_path / "en.txt").write_text("Go.\nHi.\n", encoding="utf-8")
+    with gzip.open(tmp_path / "es.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("Ve.\nHola.\n")
+    assert read_parallel(tmp_path / "en.txt", tmp_path / "es.txt.gz") == [("Go.", "Ve."), ("Hi.", "Hola.")]
+
+
+def test_parallel_files_of_different_lengths_name_the_first_unpaired_line(tmp_path):
+    (tmp_path / "en.txt").write_text("Go.\nHi.\nRun.\n", encoding="utf-8")
+    (tmp_path / "es.txt").write_text("Ve.\nHola.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"en.txt has 3 lines, .*es.txt has 2; line 3 of .*en.txt has no partner"):
+        read_parallel(tmp_path / "en.txt", tmp_path / "es.txt")
+
+
+def test_parallel_empty_line_names_file_and_line(tmp_path):
+    (tmp_path / "en.txt").write_text("Go.\nHi.\n", encoding="utf-8")
+    (tmp_path / "es.txt").write_text("Ve.\n \n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"es.txt: line 2 is empty"):
+        read_parallel(tmp_path / "en.txt", tmp_path / "es.txt")
+
+
+def test_missing_files_and_flags_are_named(tmp_path):
+    with pytest.raises(DataError, match="translation file not found: .*nope.tsv"):
+        read_pairs(TranslationDataConfig(source="tsv", path=str(tmp_path / "nope.tsv")))
+    with pytest.raises(DataError, match="needs --data.path SOURCE_FILE and --data.target_path"):
+        read_pairs(TranslationDataConfig(source="parallel", path="a.txt"))
+    with pytest.raises(DataError, match="needs --data.data_dir: this machine cannot download it"):
+        read_pairs(TranslationDataConfig(source="tfds", tfds_name="ted_hrlr_translate/pt_to_en"))
+
+
+def test_too_few_pairs_for_the_held_out_splits():
+    with pytest.raises(DataError, match="10 pairs are too few to hold out 5 dev and 5 test pairs"):
+        split_pairs([(str(i), str(i)) for i in range(10)], dev_size=5, test_size=5, seed=0)
+
+
+def test_tfds_translation_set_prepared_offline(tmp_path):
+    """A tiny tfds builder with (source, target) supervised keys, read by name like ted_hrlr_translate."""
+    import tensorflow_datasets as tfds
+
+    class TinyTranslate(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.Translation(languages=["en", "es"]),
+                                         supervised_keys=("en", "es"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, (en, es) in enumerate([("Go.", "Ve."), ("Hi.", "Hola."), ("Hi.", "Hola.")]):
+                yield i, {"en": en, "es": es}
+
+    TinyTranslate(data_dir=str(tmp_path)).download_and_prepare()
+    pairs = read_pairs(TranslationDataConfig(source="tfds", tfds_name="tiny_translate", data_dir=str(tmp_path)))
+    assert sorted(pairs) == [("Go.", "Ve."), ("Hi.", "Hola.")]
