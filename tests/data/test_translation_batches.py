@@ -6,9 +6,11 @@ from data.translation_batches import BucketedPairs, bucket_length, within_length
 
 
 def _pairs(n=300, seed=0):
+    """Random pairs whose target length follows the source length (as translations do)."""
     rng = np.random.default_rng(seed)
-    source = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(n)]
-    target = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(n)]
+    lengths = rng.integers(1, 28, n)
+    source = [list(rng.integers(4, 50, k)) for k in lengths]
+    target = [list(rng.integers(4, 50, max(1, k + rng.integers(-2, 3)))) for k in lengths]
     return source, target
 
 
