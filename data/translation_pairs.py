@@ -46,7 +46,6 @@ class TranslationDataConfig:
     test_size: int = field(1000, "pairs held out for the test (whole source groups, so about N)")
     vocab_size: int = field(4000, "subword vocabulary per language (SentencePiece unigram)")
     max_length: int = field(40, "longest sequence in subword tokens (with the end token); longer training pairs are dropped")
-    tokens_per_batch: int = field(4096, "padded tokens per batch and side; rows = tokens_per_batch // bucket length")
 
 
 def normalize(text):

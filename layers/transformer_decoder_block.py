@@ -46,14 +46,14 @@ class TransformerDecoderBlock(keras.layers.Layer):
             return x + self.dropout(fn(self.norms[i](x)), training=training)
         return self.norms[i](x + self.dropout(fn(x), training=training))
 
-    def _ffn(self, x, training):
-        return self.ffn_out(self.dropout(self.ffn_in(x), training=training))
+    def _ffn(self, x):
+        return self.ffn_out(self.ffn_in(x))  # dropout on the sub-layer output only, as keras-hub's encoder does
 
     def call(self, x, encoder_output, self_mask, cross_mask, training=None):
         x = self._sublayer(0, x, lambda h: self.self_attention(h, h, attention_mask=self_mask, training=training), training)
         x = self._sublayer(1, x, lambda h: self.cross_attention(h, encoder_output, attention_mask=cross_mask,
                                                                 training=training), training)
-        return self._sublayer(2, x, lambda h: self._ffn(h, training), training)
+        return self._sublayer(2, x, lambda h: self._ffn(h), training)
 
     def cross_cache(self, encoder_output):
         """Keys and values of the encoder output, [B, 2, S, heads, d/heads], computed once per sentence."""
@@ -77,7 +77,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
 
         x = self._sublayer(0, x, attend_self, False)
         x = self._sublayer(1, x, attend_source, False)
-        x = self._sublayer(2, x, lambda h: self._ffn(h, False), False)
+        x = self._sublayer(2, x, lambda h: self._ffn(h), False)
         return x, outputs["cache"], outputs["weights"]
 
     def get_config(self):

@@ -102,3 +102,18 @@ def test_parallel_files_of_different_lengths_from_the_command_line(tmp_path):
     proc = run_cli("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "parallel",
                    "--data.path", tmp_path / "en.txt", "--data.target_path", tmp_path / "es.txt", check=False)
     assert proc.returncode == 2 and "line 2 of" in proc.stderr and "has no partner" in proc.stderr
+
+
+def test_extending_a_run_equals_training_straight_through(tmp_path):
+    """Epoch order is a function of (seed, epoch): 1 epoch then 2 gives the weights of 2 at once."""
+    import keras
+
+    write_word_pairs(tmp_path / "pairs.tsv", n=400)
+    flags = ["--data.source", "tsv", "--data.path", tmp_path / "pairs.tsv", *TINY, "--deterministic", "true",
+             "--data.dev_size", "20", "--data.test_size", "20"]
+    run_cli("transformer_translation", "train", "--run_dir", tmp_path / "straight", *flags, "--epochs", "2")
+    run_cli("transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "1")
+    run_cli("transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "2")
+    a, b = (keras.saving.load_model(tmp_path / name / "model.keras", compile=False) for name in ("straight", "extended"))
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
