@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is imported)
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from bench.common import SHARED, StepTimer, matmul_peak_gflops  # noqa: E402
 
@@ -164,7 +163,6 @@ def main():
     short = [s for s, _ in app.prepared.splits["test"] if len(s.split()) <= 6][:100]
     for beam in (1, 4):
         app.config.beam_size = beam
-        app._module = None
         export = runner.export(app, Path(flags["run_dir"]) / f"export_beam{beam}")
         seconds = latency(export, short)
         result[f"latency_ms_beam{beam}"] = {"best": round(1000 * min(seconds), 1), "trials": [round(1000 * s, 1) for s in seconds]}

@@ -33,7 +33,8 @@ def corpus_files(path):
     return files
 
 
-def _open(path):
+def open_binary(path):
+    """A plain or gzipped (.gz) file, opened for reading bytes."""
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
@@ -43,7 +44,7 @@ def check_utf8(files, block=1 << 20):
         decoder = codecs.getincrementaldecoder("utf-8")()
         line = 1
         try:
-            with _open(path) as f:
+            with open_binary(path) as f:
                 while chunk := f.read(block):
                     try:
                         decoder.decode(chunk)

@@ -13,7 +13,6 @@ the same split, so no test source sentence is ever seen in training.
     splits = split_pairs(pairs, dev_size=500, test_size=2000, seed=0)
 """
 import dataclasses
-import gzip
 import re
 import unicodedata
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from data.errors import DataError
 from data.fields import field
-from data.text_corpus import check_utf8
+from data.text_corpus import check_utf8, open_binary
 from data.tfds_sets import open_tfds
 
 EMBEDDED_PAIRS = Path(__file__).parent / "embedded" / "spa_eng_30k.tsv.gz"
@@ -53,20 +52,16 @@ def normalize(text):
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
-def _open_text(path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def _lines(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"translation file not found: {path}")
     check_utf8([path])
-    with _open_text(path) as f:
-        lines = f.read().split("\n")
+    with open_binary(path) as f:
+        lines = f.read().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").split("\n")  # universal newlines
     if lines[-1] == "":
         lines.pop()  # the file's final newline
-    return [line.rstrip("\r") for line in lines]
+    return lines
 
 
 def _bad(path, number, what, skip, skipped):

@@ -75,8 +75,8 @@ class TransformerTranslationApp(App):
                 "jit_compile": self.config.jit_compile}
 
     def _serving(self, model):
-        """The serving module of `model`, made once (its traced graphs are reused)."""
-        if self._module is None or self._module.model is not model:
+        """The serving module of `model` at the configured beam size, made once (its traced graphs are reused)."""
+        if self._module is None or self._module.model is not model or self._module.beam != self.config.beam_size:
             p, cfg = self.prepared, self.config
             self._module = TranslationServing(model, p.source.proto, p.target.proto, cfg.data.max_length,
                                               cfg.beam_size, cfg.length_penalty)

@@ -108,6 +108,8 @@ def test_extending_a_run_equals_training_straight_through(tmp_path):
     """Epoch order is a function of (seed, epoch): 1 epoch then 2 gives the weights of 2 at once."""
     import keras
 
+    import apps.transformer_translation.model  # noqa: F401  (registers the model class for loading)
+
     write_word_pairs(tmp_path / "pairs.tsv", n=400)
     flags = ["--data.source", "tsv", "--data.path", tmp_path / "pairs.tsv", *TINY, "--deterministic", "true",
              "--data.dev_size", "20", "--data.test_size", "20"]
