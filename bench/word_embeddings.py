@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# data.text_corpus.EMBEDDED_WORD_EVAL, spelled out: the gensim side must not import TensorFlow
+# data.text.corpus.EMBEDDED_WORD_EVAL, spelled out: the gensim side must not import TensorFlow
 EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "embedded" / "word_eval"
 
 SETTINGS = {"dim": 100, "window": 5, "negatives": 5, "min_count": 5, "sample": 1e-3, "epochs": 5, "alpha": 0.025,
@@ -98,8 +98,8 @@ def run_gensim(sentences, vocabulary, seed, sg=1, vectors_out=None):
 
 def prepared_corpus(path):
     """The app's vocabulary of `path` and its sentences as word lists (what gensim is given)."""
-    from data.skipgram_pipeline import TextDataConfig
-    from data.text_corpus import prepare_corpus
+    from data.text.skipgram import TextDataConfig
+    from data.text.corpus import prepare_corpus
 
     corpus = prepare_corpus(TextDataConfig(source="files", path=path, min_count=SETTINGS["min_count"]),
                             Path(tempfile.mkdtemp(prefix="bench-corpus-")))

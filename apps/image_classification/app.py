@@ -15,9 +15,9 @@ from apps.core.registry import register_app
 from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
 from apps.image_classification.model import PRETRAINED, build_classifier, set_trainable_top
-from data.image_bytes import decode_image_batch
-from data.image_files import image_paths
-from data.image_pipeline import channel_stats, eval_batches, load_splits, train_epoch
+from data.images.decode import decode_image_batch
+from data.images.files import image_paths
+from data.images.pipeline import channel_stats, eval_batches, load_splits, train_epoch
 
 
 @register_app("image_classification")

@@ -5,7 +5,7 @@ from typing import Optional
 from apps.core.config import field
 from apps.core.run_config import RunConfig
 from apps.image_classification.model import ARCHS
-from data.image_pipeline import ImageDataConfig
+from data.images.pipeline import ImageDataConfig
 
 
 @dataclasses.dataclass

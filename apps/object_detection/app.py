@@ -20,10 +20,10 @@ from apps.object_detection.config import DetectionConfig
 from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
-from data.boxes import canvas_to_image, to_xyxy
-from data.detection_pipeline import eval_batches, load_detection_splits, train_epoch
-from data.image_bytes import decode_letterbox_batch
-from data.image_files import image_paths
+from data.boxes.geometry import canvas_to_image, to_xyxy
+from data.boxes.pipeline import eval_batches, load_detection_splits, train_epoch
+from data.images.decode import decode_letterbox_batch
+from data.images.files import image_paths
 
 EXAMPLES = 8  # test images drawn by `evaluate`
 

@@ -5,7 +5,7 @@ from typing import Optional
 from apps.core.backbones import PRETRAINED, SCRATCH
 from apps.core.config import field
 from apps.core.run_config import SCHEDULES, RunConfig
-from data.detection_pipeline import DetectionDataConfig
+from data.boxes.pipeline import DetectionDataConfig
 
 BACKBONES = [a for a in SCRATCH if a != "lenet5"] + PRETRAINED
 

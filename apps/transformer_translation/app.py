@@ -16,9 +16,9 @@ from apps.core.runner import run_dir
 from apps.transformer_translation.config import TransformerTranslationConfig
 from apps.transformer_translation.model import Transformer
 from apps.transformer_translation.serving import TranslationServing
-from data.subword import EOS, PAD
-from data.translation_corpus import bucketed, load, prepare
-from data.translation_pairs import normalize
+from data.text.subword import EOS, PAD
+from data.text.pair_corpus import bucketed, load, prepare
+from data.text.pairs import normalize
 from layers.sequence_loss import MaskedSmoothedCrossEntropy, MaskedTokenAccuracy
 
 

@@ -4,7 +4,7 @@ import dataclasses
 
 from apps.core.config import field
 from apps.core.run_config import RunConfig
-from data.translation_pairs import TranslationDataConfig
+from data.text.pairs import TranslationDataConfig
 
 
 @dataclasses.dataclass

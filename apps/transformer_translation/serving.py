@@ -6,12 +6,12 @@ SentencePiece ops (the model needs nothing else from this project).
 """
 import tensorflow as tf
 
-from data.subword import BOS, EOS, PAD
+from data.text.subword import BOS, EOS, PAD
 from layers.beam_search import beam_search
 
 
 def normalize_graph(sentences):
-    """data.translation_pairs.normalize in graph ops: NFKC, whitespace runs -> one space, stripped."""
+    """data.text.pairs.normalize in graph ops: NFKC, whitespace runs -> one space, stripped."""
     import tensorflow_text as text
 
     sentences = text.normalize_utf8(sentences, "NFKC")

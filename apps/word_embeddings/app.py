@@ -19,8 +19,8 @@ from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_ana
 from apps.word_embeddings.model import WordEmbeddings, normalized
 from apps.word_embeddings.pictures import plot_neighbourhoods
 from apps.word_embeddings.serving import EmbeddingServing, write_projector_files, write_word2vec_text
-from data.skipgram_pipeline import chunk_count, train_epoch
-from data.text_corpus import EMBEDDED_WORD_EVAL, prepare_corpus, read_vocabulary, standardize
+from data.text.skipgram import chunk_count, train_epoch
+from data.text.corpus import EMBEDDED_WORD_EVAL, prepare_corpus, read_vocabulary, standardize
 
 
 @register_app("word_embeddings")

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 from apps.core.config import field
 from apps.core.run_config import RunConfig
-from data.skipgram_pipeline import TextDataConfig
+from data.text.skipgram import TextDataConfig
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import DataError
-from data.image_files import resize_uint8
+from data.images.files import resize_uint8
 
 
 def from_voc(xmin, ymin, xmax, ymax):

@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from data import DataError
-from data.image_files import check_scan, load_image_file, scan_class_folders
-from data.image_sources import load_class_folder
+from data.images.files import check_scan, load_image_file, scan_class_folders
+from data.images.sources import load_class_folder
 
 
 def test_scan_finds_classes_and_files(class_folder):

@@ -8,7 +8,7 @@ some overlapping. A box is the exact extent of the object's visible ink (alpha >
 import numpy as np
 from PIL import Image
 
-from data.image_sources import load_embedded
+from data.images.sources import load_embedded
 
 INK = 0.25  # alpha above which a pixel counts as part of the object
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from data.errors import DataError
-from data.subword import BOS, EOS, PAD, UNK, Subwords, train_sentencepiece
-from data.translation_pairs import TranslationDataConfig, read_pairs
+from data.text.subword import BOS, EOS, PAD, UNK, Subwords, train_sentencepiece
+from data.text.pairs import TranslationDataConfig, read_pairs
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.skipgram_pipeline import (TextDataConfig, groups, keep_probabilities, negative_cdf, reach_buckets,
+from data.text.skipgram import (TextDataConfig, groups, keep_probabilities, negative_cdf, reach_buckets,
                                     sample_negatives, steps_per_epoch, train_epoch, windows)
 
 SEED = tf.constant([1, 2], tf.int64)

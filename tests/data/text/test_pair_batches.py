@@ -1,8 +1,8 @@
 """Length-bucketed batches: fixed shapes and count, every pair once per epoch, seeded order."""
 import numpy as np
 
-from data.subword import BOS, EOS
-from data.translation_batches import BucketedPairs, bucket_length, within_length
+from data.text.subword import BOS, EOS
+from data.text.pair_batches import BucketedPairs, bucket_length, within_length
 
 
 def _pairs(n=300, seed=0):

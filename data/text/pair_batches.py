@@ -13,7 +13,7 @@ source = pieces + [EOS], target_in = [BOS] + pieces, target_out = pieces + [EOS]
 import numpy as np
 import tensorflow as tf
 
-from data.subword import BOS, EOS
+from data.text.subword import BOS, EOS
 from data.errors import DataError
 
 _ROUND = 8

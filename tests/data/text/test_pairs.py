@@ -4,7 +4,7 @@ import gzip
 import pytest
 
 from data.errors import DataError
-from data.translation_pairs import (EMBEDDED_PAIRS, TranslationDataConfig, normalize, read_pairs, read_parallel,
+from data.text.pairs import (EMBEDDED_PAIRS, TranslationDataConfig, normalize, read_pairs, read_parallel,
                                     read_tsv, split_pairs)
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from data.image_bytes import decode_image_batch, is_encoded_image
+from data.images.decode import decode_image_batch, is_encoded_image
 
 
 def encode(array, fmt):

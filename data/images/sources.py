@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from data.embedded import EMBEDDED_DIR
 from data.errors import DataError
-from data.idx import find_idx_pair, read_idx
-from data.image_files import check_scan, load_image_file, scan_class_folders
+from data.images.idx import find_idx_pair, read_idx
+from data.images.files import check_scan, load_image_file, scan_class_folders
 from data.tfds_sets import open_tfds
 
-EMBEDDED_DIR = Path(__file__).parent / "embedded"
 EMBEDDED = {
     "fashion_mnist": ("fashion_mnist_6k.npz", ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]),
     "mnist": ("mnist_6k.npz", [str(i) for i in range(10)]),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.boxes import check_boxes, from_coco, from_relative, from_voc
+from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc
 from data.errors import DataError
-from data.image_files import read_image_file
+from data.images.files import read_image_file
 from data.tfds_sets import open_tfds
 
 

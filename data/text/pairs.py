@@ -20,12 +20,13 @@ from typing import Optional
 
 import numpy as np
 
+from data.embedded import embedded_file
 from data.errors import DataError
 from data.fields import field
-from data.text_corpus import check_utf8, open_binary
+from data.text.corpus import check_utf8, open_binary
 from data.tfds_sets import open_tfds
 
-EMBEDDED_PAIRS = Path(__file__).parent / "embedded" / "spa_eng_30k.tsv.gz"
+EMBEDDED_PAIRS = embedded_file("spa_eng_30k.tsv.gz")
 _SPACES = re.compile(r"\s+")
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from data import DataError
-from data.idx import read_idx
-from data.image_sources import load_idx_folder
+from data.images.idx import read_idx
+from data.images.sources import load_idx_folder
 
 
 def write_idx(path, array):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from data.errors import DataError
 from data.fields import field
-from data.image_sources import EMBEDDED, ImageSet, load_class_folder, load_embedded, load_idx_folder, load_tfds, seeded_split
+from data.images.sources import EMBEDDED, ImageSet, load_class_folder, load_embedded, load_idx_folder, load_tfds, seeded_split
 from data.pipeline_options import finish
 
 SOURCES = ["fashion_mnist", "mnist", "idx", "folder", "tfds"]

@@ -9,13 +9,13 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data.boxes import letterbox
-from data.detection_sources import Annotated, load_coco, load_tfds_detection, load_voc
+from data.boxes.geometry import letterbox
+from data.boxes.sources import Annotated, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
 from data.fields import field
-from data.image_pipeline import color_jitter
+from data.images.pipeline import color_jitter
 from data.pipeline_options import finish
-from data.scene_generator import make_scenes
+from data.generated.scenes import make_scenes
 
 SOURCES = ["scenes", "voc", "coco", "tfds"]
 

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from data import DataError
-from data.boxes import canvas_to_image, letterbox
-from data.detection_pipeline import DetectionDataConfig, augment_batch, load_detection_splits, train_epoch
-from data.scene_generator import make_scenes
+from data.boxes.geometry import canvas_to_image, letterbox
+from data.boxes.pipeline import DetectionDataConfig, augment_batch, load_detection_splits, train_epoch
+from data.generated.scenes import make_scenes
 
 TINY = DetectionDataConfig(image_size=64, train_scenes=40, val_scenes=8, test_scenes=8)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from data.embedded import embedded_file
 from data.errors import DataError
 from data.tfds_sets import open_tfds
 
@@ -140,8 +141,8 @@ def write_ids(lines, vocabulary, path):
     return words
 
 
-EMBEDDED_CORPUS = Path(__file__).parent / "embedded" / "sotu_1961_2021.txt.gz"
-EMBEDDED_WORD_EVAL = Path(__file__).parent / "embedded" / "word_eval"  # questions-words.txt, wordsim353.tsv
+EMBEDDED_CORPUS = embedded_file("sotu_1961_2021.txt.gz")
+EMBEDDED_WORD_EVAL = embedded_file("word_eval")  # questions-words.txt, wordsim353.tsv
 
 
 @dataclasses.dataclass

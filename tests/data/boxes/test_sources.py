@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from data import DataError
-from data.detection_sources import load_coco, load_tfds_detection, load_voc
+from data.boxes.sources import load_coco, load_tfds_detection, load_voc
 
 VOC_OBJECT = ("<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
               "<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 from data.errors import DataError
-from data.subword import Subwords, train_sentencepiece
-from data.translation_batches import BucketedPairs, within_length
-from data.translation_pairs import read_pairs, split_pairs
+from data.text.subword import Subwords, train_sentencepiece
+from data.text.pair_batches import BucketedPairs, within_length
+from data.text.pairs import read_pairs, split_pairs
 
 SPLITS = ("train", "dev", "test")
 _RECIPE = ("source", "path", "target_path", "tfds_name", "data_dir", "tfds_split", "reverse", "skip_bad_lines",

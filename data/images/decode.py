@@ -5,8 +5,8 @@ an InvalidArgumentError that names the `images` input, never an internal node.
 """
 import tensorflow as tf
 
-from data.boxes import letterbox
-from data.image_files import decode_image, resize_uint8
+from data.boxes.geometry import letterbox
+from data.images.files import decode_image, resize_uint8
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 

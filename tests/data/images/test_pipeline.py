@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from data import DataError
-from data.image_pipeline import ImageDataConfig, augment_batch, channel_stats, eval_batches, load_splits, train_epoch
-from data.image_sources import load_embedded
+from data.images.pipeline import ImageDataConfig, augment_batch, channel_stats, eval_batches, load_splits, train_epoch
+from data.images.sources import load_embedded
 
 
 def test_embedded_splits_are_disjoint_and_seeded():

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from data.errors import DataError
-from data.skipgram_pipeline import TextDataConfig
-from data.text_corpus import (check_utf8, corpus_files, count_words, file_lines, make_vocabulary, prepare_corpus,
+from data.text.skipgram import TextDataConfig
+from data.text.corpus import (EMBEDDED_CORPUS, check_utf8, corpus_files, count_words, file_lines, make_vocabulary, prepare_corpus,
                               read_vocabulary, standardize, write_ids)
 
 
@@ -43,7 +43,7 @@ def test_prepare_corpus_writes_the_vocabulary(tmp_path):
 
 
 def test_embedded_corpus_is_real_english():
-    counts, lines = count_words(file_lines([__import__("data.text_corpus").text_corpus.EMBEDDED_CORPUS]))
+    counts, lines = count_words(file_lines([EMBEDDED_CORPUS]))
     assert lines == 62 and sum(counts.values()) > 350_000
     assert max(counts, key=counts.get) == "the"
 

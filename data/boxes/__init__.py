@@ -1,0 +1,1 @@
+"""Boxes on images: box geometry and letterboxing, VOC/COCO/tfds readers, detection pipelines."""

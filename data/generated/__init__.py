@@ -1,0 +1,1 @@
+"""Generated data sets built from the embedded files (offline defaults)."""

@@ -1,0 +1,1 @@
+"""Images and their folders: decoding bytes, class folders, IDX files, classification pipelines."""

@@ -1,0 +1,1 @@
+"""Text corpora and sentence pairs: streamed corpora, skip-gram windows, subwords, translation pairs."""
