@@ -24,7 +24,7 @@ def _digit_png(folder):
 
 
 def _scene_png(folder):
-    from data.scene_generator import make_scenes
+    from data.generated.scenes import make_scenes
 
     Image.fromarray(make_scenes(1, seed=5, size=64)[0][0]).save(folder / "sample.png")
     return str(folder / "sample.png"), {"images": [(folder / "sample.png").read_bytes()]}

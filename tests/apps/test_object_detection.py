@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Two images of other sizes than the canvas: a scene scaled up (JPEG) and a wide one (PNG)."""
-    from data.scene_generator import make_scenes
+    from data.generated.scenes import make_scenes
 
     folder = tmp_path_factory.mktemp("photos")
     images = make_scenes(2, seed=9, size=64)[0]
