@@ -1,5 +1,6 @@
 """The App contract: an app supplies only what is specific to its task; the runner does the rest."""
 import dataclasses
+from pathlib import Path
 
 
 @dataclasses.dataclass
@@ -21,8 +22,10 @@ class App:
     predict_inputs_help = "image files or folders"
     serving_imports = ()  # modules a process must import before loading the export (custom ops), e.g. tensorflow_text
 
-    def __init__(self, config):
+    def __init__(self, config, run_dir=None):
+        """`run_dir`: where the run's files go, handed over by the runner (default: --run_dir, else runs/<app>)."""
         self.config = config
+        self.run_dir = Path(run_dir or config.run_dir or Path("runs") / self.name)
 
     def build_model(self):
         """Return an uncompiled keras.Model (called inside the strategy scope)."""
@@ -53,6 +56,13 @@ class App:
     def serving_model(self, model):
         """A tf.Module whose `serve` signature takes raw bytes/strings and returns task outputs."""
         raise NotImplementedError
+
+    def build_optimizer(self, updates_per_epoch, lr_factor=1.0):
+        """The Keras optimizer of a phase, from the FitConfig options; an app with its own update step
+        (and only RunConfig options) returns its own."""
+        from apps.core.optim import make_optimizer
+
+        return make_optimizer(self.config, updates_per_epoch, lr_factor)
 
     def updates_per_epoch(self, steps_per_epoch):
         """Optimizer updates per epoch, which the learning-rate schedule counts: one per batch unless a

@@ -1,4 +1,6 @@
-"""Options every app shares: run directory, seed, strategy and the training recipe."""
+"""Shared options: `RunConfig` for every run (directory, seed, strategy, checkpoints, progress) and
+`FitConfig` for apps that `fit()` with a Keras optimizer (optimizer, schedule, clipping, accumulation).
+An app with its own update step (word embeddings) takes only RunConfig and declares its own rates."""
 import dataclasses
 from typing import Optional
 
@@ -19,6 +21,14 @@ class RunConfig:
     tpu: Optional[str] = field(None, "TPU address for --strategy tpu (none: the local TPU)")
     epochs: int = field(3, "total epochs; resuming a finished run with more epochs extends it")
     batch_size: int = field(64, "global batch size, split across replicas")
+    checkpoint_every_steps: int = field(0, "also checkpoint every N steps inside an epoch (0: epoch ends only)")
+    keep_checkpoints: int = field(3, "checkpoints kept on disk")
+    verbose: str = field("auto", "progress: bar, line (one per epoch), auto, or debug (lines + TensorFlow's own logs)",
+                         ["auto", "bar", "line", "debug"])
+
+
+@dataclasses.dataclass
+class FitConfig(RunConfig):
     optimizer: str = field("adam", "optimizer", OPTIMIZERS)
     learning_rate: float = field(1e-3, "peak learning rate")
     momentum: float = field(0.9, "momentum for sgd/rmsprop")
@@ -32,6 +42,3 @@ class RunConfig:
     clipnorm: Optional[float] = field(None, "clip each gradient to this norm")
     grad_accum_steps: int = field(1, "accumulate gradients over N batches before a step")
     early_stopping_patience: int = field(0, "stop after N epochs without val improvement (0: off)")
-    checkpoint_every_steps: int = field(0, "also checkpoint every N steps inside an epoch (0: epoch ends only)")
-    keep_checkpoints: int = field(3, "checkpoints kept on disk")
-    verbose: str = field("auto", "progress: bar, line (one per epoch) or auto", ["auto", "bar", "line"])

@@ -17,16 +17,14 @@ import tensorflow as tf
 from apps.core.checkpoints import StepCheckpoint, StopOnNonFiniteLoss, TrainingState
 from apps.core.config import save_config
 from apps.core.errors import UserError
-from apps.core.optim import make_optimizer
 from apps.core.plots import plot_learning_curves
+from apps.core.run_config import FitConfig
 from apps.core.strategy import is_chief, make_strategy, worker_id
 from data.pipeline_options import pipeline_options
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 
 def run_dir(app):
-    return Path(app.config.run_dir or Path("runs") / app.name)
+    return app.run_dir
 
 
 def seed_everything(cfg):
@@ -38,7 +36,7 @@ def seed_everything(cfg):
 def _verbose(cfg):
     if cfg.verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
-    return 1 if cfg.verbose == "bar" else 2
+    return 1 if cfg.verbose == "bar" else 2  # line, debug
 
 
 def _distribute(dataset):
@@ -86,7 +84,7 @@ def train(app, extra_callbacks=()):
 
     callbacks_common = [keras.callbacks.CSVLogger(str(files / "history.csv"), append=True),
                         keras.callbacks.TensorBoard(str(files / "logs")), *extra_callbacks]
-    if cfg.early_stopping_patience:
+    if isinstance(cfg, FitConfig) and cfg.early_stopping_patience:
         callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
     phases = app.phases()
     for index, phase in enumerate(phases):
@@ -96,7 +94,7 @@ def train(app, extra_callbacks=()):
         with strategy.scope():
             if phase.prepare:
                 phase.prepare(model)
-            model.compile(optimizer=make_optimizer(cfg, app.updates_per_epoch(steps_per_epoch), phase.lr_factor),
+            model.compile(optimizer=app.build_optimizer(app.updates_per_epoch(steps_per_epoch), phase.lr_factor),
                           **app.compile_defaults())
             model.optimizer.build(model.trainable_variables)
             state.attach(model, f"optimizer_{index}_{phase.name}_{cfg.optimizer}")
@@ -174,9 +172,10 @@ def predict(app, inputs):
 
 
 def export(app, base_dir=None):
-    """Write the app's serving module as saved_models/<app>/<version>/, atomically."""
+    """Write the app's serving module as saved_models/<app>/<version>/ under the working directory (as
+    runs/ is), or under `base_dir`, atomically."""
     model = load_trained(app)
-    base = Path(base_dir or PROJECT_ROOT / "saved_models" / app.name)
+    base = Path(base_dir or Path("saved_models") / app.name)
     base.mkdir(parents=True, exist_ok=True)
     versions = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
     final = base / str(max(versions, default=0) + 1)

@@ -9,12 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App, Phase
+from apps.core.app import App
 from apps.core.errors import UserError
+from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
 from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
-from apps.image_classification.model import PRETRAINED, build_classifier, set_trainable_top
+from apps.image_classification.model import build_classifier
 from data.images.decode import decode_image_batch
 from data.images.files import image_paths
 from data.images.pipeline import channel_stats, eval_batches, load_splits, train_epoch
@@ -64,15 +65,7 @@ class ImageClassification(App):
         return {"loss": keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing), "metrics": metrics}
 
     def phases(self):
-        m, epochs = self.config.model, self.config.epochs
-        if m.arch not in PRETRAINED or not m.freeze_epochs:
-            return [Phase("train", epochs)]
-        head = Phase("head", min(m.freeze_epochs, epochs), prepare=lambda model: set_trainable_top(model, 0))
-        if not m.unfreeze_layers:
-            return [Phase("head", epochs, prepare=head.prepare)]
-        tune = Phase("finetune", epochs, prepare=lambda model: set_trainable_top(model, m.unfreeze_layers),
-                     lr_factor=m.finetune_lr_factor)
-        return [head, tune]
+        return finetune_phases(self.config.model, self.config.epochs)
 
     def evaluate(self, model, out_dir):
         test = self.splits["test"]

@@ -10,11 +10,10 @@
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App, Phase
-from apps.core.backbones import PRETRAINED, set_trainable_top
+from apps.core.app import App
 from apps.core.errors import UserError
+from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
-from apps.core.runner import run_dir
 from apps.object_detection.boxes import BoxCoder, detect
 from apps.object_detection.config import DetectionConfig
 from apps.object_detection.loss import DetectionLoss, LossPart
@@ -93,11 +92,7 @@ class ObjectDetection(App):
                 "metrics": [LossPart("cls", self._loss_config()), LossPart("box", self._loss_config())]}
 
     def phases(self):
-        m, epochs = self.config.model, self.config.epochs
-        if m.backbone not in PRETRAINED or not m.freeze_epochs:
-            return [Phase("train", epochs)]
-        return [Phase("heads", min(m.freeze_epochs, epochs), prepare=lambda model: set_trainable_top(model, 0)),
-                Phase("all", epochs, prepare=_unfreeze_backbone, lr_factor=m.finetune_lr_factor)]
+        return finetune_phases(self.config.model, self.config.epochs)
 
     def detect_canvases(self, model, canvases, scales, image_hw, batch_size=32):
         """Detections per image in its own pixels: [(boxes yxyx, scores, class ids)]."""
@@ -144,7 +139,7 @@ class ObjectDetection(App):
     def predict(self, model, inputs):
         paths = image_paths(inputs)
         serving = self.serving_model(model)
-        out_dir = run_dir(self) / "predictions"
+        out_dir = self.run_dir / "predictions"
         out_dir.mkdir(parents=True, exist_ok=True)
         records = []
         for path in paths:
@@ -194,7 +189,3 @@ class DetectorServing(tf.Module):
         return {"boxes": tf.gather(boxes, [1, 0, 3, 2], axis=-1), "scores": scores, "class_ids": classes,
                 "class_names": tf.where(valid, tf.gather(self.class_names, tf.maximum(classes, 0)), ""),
                 "num_detections": n}
-
-
-def _unfreeze_backbone(model):
-    set_trainable_top(model, len(model.get_layer("backbone").layers))

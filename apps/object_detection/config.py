@@ -2,23 +2,19 @@
 import dataclasses
 from typing import Optional
 
-from apps.core.backbones import PRETRAINED, SCRATCH
 from apps.core.config import field
-from apps.core.run_config import SCHEDULES, RunConfig
+from apps.core.finetune import FinetuneConfig
+from apps.core.run_config import SCHEDULES, FitConfig
+from backbones import backbone_names
 from data.boxes.pipeline import DetectionDataConfig
-
-BACKBONES = [a for a in SCRATCH if a != "lenet5"] + PRETRAINED
 
 
 @dataclasses.dataclass
-class DetectorConfig:
-    backbone: str = field("resnet", "feature extractor: a zoo network or a pretrained backbone", BACKBONES)
+class DetectorConfig(FinetuneConfig):
+    backbone: str = field("resnet", "feature extractor: a zoo network or a pretrained backbone", backbone_names())
     width: int = field(32, "zoo backbones: base channel count")
     depth: int = field(1, "zoo backbones: blocks per stage")
     bottleneck: bool = field(False, "resnet: bottleneck blocks")
-    weights: Optional[str] = field(None, "pretrained backbone weights: 'imagenet' (squeezenet: the embedded file) or a path")
-    freeze_epochs: int = field(0, "fine-tuning: first N epochs train only the pyramid and heads")
-    finetune_lr_factor: float = field(0.1, "fine-tuning: learning-rate factor once the backbone trains too")
     fpn_width: int = field(64, "channels of the feature-pyramid levels")
     head_depth: int = field(2, "3x3 conv layers in each head before its output")
     head_width: int = field(64, "channels of the head conv layers")
@@ -35,7 +31,7 @@ class DetectorConfig:
 
 
 @dataclasses.dataclass
-class DetectionConfig(RunConfig):
+class DetectionConfig(FitConfig):
     epochs: int = field(12, "total epochs; resuming a finished run with more epochs extends it")
     batch_size: int = field(32, "global batch size, split across replicas")
     schedule: str = field("cosine", "learning-rate schedule", SCHEDULES)

@@ -10,9 +10,8 @@ import math
 
 import keras
 
-from apps.core.backbones import PRETRAINED, backbone_preprocessing, build_backbone, scratch_body
 from apps.core.errors import UserError
-from layers import ConvBNAct, ImagePreprocess
+from backbones import BackboneOptions, build_backbone, feature_pyramid, get_backbone, preprocessing_layer, pyramid_levels
 
 PRIOR = 0.01  # initial foreground probability of every anchor (focal-loss paper)
 
@@ -21,58 +20,26 @@ def build_detector(cfg, size, num_classes, anchors_per_cell):
     """`cfg` is a DetectorConfig; the model takes float RGB pixels 0..255 on a size x size canvas."""
     inputs = keras.Input((size, size, 3), name="image")
     levels = backbone_levels(cfg, inputs, size)
-    pyramid = feature_pyramid(levels, cfg, size)
+    pyramid = feature_pyramid(levels, cfg.fpn_width, size, cfg.max_level)
     outputs = heads(pyramid, cfg, num_classes, anchors_per_cell)
     return keras.Model(inputs, outputs, name=f"detector_{cfg.backbone}")
 
 
 def backbone_levels(cfg, inputs, size):
-    """{level: feature map} of the backbone, one per stride 2**level: the last layer at each size."""
-    if cfg.backbone in PRETRAINED:
-        x = ImagePreprocess(backbone_preprocessing(cfg.backbone), name="preprocess")(inputs)
-        base = build_backbone(cfg.backbone, (size, size, 3), cfg.weights)
-    else:
-        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
-        image = keras.Input((size, size, 3))
-        # A stride-4 stem, so the zoo's three stages give strides 4, 8 and 16.
-        y = ConvBNAct(cfg.width // 2, 3, strides=2, name="stem_s2")(image)
-        y = ConvBNAct(cfg.width, 3, strides=2, name="stem_s4")(y)
-        base = keras.Model(image, scratch_body(cfg.backbone, y, cfg, {}), name="backbone_body")
-    by_level = {}
-    for layer in base.layers[1:]:  # after the input layer
-        shape = layer.output.shape if not isinstance(layer.output, (list, tuple)) else None
-        if shape is not None and len(shape) == 4 and shape[1]:
-            by_level[round(math.log2(size / shape[1]))] = layer.output
-    wanted = {lv: t for lv, t in by_level.items() if cfg.min_level <= lv <= cfg.max_level}
+    """{level: feature map} for min_level..max_level, from the levels the backbone declares."""
+    spec = get_backbone(cfg.backbone)
+    x = preprocessing_layer(cfg.backbone)(inputs)
+    options = BackboneOptions(width=cfg.width, depth=cfg.depth, bottleneck=cfg.bottleneck, batch_norm=True,
+                              stem_stride=1 if spec.pretrained else 4)  # zoo: strides 4, 8, 16 after a stride-4 stem
+    base = build_backbone(cfg.backbone, (size, size, 3), options, cfg.weights)
+    wanted = pyramid_levels(base, cfg.min_level, cfg.max_level)
     if cfg.min_level not in wanted:
-        raise UserError(f"backbone {cfg.backbone} gives no stride-{2 ** cfg.min_level} features at image size {size} "
-                        f"(it has levels {sorted(by_level)}); change model.min_level or data.image_size")
-    features = keras.Model(base.inputs, [wanted[lv] for lv in sorted(wanted)], name="backbone")
-    outputs = features(x, training=False) if cfg.backbone in PRETRAINED else features(x)
+        declared = ", ".join(sorted(base.pyramid_outputs, key=lambda k: int(k[1:])))
+        raise UserError(f"backbone {cfg.backbone} gives no stride-{2 ** cfg.min_level} features (P{cfg.min_level}); "
+                        f"it declares {declared or 'none'}; change model.min_level or model.backbone")
+    features = keras.Model(base.input, [wanted[lv] for lv in sorted(wanted)], name="backbone")
+    outputs = features(x, training=False) if spec.pretrained else features(x)
     return dict(zip(sorted(wanted), outputs if isinstance(outputs, list) else [outputs]))
-
-
-def feature_pyramid(levels, cfg, size):
-    """Top-down pyramid with lateral 1x1 convs and 3x3 smoothing; extra levels by stride-2 convs."""
-    width, top = cfg.fpn_width, max(levels)
-    lateral = {}
-    for lv, x in levels.items():
-        grid = math.ceil(size / 2**lv)
-        if x.shape[1] != grid:  # valid-padding backbones (squeezenet) are a pixel short
-            x = keras.layers.Resizing(grid, grid, name=f"align_c{lv}")(x)
-        lateral[lv] = keras.layers.Conv2D(width, 1, name=f"lateral_c{lv}")(x)
-    pyramid = {top: lateral[top]}
-    for lv in sorted(levels, reverse=True)[1:]:
-        up = keras.layers.UpSampling2D(2, name=f"upsample_p{lv + 1}")(pyramid[lv + 1])
-        pyramid[lv] = keras.layers.Add(name=f"merge_p{lv}")([lateral[lv], up])
-    for lv in list(pyramid):
-        pyramid[lv] = keras.layers.Conv2D(width, 3, padding="same", name=f"smooth_p{lv}")(pyramid[lv])
-    x = levels[top]
-    for lv in range(top + 1, cfg.max_level + 1):
-        if lv > top + 1:
-            x = keras.layers.ReLU(name=f"relu_p{lv - 1}")(x)
-        x = pyramid[lv] = keras.layers.Conv2D(width, 3, strides=2, padding="same", name=f"extra_p{lv}")(x)
-    return pyramid
 
 
 def heads(pyramid, cfg, num_classes, anchors_per_cell):

@@ -3,7 +3,7 @@ English-Spanish pairs in a few minutes on 2 CPU cores."""
 import dataclasses
 
 from apps.core.config import field
-from apps.core.run_config import RunConfig
+from apps.core.run_config import FitConfig
 from data.text.pairs import TranslationDataConfig
 
 
@@ -20,7 +20,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
-class TransformerTranslationConfig(RunConfig):
+class TransformerTranslationConfig(FitConfig):
     data: TranslationDataConfig = field(TranslationDataConfig())
     model: ModelConfig = field(ModelConfig())
     epochs: int = field(8, "passes over the training pairs; resuming a finished run with more epochs extends it")

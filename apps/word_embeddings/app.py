@@ -7,12 +7,12 @@
 """
 import re
 
+import keras
 import tensorflow as tf
 
 from apps.core.app import App
 from apps.core.errors import UserError
 from apps.core.registry import register_app
-from apps.core.runner import run_dir
 from apps.word_embeddings.config import WordEmbeddingsConfig
 from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_analogies, read_wordsim,
                                              wordsim_spearman)
@@ -40,7 +40,7 @@ class WordEmbeddingsApp(App):
     @property
     def corpus(self):
         if self._corpus is None:
-            self._corpus = prepare_corpus(self.config.data, run_dir(self) / "corpus")
+            self._corpus = prepare_corpus(self.config.data, self.run_dir / "corpus")
             self.vocabulary = self._corpus.vocabulary
             c = self._corpus
             print(f"corpus: {c.lines:,} lines, {c.words:,} words; vocabulary {len(c.vocabulary):,} words "
@@ -51,7 +51,7 @@ class WordEmbeddingsApp(App):
         return {"vocabulary": "corpus/vocabulary.tsv", "words": self.corpus.words, "kept_words": self.corpus.kept_words}
 
     def load_state(self, state):
-        path = run_dir(self) / state["vocabulary"]
+        path = self.run_dir / state["vocabulary"]
         if not path.is_file():
             raise UserError(f"the run's vocabulary {path} is missing; train again")
         self.vocabulary, _ = read_vocabulary(path)
@@ -65,6 +65,14 @@ class WordEmbeddingsApp(App):
             return None  # no held-out text: evaluation is analogies and similarities
         c, cfg = self.corpus, self.config
         return train_epoch(c.ids_path, c.counts, cfg.data, cfg.batch_size, cfg.seed, epoch, cfg.chunks_per_call)
+
+    def build_optimizer(self, updates_per_epoch, lr_factor=1.0):
+        """Holds the learning rate and step count that WordEmbeddings.train_step reads (it has no slots)."""
+        cfg = self.config
+        lr = cfg.learning_rate * lr_factor
+        end = cfg.min_learning_rate * lr_factor if cfg.schedule == "linear" else lr
+        total = max(cfg.epochs * updates_per_epoch, 1)
+        return keras.optimizers.SGD(learning_rate=keras.optimizers.schedules.PolynomialDecay(lr, total, end))
 
     def updates_per_epoch(self, steps_per_epoch):
         return chunk_count(self.corpus.ids_path, self.config.batch_size)  # one SGD step per chunk
@@ -125,14 +133,7 @@ class WordEmbeddingsApp(App):
 
 
 def _check_recipe(cfg):
-    """The step is word2vec's plain sparse SGD on one device; refuse settings it would silently ignore."""
-    unsupported = {"--clipnorm": cfg.clipnorm, "--weight_decay": cfg.weight_decay, "--momentum": cfg.momentum,
-                   "--grad_accum_steps": cfg.grad_accum_steps > 1, "--label_smoothing": cfg.label_smoothing,
-                   "--warmup_epochs": cfg.warmup_epochs}
-    used = [flag for flag, value in unsupported.items() if value]
-    if used:
-        raise UserError(f"word_embeddings trains with word2vec's plain sparse SGD; {', '.join(used)} "
-                        "cannot apply to it")
+    """The step updates a few rows of one table in place, as word2vec's threads do: one device only."""
     if cfg.strategy not in ("default", "auto"):
         raise UserError(f"word_embeddings trains on one device (sparse row updates, as word2vec's threads do); "
                         f"--strategy {cfg.strategy} is not supported")

@@ -4,11 +4,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from apps.core.backbones import SQUEEZENET_WEIGHTS
 from apps.core.errors import UserError
 from apps.object_detection.boxes import BoxCoder
 from apps.object_detection.config import DetectorConfig
 from apps.object_detection.model import build_detector
+from backbones.squeezenet import WEIGHTS as SQUEEZENET_WEIGHTS
 
 SMALL = DetectorConfig(width=8, fpn_width=16, head_width=16, head_depth=1)
 
@@ -38,5 +38,7 @@ def test_pretrained_squeezenet_weights_are_loaded():
 
 
 def test_backbone_without_the_finest_level_is_a_clear_error():
-    with pytest.raises(UserError, match="gives no stride-1 features at image size 128"):
+    with pytest.raises(UserError, match=r"backbone resnet gives no stride-1 features \(P0\); it declares P1, P2, P3, P4"):
         build_detector(dataclasses.replace(SMALL, min_level=0), 128, 2, 9)
+    with pytest.raises(UserError, match=r"backbone squeezenet gives no stride-32 features \(P5\); it declares P1, P2, P3, P4"):
+        build_detector(dataclasses.replace(SMALL, backbone="squeezenet", min_level=5, max_level=6), 128, 2, 9)

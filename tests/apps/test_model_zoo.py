@@ -6,16 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from apps.core.errors import UserError
 from apps.image_classification.config import ModelConfig
-from apps.core.backbones import SCRATCH, SQUEEZENET_WEIGHTS
-from apps.image_classification.model import build_classifier, set_trainable_top
+from apps.image_classification.model import build_classifier
+from backbones import BackboneError, backbone_names, set_trainable_top
+from backbones.squeezenet import WEIGHTS as SQUEEZENET_WEIGHTS
 from tests.conftest import last_line, run_cli
 
 SHARED_VGG16 = Path(__file__).resolve().parents[3] / "shared" / "data" / "weights" / "vgg16_hed_notop.weights.h5"
 
 
-@pytest.mark.parametrize("arch", SCRATCH)
+@pytest.mark.parametrize("arch", backbone_names(pretrained=False))
 def test_every_zoo_model_builds_trains_and_reloads(arch, tmp_path):
     keras.utils.set_random_seed(0)  # unseeded, DenseNet's loss rose over 8 steps in about one run of many
     model = build_classifier(ModelConfig(arch=arch, width=8, depth=1, dropout=0.1), (28, 28, 1), 10, ([120.0], [900.0]))
@@ -68,22 +68,22 @@ def test_vgg16_from_a_local_weights_file_and_a_file_for_another_architecture():
     fresh = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     fresh.load_weights(SHARED_VGG16)
     np.testing.assert_array_equal(kernel, fresh.get_layer("block1_conv1").kernel.numpy())
-    with pytest.raises(UserError, match="does not fit VGG19: it holds 26 arrays, VGG19 has 32"):
+    with pytest.raises(BackboneError, match="does not fit VGG19: it holds 26 arrays, VGG19 has 32"):
         build_classifier(ModelConfig(arch="VGG19", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
-    with pytest.raises(UserError, match="does not fit ResNet50"):
+    with pytest.raises(BackboneError, match="does not fit ResNet50"):
         build_classifier(ModelConfig(arch="ResNet50", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
-    with pytest.raises(UserError, match="does not fit squeezenet: it has no group .conv1."):
+    with pytest.raises(BackboneError, match="does not fit squeezenet: it has no group .conv1."):
         build_classifier(ModelConfig(arch="squeezenet", weights=str(SHARED_VGG16)), (32, 32, 3), 10, None)
 
 
 def test_imagenet_download_offline_is_a_clear_error(monkeypatch):
-    import apps.core.backbones as zoo
+    import backbones.weights
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(zoo.socket, "create_connection", offline)
-    with pytest.raises(UserError, match="ImageNet weights for VGG16 need a download.*--model.weights"):
+    monkeypatch.setattr(backbones.weights.socket, "create_connection", offline)
+    with pytest.raises(BackboneError, match="ImageNet weights for VGG16 need a download.*--model.weights"):
         build_classifier(ModelConfig(arch="VGG16", weights="imagenet"), (32, 32, 3), 10, None)
 
 
