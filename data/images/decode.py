@@ -12,11 +12,12 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
 def is_encoded_image(images):
-    """Bool per element: starts like a JPEG, PNG, GIF or BMP file."""
+    """Bool per element: starts like a JPEG, PNG, GIF, BMP or WebP file (what data.images.files reads)."""
     ok = tf.zeros(tf.shape(images), tf.bool)
     for magic in _MAGIC:
         ok = tf.logical_or(ok, tf.equal(tf.strings.substr(images, 0, len(magic)), magic))
-    return ok
+    webp = tf.logical_and(tf.equal(tf.strings.substr(images, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(images, 8, 4), b"WEBP"))
+    return tf.logical_or(ok, webp)
 
 
 def _checked(images):
@@ -28,7 +29,7 @@ def _checked(images):
     with tf.control_dependencies(checks):
         ok = is_encoded_image(images)
         checks.append(tf.debugging.Assert(
-            tf.reduce_all(ok), ["`images` holds bytes that are not a JPEG/PNG/GIF/BMP image, at indices:", tf.where(~ok)[:, 0]]))
+            tf.reduce_all(ok), ["`images` holds bytes that are not a JPEG/PNG/GIF/BMP/WebP image, at indices:", tf.where(~ok)[:, 0]]))
     with tf.control_dependencies(checks):
         return tf.identity(images)
 

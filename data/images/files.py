@@ -2,6 +2,8 @@
 
 `image_dataset_from_directory` crashes mid-epoch on a truncated JPEG; here every file is opened
 and fully decoded once before training, and bad ones are reported by path (or skipped by flag).
+Files are decoded by TensorFlow's decoders only, the ones the exported models run: an image that
+trains is an image the SavedModel accepts, with the same pixels (Pillow only explains failures).
 """
 import dataclasses
 import warnings
@@ -13,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _COLOUR_MODES = {"L": 1, "RGB": 3}
 
 
@@ -37,11 +39,22 @@ def inspect_image(path):
             im.verify()
         with Image.open(path) as im:
             im.load()  # verify() does not decode pixels: a truncated JPEG fails only here
-            return im.mode, None
     except (UnidentifiedImageError, SyntaxError) as e:
         return None, f"not an image ({e.__class__.__name__})"
     except (OSError, ValueError) as e:
         return None, f"corrupt image ({e})"
+    reason = _tensorflow_refuses(path.read_bytes())
+    return (None, reason) if reason else (im.mode, None)
+
+
+def _tensorflow_refuses(data):
+    """Why TensorFlow's decoders (those of training and serving alike) refuse these bytes, or None."""
+    try:
+        decode_image(data, 3)
+    except tf.errors.InvalidArgumentError as e:
+        detail = str(e).split("}}")[-1].strip().splitlines()[0][:120]
+        return f"a variant TensorFlow's decoders cannot read ({detail}); convert it to PNG or JPEG"
+    return None
 
 
 def scan_class_folders(root):
@@ -111,15 +124,12 @@ def load_image_file(path, size, channels):
 
 
 def read_image_file(path, channels=3):
-    """One image file at its own size as a uint8 (h, w, channels) tensor."""
+    """One image file at its own size as a uint8 (h, w, channels) tensor, decoded as serving decodes it."""
     data = Path(path).read_bytes()
     try:
-        image = decode_image(data, channels)
+        return decode_image(data, channels)
     except tf.errors.InvalidArgumentError:
-        # CMYK JPEGs and some palette files that TensorFlow's decoders reject: let Pillow convert.
-        with Image.open(path) as im:
-            image = tf.constant(np.asarray(im.convert("L" if channels == 1 else "RGB")).reshape(im.size[1], im.size[0], channels))
-    return image
+        raise DataError(f"{path}: {_tensorflow_refuses(data) or 'cannot be decoded'}") from None
 
 
 def image_paths(inputs):
@@ -129,7 +139,7 @@ def image_paths(inputs):
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP files")
+                raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP files")
             paths.extend(found)
         elif item.is_file():
             paths.append(item)

@@ -1,0 +1,58 @@
+"""Training and serving accept the same image files, and see the same pixels: one decoder for both."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from data.errors import DataError
+from data.images.decode import decode_image_batch
+from data.images.files import read_image_file, scan_class_folders
+
+ACCEPTED = {  # file name -> how Pillow writes it
+    "cmyk.jpg": lambda im: im.convert("CMYK"),
+    "progressive.jpg": lambda im: im,
+    "grey.jpg": lambda im: im.convert("L"),
+    "grey_alpha.png": lambda im: im.convert("LA"),
+    "rgba.png": lambda im: im.convert("RGBA"),
+    "palette.png": lambda im: im.convert("P"),
+    "sixteen_bit.png": lambda im: Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257),
+    "palette.bmp": lambda im: im.convert("P"),
+    "rgba.bmp": lambda im: im.convert("RGBA"),
+    "palette.gif": lambda im: im.convert("P"),
+    "photo.webp": lambda im: im,
+}
+REFUSED = {"bilevel.bmp": lambda im: im.convert("1")}  # 1-bit BMP: TensorFlow's BMP decoder has no such mode
+
+
+def _write(folder, name, make):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    kwargs = {"progressive": True} if name == "progressive.jpg" else {}
+    make(image).save(folder / name, **kwargs)
+    return folder / name
+
+
+serve = tf.function(lambda images: decode_image_batch(images, (20, 30), 3),
+                    input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_a_file_that_trains_is_served_with_the_same_pixels(name, tmp_path):
+    path = _write(tmp_path, name, ACCEPTED[name])
+    trained = read_image_file(path, 3).numpy()
+    served = serve(tf.constant([path.read_bytes()]))[0].numpy()
+    np.testing.assert_array_equal(trained, served)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_file_serving_refuses_is_refused_in_training_by_path(name, tmp_path):
+    path = _write(tmp_path, name, REFUSED[name])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serve(tf.constant([path.read_bytes()]))
+    with pytest.raises(DataError, match=f"{name}: a variant TensorFlow's decoders cannot read .*convert it to PNG or JPEG"):
+        read_image_file(path, 3)
+    (tmp_path / "cls").mkdir()
+    path.rename(tmp_path / "cls" / name)
+    _write(tmp_path / "cls", "ok.png", ACCEPTED["rgba.png"])
+    scan = scan_class_folders(tmp_path)
+    assert [p.name for p, _ in scan.files] == ["ok.png"]
+    assert [(p.name, why.startswith("a variant TensorFlow")) for p, why in scan.bad] == [(name, True)]
