@@ -1,14 +1,20 @@
-"""`apps`, `layers` and `data` are generic names: the installed ones must be this project's."""
+"""`apps`, `layers`, `data` and `backbones` are generic names: the installed ones must be this project's,
+and an installed (non-editable) copy must work from any directory with only its own files."""
 import json
 import subprocess
 import sys
+import sysconfig
+
+import pytest
 
 from tests.conftest import ROOT
 
+PACKAGES = ("apps", "backbones", "layers", "data")
+
 
 def test_packages_resolve_to_this_checkout_from_any_directory(tmp_path):
-    script = ("import json, apps, layers, data, apps.image_classification.app; "
-              "print(json.dumps({m.__name__: m.__file__ for m in (apps, layers, data)}))")
+    script = (f"import json, {', '.join(PACKAGES)}, apps.image_classification.app; "
+              f"print(json.dumps({{m.__name__: m.__file__ for m in ({', '.join(PACKAGES)})}}))")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -19,3 +25,33 @@ def test_packages_resolve_to_this_checkout_from_any_directory(tmp_path):
 def test_console_script_is_installed():
     script = ROOT / ".venv" / "bin" / "tfapps"  # installed by quickstart.sh
     assert "image_classification" in subprocess.run([str(script), "list"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tmp_path):
+    """Wheel built from the checkout, installed into a fresh environment whose only other path is the
+    dependencies' site-packages (not a site dir, so the checkout's editable hook is not loaded)."""
+    def run(*args, cwd=tmp_path):
+        proc = subprocess.run([*map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        assert proc.returncode == 0, f"{args}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        return proc
+
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel",
+        ROOT)
+    env = tmp_path / "env"
+    run(sys.executable, "-m", "venv", "--without-pip", env)
+    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", env, *(tmp_path / "wheel").glob("*.whl"))
+    site = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python, work = env / "bin" / "python", tmp_path / "work"
+    work.mkdir()
+    where = run(python, "-c", f"import {', '.join(PACKAGES)}; print({PACKAGES[0]}.__file__, backbones.__file__)", cwd=work)
+    assert all(p.startswith(str(site)) for p in where.stdout.split()), where.stdout
+    listing = run(python, "-m", "apps", "list", cwd=work).stdout
+    assert "image_classification" in listing and "transformer_translation" in listing
+    run(python, "-m", "apps", "image_classification", "train", "--epochs", "1", "--data.limit", "320", "--batch_size", "32",
+        "--model.width", "8", "--model.depth", "1", "--verbose", "line", cwd=work)  # the embedded data ships in the wheel
+    run(python, "-m", "apps", "image_classification", "export", cwd=work)
+    assert (work / "saved_models" / "image_classification" / "1" / "saved_model.pb").is_file()
+    assert not list(site.glob("saved_models")) and not list((site / "apps").glob("saved_models"))
