@@ -6,10 +6,10 @@
 Data: ../shared/data/translation/spa-eng.txt (118,964 pairs), deduplicated, split by source sentence
 with seed 0 into a 2,000-pair test split, 1,000 dev pairs, and the rest for training. Training stops
 at the end of the first step after --minutes of wall time (XLA compilation and validation included).
-Reported: sacreBLEU and chrF on the test split (beam 4, length penalty 0.6), training tokens/s, the
-training-step MFU against a float32 matmul peak measured in the same run, and the SavedModel's
-per-sentence latency (batch of 1, greedy and beam 4) on short test sentences, measured in a fresh
-process that imports only TensorFlow and tensorflow-text.
+Reported: sacreBLEU (single and multi-reference) and chrF on the test split (beam 4, length penalty
+0.6), training tokens/s, the training-step MFU against a float32 matmul peak measured in the same run,
+and the SavedModel's per-sentence latency (batch of 1, greedy and beam 4) on short test sentences,
+measured in a fresh process that imports only TensorFlow and tensorflow-text.
 
 FLOPs are counted analytically from the layer shapes of each batch (projections, attention scores and
 sums, feed-forward, output layer; training = 3 x forward), once on the padded shapes the step
@@ -31,6 +31,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 
 from bench.common import SHARED, StepTimer, matmul_peak_gflops  # noqa: E402
+from data.text.subword import PAD  # noqa: E402
 
 RECIPE = {"data.source": "tsv", "data.test_size": 2000, "data.dev_size": 1000, "data.vocab_size": 8000,
           "data.max_length": 40, "seed": 0, "epochs": 100, "batch_size": 6144, "learning_rate": 1e-3,
@@ -56,7 +57,7 @@ def epoch_flops(batches, m):
     for rows, src, t_in, _ in batches.buckets:
         n_batches = -(-len(src) // rows)
         padded += n_batches * forward_flops(m, rows, src.shape[1], src.shape[1])
-        s, t = int((src != 0).sum()), int((t_in != 0).sum())
+        s, t = int((src != PAD).sum()), int((t_in != PAD).sum())
         useful += forward_flops(m, len(src), src.shape[1], src.shape[1], s, t)  # spans: the bucket's mean real lengths
         real_source, real_target = real_source + s, real_target + t
     return 3 * padded, 3 * useful, real_source, real_target
@@ -159,7 +160,8 @@ def main():
     start = time.perf_counter()
     metrics = app.evaluate(model, out)
     result["evaluate_minutes"] = round((time.perf_counter() - start) / 60, 1)
-    result.update({k: metrics[k] for k in ("bleu", "chrf", "token_accuracy", "bleu_signature", "chrf_signature")})
+    result.update({k: metrics[k] for k in ("bleu", "bleu_multi_reference", "references_per_source", "chrf",
+                                          "token_accuracy", "bleu_signature", "chrf_signature")})
     short = [s for s, _ in app.prepared.splits["test"] if len(s.split()) <= 6][:100]
     for beam in (1, 4):
         app.config.beam_size = beam

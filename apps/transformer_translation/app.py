@@ -1,12 +1,11 @@
 """The Transformer translation app: an encoder-decoder Transformer trained on sentence pairs.
 
     python -m apps transformer_translation train               # embedded English-Spanish pairs
-    python -m apps transformer_translation evaluate            # sacreBLEU, chrF, token accuracy, examples
+    python -m apps transformer_translation evaluate            # sacreBLEU (single and multi-reference), chrF, examples
     python -m apps transformer_translation predict "I am hungry." --attention
     python -m apps transformer_translation export              # strings in, translations out
 """
 import numpy as np
-import sacrebleu
 
 from apps.core.app import App
 from apps.core.errors import UserError
@@ -16,10 +15,11 @@ from apps.core.runner import run_dir
 from apps.transformer_translation.config import TransformerTranslationConfig
 from apps.transformer_translation.model import Transformer
 from apps.transformer_translation.serving import TranslationServing
-from data.text.subword import EOS, PAD
+from data.text.normalize import normalize
 from data.text.pair_corpus import bucketed, load, prepare
-from data.text.pairs import normalize
-from layers.sequence_loss import MaskedSmoothedCrossEntropy, MaskedTokenAccuracy
+from data.text.scoring import score_translations
+from data.text.subword import EOS, PAD
+from layers.losses.sequence import MaskedSmoothedCrossEntropy, MaskedTokenAccuracy
 
 
 @register_app("transformer_translation")
@@ -27,6 +27,7 @@ class TransformerTranslationApp(App):
     """Sentence pairs in; a Transformer that translates, scored with sacreBLEU and chrF."""
 
     Config = TransformerTranslationConfig
+    default_data = "embedded Tatoeba English-Spanish subset, 30,000 sentence pairs"
     predict_inputs = "SENTENCE"
     predict_inputs_help = 'source sentences, e.g. "I am hungry."'
     serving_imports = ("tensorflow_text",)  # the SentencePiece ops inside the export
@@ -108,12 +109,9 @@ class TransformerTranslationApp(App):
     def evaluate(self, model, out_dir):
         cfg, test = self.config, self.prepared.splits["test"]
         sources, references = [s for s, _ in test], [t for _, t in test]
-        hypotheses = self.translate(model, sources)
-        bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
-        bleu = bleu_metric.corpus_score(hypotheses, [references])
-        chrf = chrf_metric.corpus_score(hypotheses, [references])
+        hypotheses, scores = score_translations(sources, references, lambda unique: self.translate(model, unique))
         model.compile(loss=MaskedSmoothedCrossEntropy(0.0), metrics=[MaskedTokenAccuracy()])
-        scores = model.evaluate(self.build_dataset("test"), verbose=0, return_dict=True)
+        token_scores = model.evaluate(self.build_dataset("test"), verbose=0, return_dict=True)
         (out_dir / "translations.tsv").write_text(
             "source\treference\ttranslation\n" + "".join(f"{s}\t{r}\t{h}\n" for s, r, h in zip(sources, references, hypotheses)),
             encoding="utf-8")
@@ -122,12 +120,15 @@ class TransformerTranslationApp(App):
         for e in examples:
             print(f"  {e['source']}\n    -> {e['translation']}\n    (reference: {e['reference']})")
         self._plot_attention(model, sources[:3], out_dir)
-        return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2),
-                "token_accuracy": round(float(scores["token_accuracy"]), 4),
-                "test_cross_entropy": round(float(scores["loss"]), 4), "test_pairs": len(test),
+        print(scores.summary())
+        m = scores.rounded()
+        return {"bleu": m["bleu"], "bleu_multi_reference": m["bleu_multi_reference"], "chrf": m["chrf"],
+                "token_accuracy": round(float(token_scores["token_accuracy"]), 4),
+                "test_cross_entropy": round(float(token_scores["loss"]), 4), "test_pairs": m["pairs"],
+                "test_sources": m["unique_sources"], "references_per_source": m["references_per_source"],
                 "beam_size": cfg.beam_size, "length_penalty": cfg.length_penalty,
-                "bleu_signature": str(bleu_metric.get_signature()), "chrf_signature": str(chrf_metric.get_signature()),
-                "examples": examples}
+                "bleu_signature": m["bleu_signature"], "chrf_signature": m["chrf_signature"],
+                "bleu_multi_reference_signature": m["bleu_multi_reference_signature"], "examples": examples}
 
     def _plot_attention(self, model, sentences, out_dir):
         result = self._serving(model).attention(np.array(sentences, dtype=object))

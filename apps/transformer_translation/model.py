@@ -16,7 +16,7 @@ import keras
 import keras_hub
 from keras import ops
 
-from layers.masks import cross_mask, decoder_self_mask, padding_mask
+from layers.attention.masks import cross_mask, decoder_self_mask, padding_mask
 from layers.transformer_decoder_block import TransformerDecoderBlock
 
 

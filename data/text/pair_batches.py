@@ -1,7 +1,7 @@
 """Batches of token-id pairs bucketed by length, so that a batch carries little padding.
 
 A pair lands in the bucket of its longer side, rounded up to a multiple of 8 tokens; a bucket of
-length L holds batches of `tokens_per_batch // L` rows, padded with 0. The buckets, and so the
+length L holds batches of `tokens_per_batch // L` rows, padded with PAD. The buckets, and so the
 number of batches an epoch has, are fixed; an epoch shuffles rows within each bucket and then the
 order of batches, as a pure function of (seed, epoch). The last batch of a bucket is filled with
 all-padding rows, which the loss ignores. A batch is ((source, target_in), target_out) with
@@ -13,8 +13,8 @@ source = pieces + [EOS], target_in = [BOS] + pieces, target_out = pieces + [EOS]
 import numpy as np
 import tensorflow as tf
 
-from data.text.subword import BOS, EOS
 from data.errors import DataError
+from data.text.subword import BOS, EOS, PAD
 
 _ROUND = 8
 
@@ -42,7 +42,7 @@ class BucketedPairs:
             pairs = by_bucket[length]
             rows = max(tokens_per_batch // length, 1)
             n = len(pairs)
-            src, t_in, t_out = (np.zeros((n, length), np.int32) for _ in range(3))
+            src, t_in, t_out = (np.full((n, length), PAD, np.int32) for _ in range(3))
             for i, (s, t) in enumerate(pairs):
                 src[i, :len(s) + 1] = [*s, EOS]
                 t_in[i, :len(t) + 1] = [BOS, *t]
@@ -55,7 +55,7 @@ class BucketedPairs:
 
     def padding_share(self):
         """Share of the batch slots that hold padding (pad rows included)."""
-        real = sum(int((src != 0).sum() + (t_in != 0).sum()) for _, src, t_in, _ in self.buckets)
+        real = sum(int((src != PAD).sum() + (t_in != PAD).sum()) for _, src, t_in, _ in self.buckets)
         total = sum(2 * -(-len(src) // rows) * rows * src.shape[1] for rows, src, _, _ in self.buckets)
         return 1 - real / total
 
@@ -71,7 +71,7 @@ class BucketedPairs:
         for k, index in plan:
             rows, src, t_in, t_out = self.buckets[k]
             fill = rows - len(index)
-            yield tuple(np.pad(a[index], ((0, fill), (0, 0))) for a in (src, t_in, t_out))
+            yield tuple(np.pad(a[index], ((0, fill), (0, 0)), constant_values=PAD) for a in (src, t_in, t_out))
 
     def dataset(self, seed, epoch, shuffle=True):
         """A tf.data.Dataset of the epoch's batches; `epoch` may be a tensor (the runner's flat_map)."""

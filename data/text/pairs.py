@@ -4,8 +4,8 @@ Sources: the embedded Anki English-Spanish subset, any Anki-style TSV file (sour
 extra columns such as Anki's attribution are ignored), two parallel plain-text files (line i of
 one translates line i of the other), or a prepared tfds translation set (e.g. ted_hrlr_translate/pt_to_en).
 
-Every sentence is Unicode-normalised (NFKC) with whitespace folded to single spaces; case and
-punctuation are kept, since BLEU is scored on the text people read. Exact duplicate pairs are
+Every sentence is normalised by data.text.normalize (NFKC, whitespace folded to single spaces; case
+and punctuation kept, since BLEU is scored on the text people read). Exact duplicate pairs are
 dropped. The split is seeded and made by *source sentence*: all pairs that share a source go to
 the same split, so no test source sentence is ever seen in training.
 
@@ -13,8 +13,6 @@ the same split, so no test source sentence is ever seen in training.
     splits = split_pairs(pairs, dev_size=500, test_size=2000, seed=0)
 """
 import dataclasses
-import re
-import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -24,10 +22,10 @@ from data.embedded import embedded_file
 from data.errors import DataError
 from data.fields import field
 from data.text.corpus import check_utf8, open_binary
+from data.text.normalize import normalize
 from data.tfds_sets import open_tfds
 
 EMBEDDED_PAIRS = embedded_file("spa_eng_30k.tsv.gz")
-_SPACES = re.compile(r"\s+")
 
 
 @dataclasses.dataclass
@@ -46,11 +44,6 @@ class TranslationDataConfig:
     test_size: int = field(1000, "pairs held out for the test (whole source groups, so about N)")
     vocab_size: int = field(4000, "subword vocabulary per language (SentencePiece unigram)")
     max_length: int = field(40, "longest sequence in subword tokens (with the end token); longer training pairs are dropped")
-
-
-def normalize(text):
-    """NFKC, whitespace runs -> one space, stripped."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
 def _lines(path):

@@ -2,15 +2,21 @@
 
 SentencePiece is lossless (spaces are kept as "▁" pieces, and characters too rare for the vocabulary
 fall back to their UTF-8 bytes rather than to "unknown"), so `decode(encode(s)) == s` for text
-already NFKC-normalised, and the same model file runs in Python here and in the exported graph
-through tensorflow-text's SentencepieceTokenizer. Ids 0-3 are reserved: pad, unknown, begin, end.
+already NFKC-normalised, and the same model file runs in Python here (Subwords) and in the exported
+graph (GraphSubwords, tensorflow-text's SentencepieceTokenizer). Ids 0-3 are reserved: pad, unknown,
+begin, end; PAD, UNK, BOS and EOS below are the suite's one definition of them (masks, losses, search
+and batches pad with PAD).
 
     proto = train_sentencepiece(["I am hungry.", ...], vocab_size=4000)
     sp = Subwords(proto); sp.encode(["I am hungry."]) -> [[...ids]]
+    graph = GraphSubwords(proto, name="source_pieces")
+    ids, truncated = graph.encode(tf.constant(["I am hungry."]), max_length=40)   # [[...ids, EOS]]
+    graph.decode(ids)                                                             # [b"I am hungry."]
 """
 import io
 
 import sentencepiece as spm
+import tensorflow as tf
 
 from data.errors import DataError
 
@@ -52,3 +58,38 @@ class Subwords:
 
     def pieces(self, ids):
         return [self._sp.id_to_piece(int(i)) for i in ids]
+
+
+class GraphSubwords(tf.Module):
+    """A SentencePiece model in graph ops, for exported models (a process that loads one must
+    `import tensorflow_text`, which registers the ops).
+
+    `encode` gives the ids a sequence model reads, as the training batches hold them: the pieces, cut
+    to `max_length - 1`, then EOS, padded with PAD; `decode` reads each row up to its first EOS or PAD.
+
+    `name` is required and must differ between the tokenizers of one exported module: tensorflow-text
+    creates the model resource under that name scope, and with the default name a reloaded SavedModel
+    gives every tokenizer the model of the first one.
+    """
+
+    def __init__(self, proto, name):
+        super().__init__(name=name)
+        import tensorflow_text as text
+
+        self.tokenizer = text.SentencepieceTokenizer(model=proto, out_type=tf.int32, name=name)
+
+    def encode(self, sentences, max_length):
+        """[N, S] int32 ids ending with EOS (padded with PAD), and [N] whether a sentence was cut to fit."""
+        pieces = self.tokenizer.tokenize(sentences)
+        truncated = pieces.row_lengths() > max_length - 1
+        pieces = pieces[:, :max_length - 1]
+        ends = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(sentences)[0], 1], EOS))
+        return tf.concat([pieces, ends], axis=1).to_tensor(PAD), truncated
+
+    def decode(self, ids):
+        """[N] strings of [N, T] ids, each row read up to its first EOS or PAD."""
+        ended = tf.logical_or(tf.equal(ids, EOS), tf.equal(ids, PAD))
+        # the first ended position, or T when a row never ends (the appended column of ones)
+        lengths = tf.argmax(tf.concat([tf.cast(ended, tf.int32), tf.ones_like(ids[:, :1])], 1), axis=1,
+                            output_type=tf.int32)
+        return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(ids, lengths=lengths))

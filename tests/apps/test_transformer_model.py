@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from apps.transformer_translation.model import Transformer
-from layers.beam_search import beam_search, greedy_search
-
-BOS, EOS = 2, 3
+from data.text.subword import BOS, EOS
+from layers.decoding.search import beam_search, greedy_search
 
 
 @pytest.fixture(scope="module")

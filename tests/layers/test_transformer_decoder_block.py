@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from layers.masks import cross_mask, decoder_self_mask, padding_mask
+from data.text.subword import PAD
+from layers.attention.masks import cross_mask, decoder_self_mask, padding_mask
 from layers.transformer_decoder_block import TransformerDecoderBlock
 
 
@@ -29,7 +30,7 @@ def test_shape_and_cached_steps_equal_the_full_pass(normalize_first):
     for t in range(4):
         self_mask = (np.arange(4) <= t)[None, None, :]
         y, cache, weights = block.step(x[:, t:t + 1], self_mask, source_mask, cache, t, cross)
-        real = target_ids[:, t] != 0  # padding queries differ (they may see themselves) and are never used
+        real = target_ids[:, t] != PAD  # padding queries differ (they may see themselves) and are never used
         np.testing.assert_allclose(np.asarray(y)[real, 0], full[real, t], atol=1e-5)
         weights = np.asarray(weights)
         assert weights.shape == (2, 2, 1, 3)

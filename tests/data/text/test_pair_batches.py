@@ -1,7 +1,7 @@
 """Length-bucketed batches: fixed shapes and count, every pair once per epoch, seeded order."""
 import numpy as np
 
-from data.text.subword import BOS, EOS
+from data.text.subword import BOS, EOS, PAD
 from data.text.pair_batches import BucketedPairs, bucket_length, within_length
 
 
@@ -34,7 +34,7 @@ def test_every_pair_once_per_epoch_with_fixed_count():
             for s, ti, to in zip(src, t_in, t_out):
                 if not s.any():
                     continue  # a filler row of the bucket's last batch
-                s, to = list(s[s != 0]), list(to[to != 0])
+                s, to = list(s[s != PAD]), list(to[to != PAD])
                 assert s[-1] == EOS and to[-1] == EOS and ti[0] == BOS
                 assert list(ti[1:len(to)]) == to[:-1]  # target_in is target_out shifted right
                 rows.append((tuple(s[:-1]), tuple(to[:-1])))

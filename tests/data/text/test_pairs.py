@@ -1,22 +1,17 @@
-"""Reading, normalising, deduplicating and splitting sentence pairs, and every reader's error message."""
+"""Reading, deduplicating and splitting sentence pairs, and every reader's error message (the normalising
+itself: test_normalize.py)."""
 import gzip
 
 import pytest
 
 from data.errors import DataError
-from data.text.pairs import (EMBEDDED_PAIRS, TranslationDataConfig, normalize, read_pairs, read_parallel,
-                                    read_tsv, split_pairs)
+from data.text.pairs import EMBEDDED_PAIRS, TranslationDataConfig, read_pairs, read_parallel, read_tsv, split_pairs
 
 
 def test_tsv_reads_anki_lines_and_ignores_extra_columns(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272\nHi!\t¡Hola!\n", encoding="utf-8")
     assert read_tsv(path) == [("Go.", "Ve."), ("Hi!", "¡Hola!")]
-
-
-def test_normalize_applies_nfkc_and_folds_whitespace():
-    assert normalize("  ﬁne\u00a0 day\t\n") == "fine day"  # ligature and no-break space folded by NFKC
-    assert normalize("Cafe\u0301") == "Café"  # combining accent composed
 
 
 def test_embedded_pairs_read_and_deduplicated():

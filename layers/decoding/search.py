@@ -1,19 +1,37 @@
 """Greedy and beam search over any step function, in graph ops (they run inside exported SavedModels).
 
-`step(tokens [N], index, state) -> (log_probs [N, V], state, weights [N, S])` decodes one position
-from a state of cached tensors (every leaf has N rows) and also returns a per-step vector that the
-search keeps beside each hypothesis (the model's cross-attention weights, for plots). Both searches
-stop when every hypothesis has ended with `eos` or after `max_length` steps (the length guard).
+The step-function contract, all a decoder must provide (a Transformer with key/value caches and a
+recurrent decoder with attention fit it alike):
+
+    log_probs, state, weights = step(tokens, index, state)
+
+- `tokens` [N] int32: the previous token of each of the N = batch * beam rows (BOS at index 0);
+  `index`: the position being decoded, a scalar int32 tensor (0, 1, ...), for models that need it.
+- `state`: any nested structure (tf.nest: dicts, lists, tuples) of tensors, each with the N rows on
+  axis 0, e.g. {"self": [caches], "cross": [caches]} or (h, c). The search repeats every leaf `beam`
+  times along axis 0 at the start and gathers rows along axis 0 as hypotheses are reordered; it
+  never looks inside. The returned state has the structure, dtypes and shapes of the one passed in
+  (a tf.while_loop variable), so caches that grow are allocated at full length up front.
+- `log_probs` [N, V] float32: log-probabilities of the next token; `weights` [N, width] float32: a
+  per-step vector kept beside each hypothesis (attention over the width source positions, for
+  plots; a model without attention may return zeros [N, 1] with width 1).
+
+Both searches stop when every hypothesis has ended with `eos` or after `max_length` steps (the
+length guard); positions after a hypothesis's end hold `pad` (the subword PAD id by default).
 
 Beam search keeps `beam` hypotheses per sentence; a finished one keeps competing for a slot with its
 final score. Hypotheses are ranked by log-probability divided by the GNMT length penalty
 ((5 + length) / 6) ** alpha (Wu et al. 2016); alpha 0 ranks by log-probability alone, and beam 1 is
 greedy search.
 
-    tokens, weights = greedy_search(step, state, batch, width=S, bos=2, eos=3, max_length=40)
-    tokens, weights = beam_search(step, state, batch, width=S, bos=2, eos=3, max_length=40, beam=4, alpha=0.6)
+    state = model.start_decoding(source_ids, max_length=40)
+    tokens, weights = greedy_search(model.decode_step, state, batch, width=S, bos=BOS, eos=EOS, max_length=40)
+    tokens, weights = beam_search(model.decode_step, state, batch, width=S, bos=BOS, eos=EOS, max_length=40,
+                                  beam=4, alpha=0.6)
 """
 import tensorflow as tf
+
+from data.text.subword import PAD
 
 _NEG = -1e9
 
@@ -26,7 +44,7 @@ def _gather(state, index):
     return tf.nest.map_structure(lambda t: tf.gather(t, index), state)
 
 
-def greedy_search(step, state, batch, width, bos, eos, max_length, pad=0):
+def greedy_search(step, state, batch, width, bos, eos, max_length, pad=PAD):
     """[batch, max_length] ids (pad after eos) and [batch, max_length, width] step weights."""
     return beam_search(step, state, batch, width, bos, eos, max_length, beam=1, alpha=0.0, pad=pad)
 
@@ -35,7 +53,7 @@ def length_penalty(length, alpha):
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def beam_search(step, state, batch, width, bos, eos, max_length, beam=4, alpha=0.6, pad=0):
+def beam_search(step, state, batch, width, bos, eos, max_length, beam=4, alpha=0.6, pad=PAD):
     """The best hypothesis per sentence: ids [batch, max_length] and its step weights [batch, max_length, S]."""
     n = batch * beam
     state = _tile(state, beam)

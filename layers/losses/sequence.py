@@ -1,21 +1,24 @@
-"""Token-level loss and accuracy for sequence outputs, ignoring padding (id 0).
+"""Token-level loss and accuracy for sequence outputs, ignoring padding (the subword PAD id).
 
 Label smoothing (Szegedy et al. 2016, used by Vaswani et al. 2017) spreads `smoothing` of the target
 mass uniformly over the vocabulary: loss = (1 - e) * NLL(target) + e * mean over v of -log p(v).
 The loss is averaged over real tokens only, so long and short batches weigh each token the same.
+Both are registered as "suite>MaskedSmoothedCrossEntropy" and "suite>MaskedTokenAccuracy", names that do
+not depend on this module's path, so models saved when they lived in layers/sequence_loss.py still load.
 
     loss = MaskedSmoothedCrossEntropy(smoothing=0.1)(target_ids, logits)
 """
 import keras
 from keras import ops
 
-PAD = 0
+from data.text.subword import PAD
 
 
 @keras.saving.register_keras_serializable(package="suite")
 class MaskedSmoothedCrossEntropy(keras.losses.Loss):
-    def __init__(self, smoothing=0.0, name="masked_smoothed_cross_entropy", **kwargs):
-        super().__init__(name=name, reduction="sum", **kwargs)
+    def __init__(self, smoothing=0.0, name="masked_smoothed_cross_entropy", reduction="sum", **kwargs):
+        # `reduction` is a parameter because get_config saves it: a saved loss is rebuilt with it
+        super().__init__(name=name, reduction=reduction, **kwargs)
         self.smoothing = smoothing
 
     def call(self, y_true, y_pred):

@@ -1,5 +1,7 @@
 """Attention masks for sequence models: True where a query may attend to a key.
 
+Padding is the subword vocabulary's PAD id (data.text.subword), the one every sequence app pads with.
+
     padding_mask([[5, 7, 0]])         -> [[True, True, False]]
     causal_mask(3)                    -> lower-triangular [3, 3]
     decoder_self_mask(target_ids)     -> [B, T, T]: causal and not padding
@@ -7,7 +9,7 @@
 """
 from keras import ops
 
-PAD = 0
+from data.text.subword import PAD
 
 
 def padding_mask(ids, pad_id=PAD):

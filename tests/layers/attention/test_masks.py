@@ -1,7 +1,7 @@
 """Padding and look-ahead masks on hand-made inputs."""
 import numpy as np
 
-from layers.masks import causal_mask, cross_mask, decoder_self_mask, padding_mask
+from layers.attention.masks import causal_mask, cross_mask, decoder_self_mask, padding_mask
 
 
 def test_padding_mask_marks_real_tokens():

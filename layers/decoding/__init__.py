@@ -1,0 +1,1 @@
+"""Decoding of sequence models in graph ops: greedy and beam search over any step function."""
