@@ -4,6 +4,16 @@ from pathlib import Path
 
 
 @dataclasses.dataclass
+class SmokeExample:
+    """What the every-app smoke test runs: tiny training flags (seconds on 2 cores), a `predict`
+    argument and a serving request ({input name: list of bytes}) for the exported model."""
+
+    train_flags: list
+    predict_input: str
+    request: dict
+
+
+@dataclasses.dataclass
 class Phase:
     """A stretch of training with its own trainable set and learning rate (fine-tuning)."""
 
@@ -18,14 +28,21 @@ class App:
 
     name = None  # set by @register_app
     Config = None  # a RunConfig subclass with defaults that run offline
+    default_data = None  # what `train` uses without data flags, for `python -m apps list` (e.g. "embedded ..., 6,000 images")
     predict_inputs = "FILE_OR_FOLDER"  # what `predict` takes, for the usage line and its help
     predict_inputs_help = "image files or folders"
+    single_device = None  # why the app cannot train under a tf.distribute strategy (None: it can)
     serving_imports = ()  # modules a process must import before loading the export (custom ops), e.g. tensorflow_text
 
     def __init__(self, config, run_dir=None):
         """`run_dir`: where the run's files go, handed over by the runner (default: --run_dir, else runs/<app>)."""
         self.config = config
         self.run_dir = Path(run_dir or config.run_dir or Path("runs") / self.name)
+
+    @classmethod
+    def smoke_example(cls, folder):
+        """Write whatever tiny data the smoke example needs into `folder`; return a SmokeExample."""
+        raise NotImplementedError
 
     def build_model(self):
         """Return an uncompiled keras.Model (called inside the strategy scope)."""

@@ -58,6 +58,8 @@ def train(app, extra_callbacks=()):
     `extra_callbacks` (e.g. the benchmarks' timers) run after the runner's own."""
     cfg = app.config
     out = run_dir(app)
+    if app.single_device and cfg.strategy not in ("default", "auto"):
+        raise UserError(f"{app.name} trains on one device ({app.single_device}); --strategy {cfg.strategy} is not supported")
     strategy = make_strategy(cfg.strategy, cfg.tpu)  # first: multi-worker must start before any op runs
     seed_everything(cfg)
     chief = is_chief(strategy)
@@ -97,7 +99,7 @@ def train(app, extra_callbacks=()):
             model.compile(optimizer=app.build_optimizer(app.updates_per_epoch(steps_per_epoch), phase.lr_factor),
                           **app.compile_defaults())
             model.optimizer.build(model.trainable_variables)
-            state.attach(model, f"optimizer_{index}_{phase.name}_{cfg.optimizer}")
+            state.attach(model, f"optimizer_{index}_{phase.name}_{type(model.optimizer).__name__.lower()}")
         if finished:  # nothing left to train: the restored model is saved again below
             break
         print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "

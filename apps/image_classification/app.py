@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App
+from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
@@ -19,6 +19,7 @@ from apps.image_classification.model import build_classifier
 from data.images.decode import decode_image_batch
 from data.images.files import image_paths
 from data.images.pipeline import channel_stats, eval_batches, load_splits, train_epoch
+from data.images.sources import load_embedded
 
 
 @register_app("image_classification")
@@ -26,9 +27,10 @@ class ImageClassification(App):
     """Image classification: a CNN zoo trained from scratch, or a pretrained backbone fine-tuned."""
 
     Config = ClassificationConfig
+    default_data = "embedded Fashion-MNIST subset, 6,000 + 1,000 images"
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
         self._splits = None
         self.class_names = None
         self.input_shape = None
@@ -47,6 +49,14 @@ class ImageClassification(App):
     def load_state(self, state):
         self.class_names = state["class_names"]
         self.input_shape = tuple(state["input_shape"])
+
+    @classmethod
+    def smoke_example(cls, folder):
+        path = folder / "sample.png"
+        tf.io.write_file(str(path), tf.io.encode_png(load_embedded("fashion_mnist")["test"].images[0]))
+        flags = ["--epochs", "1", "--batch_size", "32", "--data.limit", "640", "--learning_rate", "0.003",
+                 "--model.width", "8", "--model.depth", "1", "--verbose", "line"]
+        return SmokeExample(flags, str(path), {"images": [path.read_bytes()]})
 
     def build_model(self):
         train = self.splits["train"]

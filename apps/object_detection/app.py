@@ -10,7 +10,7 @@
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App
+from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
@@ -21,6 +21,7 @@ from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_p
 from apps.object_detection.model import build_detector
 from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import eval_batches, load_detection_splits, train_epoch
+from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
 from data.images.files import image_paths
 
@@ -32,9 +33,10 @@ class ObjectDetection(App):
     """Single-stage anchor-based detection (RetinaNet family) over any backbone of the suite."""
 
     Config = DetectionConfig
+    default_data = "generated 128x128 scenes of embedded MNIST digits, 4,000 + 200 + 500 scenes"
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
         self._splits = None
         self._coder = None
         self.class_names = None
@@ -62,6 +64,16 @@ class ObjectDetection(App):
     def load_state(self, state):
         self.class_names = state["class_names"]
         self.image_size = state["image_size"]
+
+    @classmethod
+    def smoke_example(cls, folder):
+        path = folder / "sample.png"
+        tf.io.write_file(str(path), tf.io.encode_png(make_scenes(1, seed=5, size=64)[0][0]))
+        flags = ["--data.image_size", "64", "--data.train_scenes", "64", "--data.val_scenes", "16",
+                 "--data.test_scenes", "16", "--epochs", "1", "--batch_size", "16", "--model.width", "8",
+                 "--model.fpn_width", "16", "--model.head_width", "16", "--model.head_depth", "1",
+                 "--score_threshold", "0.001", "--draw_threshold", "0.0", "--verbose", "line"]
+        return SmokeExample(flags, str(path), {"images": [path.read_bytes()]})
 
     def build_model(self):
         names = self.splits["train"].class_names

@@ -7,14 +7,14 @@
 """
 import numpy as np
 
-from apps.core.app import App
+from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.plots import plot_attention
 from apps.core.registry import register_app
-from apps.core.runner import run_dir
 from apps.transformer_translation.config import TransformerTranslationConfig
 from apps.transformer_translation.model import Transformer
 from apps.transformer_translation.serving import TranslationServing
+from data.generated.toy_text import write_word_pairs
 from data.text.normalize import normalize
 from data.text.pair_corpus import bucketed, load, prepare
 from data.text.scoring import score_translations
@@ -32,8 +32,8 @@ class TransformerTranslationApp(App):
     predict_inputs_help = 'source sentences, e.g. "I am hungry."'
     serving_imports = ("tensorflow_text",)  # the SentencePiece ops inside the export
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
         self._prepared = None
         self._batches = {}
         self._module = None
@@ -41,7 +41,7 @@ class TransformerTranslationApp(App):
     @property
     def prepared(self):
         if self._prepared is None:
-            self._prepared = prepare(self.config.data, run_dir(self) / "data", self.config.seed)
+            self._prepared = prepare(self.config.data, self.run_dir / "data", self.config.seed)
         return self._prepared
 
     def state(self):
@@ -49,7 +49,7 @@ class TransformerTranslationApp(App):
         return {"data": "data", "source_vocabulary": len(p.source), "target_vocabulary": len(p.target)}
 
     def load_state(self, state):
-        self._prepared = load(run_dir(self) / state["data"])
+        self._prepared = load(self.run_dir / state["data"])
 
     def _split(self, split):
         if split not in self._batches:
@@ -60,6 +60,16 @@ class TransformerTranslationApp(App):
                 print(f"train: {b.pairs:,} pairs in {len(b):,} batches of {self.config.batch_size} padded tokens "
                       f"a side ({b.padding_share():.0%} padding)")
         return self._batches[split]
+
+    @classmethod
+    def smoke_example(cls, folder):
+        pairs = write_word_pairs(folder / "pairs.tsv")
+        flags = ["--data.source", "tsv", "--data.path", str(pairs), "--epochs", "16", "--batch_size", "512",
+                 "--data.dev_size", "50", "--data.test_size", "100", "--data.vocab_size", "300", "--data.max_length",
+                 "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128", "--model.encoder_layers", "1",
+                 "--model.decoder_layers", "1", "--model.dropout", "0", "--learning_rate", "0.005",
+                 "--jit_compile", "false", "--beam_size", "2", "--verbose", "line"]
+        return SmokeExample(flags, "Two red.", {"sentences": [b"Two red.", b"Nine blue."]})
 
     def build_model(self):
         model = Transformer(len(self.prepared.source), len(self.prepared.target), **vars(self.config.model))
@@ -148,7 +158,7 @@ class TransformerTranslationApp(App):
         translations = self.translate(model, list(inputs))
         records = [f"{s}\t{t}" for s, t in zip(inputs, translations)]
         if self.config.attention:
-            folder = run_dir(self) / "predict"
+            folder = self.run_dir / "predict"
             folder.mkdir(parents=True, exist_ok=True)
             paths = self._plot_attention(model, list(inputs), folder)
             records.append("attention maps: " + ", ".join(str(p) for p in paths))

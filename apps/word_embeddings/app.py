@@ -10,7 +10,7 @@ import re
 import keras
 import tensorflow as tf
 
-from apps.core.app import App
+from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.registry import register_app
 from apps.word_embeddings.config import WordEmbeddingsConfig
@@ -19,6 +19,7 @@ from apps.word_embeddings.evaluation import (analogy_accuracy, nearest, read_ana
 from apps.word_embeddings.model import WordEmbeddings, normalized
 from apps.word_embeddings.pictures import plot_neighbourhoods
 from apps.word_embeddings.serving import EmbeddingServing, write_projector_files, write_word2vec_text
+from data.generated.toy_text import write_planted_corpus
 from data.text.skipgram import chunk_count, train_epoch
 from data.text.corpus import EMBEDDED_WORD_EVAL, prepare_corpus, read_vocabulary, standardize
 
@@ -28,12 +29,13 @@ class WordEmbeddingsApp(App):
     """Word vectors: skip-gram or CBOW with negative sampling, evaluated on analogies and WordSim-353."""
 
     Config = WordEmbeddingsConfig
+    default_data = "embedded State of the Union addresses 1961-2021, 372k words"
+    single_device = "sparse row updates of one table in place, as word2vec's threads do"
     predict_inputs = "WORD_OR_ANALOGY"
     predict_inputs_help = 'words (their nearest neighbours) or analogies such as "king - man + woman"'
 
-    def __init__(self, config):
-        super().__init__(config)
-        _check_recipe(config)
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
         self._corpus = None
         self.vocabulary = None
 
@@ -55,6 +57,13 @@ class WordEmbeddingsApp(App):
         if not path.is_file():
             raise UserError(f"the run's vocabulary {path} is missing; train again")
         self.vocabulary, _ = read_vocabulary(path)
+
+    @classmethod
+    def smoke_example(cls, folder):
+        corpus = write_planted_corpus(folder / "corpus.txt", sentences=600)
+        flags = ["--data.source", "files", "--data.path", str(corpus), "--epochs", "4", "--batch_size", "2000",
+                 "--data.min_count", "1", "--model.dim", "16", "--learning_rate", "0.05", "--verbose", "line"]
+        return SmokeExample(flags, "cat", {"words": [b"cat", b"unicorn"]})
 
     def build_model(self):
         m = self.config.model
@@ -130,13 +139,6 @@ class WordEmbeddingsApp(App):
 
     def _index(self):
         return {w: i for i, w in enumerate(self.vocabulary)}
-
-
-def _check_recipe(cfg):
-    """The step updates a few rows of one table in place, as word2vec's threads do: one device only."""
-    if cfg.strategy not in ("default", "auto"):
-        raise UserError(f"word_embeddings trains on one device (sparse row updates, as word2vec's threads do); "
-                        f"--strategy {cfg.strategy} is not supported")
 
 
 def _parse_query(text):

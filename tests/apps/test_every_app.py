@@ -1,5 +1,7 @@
-"""Smoke test over every registered app: tiny train, evaluate, predict, export, then the SavedModel
-reloaded in a clean process gives the outputs of the app's own serving module."""
+"""Smoke test over every registered app, from what each app declares beside its code (its
+`smoke_example`): a few steps under `--strategy mirrored` on two logical CPUs (or the app's one-line
+refusal), then tiny train, evaluate, predict, export, and the SavedModel reloaded in a clean process
+gives the outputs of the app's own serving module."""
 import json
 import subprocess
 import sys
@@ -7,74 +9,56 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from apps.core.registry import get_app, list_apps
-from tests.apps.test_object_detection import TINY as DETECTION_TINY
-from tests.conftest import TINY as CLASSIFICATION_TINY
-from tests.apps.test_transformer_translation import TINY as TRANSLATION_TINY
-from tests.apps.test_word_embeddings import TINY as WORDS_TINY
-from tests.conftest import last_line, run_cli
+from tests.conftest import last_line, run_cli, run_main
 
 
-def _digit_png(folder):
-    with np.load("data/embedded/mnist_6k.npz") as z:
-        Image.fromarray(z["x_test"][0]).save(folder / "sample.png")
-    return str(folder / "sample.png"), {"images": [(folder / "sample.png").read_bytes()]}
+def _with(flags, **overrides):
+    """`flags` with --key value pairs replaced or added."""
+    flags = list(flags)
+    for key, value in overrides.items():
+        if f"--{key}" in flags:
+            flags[flags.index(f"--{key}") + 1] = value
+        else:
+            flags += [f"--{key}", value]
+    return flags
 
 
-def _scene_png(folder):
-    from data.generated.scenes import make_scenes
-
-    Image.fromarray(make_scenes(1, seed=5, size=64)[0][0]).save(folder / "sample.png")
-    return str(folder / "sample.png"), {"images": [(folder / "sample.png").read_bytes()]}
-
-
-def _planted_words(folder):
-    from tests.apps.test_word_embeddings import write_planted_corpus
-
-    write_planted_corpus(folder / "corpus.txt", sentences=600)
-    return "cat", {"words": [b"cat", b"unicorn"]}
-
-
-def _word_pairs(folder):
-    from tests.apps.test_transformer_translation import write_word_pairs
-
-    write_word_pairs(folder / "pairs.tsv")
-    return "Two red.", {"sentences": [b"Two red.", b"Nine blue."]}
+@pytest.mark.parametrize("name", list_apps())
+def test_app_distributes_or_refuses_in_one_line(name, tmp_path):
+    app_cls = get_app(name)
+    flags = _with(app_cls.smoke_example(tmp_path).train_flags, epochs="1")
+    proc = run_cli(name, "train", "--run_dir", tmp_path / "run", *flags, "--strategy", "mirrored", "--cpu_devices", "2",
+                   check=False)
+    if app_cls.single_device:
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert last_line(proc.stderr) == (f"error: {name} trains on one device ({app_cls.single_device}); "
+                                          "--strategy mirrored is not supported")
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "MirroredStrategy with 2 replica(s)" in proc.stdout and (tmp_path / "run" / "model.keras").is_file()
 
 
-# app -> (tiny training flags, a function preparing a sample in a folder: (predict argument, serving inputs))
-SMOKE = {
-    "image_classification": (CLASSIFICATION_TINY, _digit_png),
-    "object_detection": (DETECTION_TINY, _scene_png),
-    "word_embeddings": (["--data.source", "files", "--data.path", "corpus.txt", *WORDS_TINY], _planted_words),
-    "transformer_translation": (["--data.source", "tsv", "--data.path", "pairs.tsv", *TRANSLATION_TINY], _word_pairs),
-}
-
-
-def test_every_registered_app_has_a_smoke_entry():
-    assert set(list_apps()) == set(SMOKE)
-
-
-@pytest.mark.parametrize("name", sorted(SMOKE))
+@pytest.mark.parametrize("name", list_apps())
 def test_app_round_trip(name, tmp_path):
-    flags, make_sample = SMOKE[name]
+    app_cls = get_app(name)
+    example = app_cls.smoke_example(tmp_path)
     run_dir = tmp_path / "run"
-    sample, serve_inputs = make_sample(tmp_path)
-    run_cli(name, "train", "--run_dir", run_dir, *flags, cwd=tmp_path)
-    run_cli(name, "evaluate", "--run_dir", run_dir)
+    assert run_main(name, "train", "--run_dir", run_dir, *example.train_flags, cwd=tmp_path).returncode == 0
+    assert run_main(name, "evaluate", "--run_dir", run_dir).returncode == 0
     assert json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert sample in run_cli(name, "predict", sample, "--run_dir", run_dir).stdout
-    run_cli(name, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
-    imports = "; ".join(f"import {m}" for m in get_app(name).serving_imports)  # e.g. custom ops
+    predicted = run_main(name, "predict", example.predict_input, "--run_dir", run_dir)
+    assert predicted.returncode == 0 and example.predict_input in predicted.stdout
+    assert run_main(name, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports").returncode == 0
+    imports = "; ".join(f"import {m}" for m in app_cls.serving_imports)  # e.g. custom ops
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf
         {imports}
         serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
-        out = serve(**{{k: tf.constant(v) for k, v in {serve_inputs!r}.items()}})
-        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
+        out = serve(**{{k: tf.constant(v) for k, v in {example.request!r}.items()}})
+        assert not {{"apps", "layers", "data", "backbones"}} & set(sys.modules), "the project was imported"
         print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [s.decode() for s in v.numpy().ravel()]
                           for k, v in out.items()}}))
     """)
@@ -85,12 +69,11 @@ def test_app_round_trip(name, tmp_path):
     from apps.core import runner
     from apps.core.config import load_saved_config
 
-    app_cls = get_app(name)
     app = app_cls(load_saved_config(app_cls.Config, run_dir / "config.json"))
     module = app.serving_model(runner.load_trained(app))
     import tensorflow as tf
 
-    mine = module.serve(*(tf.constant(v) for v in serve_inputs.values()))
+    mine = module.serve(*(tf.constant(v) for v in example.request.values()))
     assert sorted(mine) == sorted(exported)
     for key, value in mine.items():
         if value.dtype == tf.string:
