@@ -4,8 +4,8 @@ import keras
 
 def set_trainable_top(model, n_layers):
     """Freeze the sub-model named "backbone", then unfreeze its top `n_layers` ("all": every layer).
-    BatchNorm layers stay frozen: the apps call pretrained backbones with training=False, so their
-    statistics are the pretrained ones throughout."""
+    BatchNorm layers stay frozen: the apps call a backbone with loaded weights with training=False,
+    so its statistics are the pretrained ones throughout."""
     backbone = model.get_layer("backbone")
     backbone.trainable = True
     layers = backbone.layers

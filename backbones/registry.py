@@ -92,7 +92,22 @@ def build_backbone(name, input_shape, options=None, weights=None):
     if weights and not spec.pretrained:
         raise BackboneError(f"{name} is a zoo network trained from scratch; --model.weights applies to the pretrained "
                             f"backbones ({', '.join(backbone_names(pretrained=True))})")
-    return spec.build(tuple(input_shape), options or BackboneOptions(), weights)
+    backbone = spec.build(tuple(input_shape), options or BackboneOptions(), weights)
+    if weights:
+        # Loaded BatchNorm statistics stay: a BatchNormalization layer that is not trainable runs in
+        # inference mode. (Calling the backbone with training=False is not enough: Keras 3.15 still
+        # updates the moving statistics of layers inside it during fit.)
+        for layer in _all_layers(backbone):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    return backbone
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def pyramid_levels(backbone, min_level, max_level):

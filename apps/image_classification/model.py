@@ -20,8 +20,9 @@ def build_classifier(cfg, input_shape, num_classes, norm_stats):
     options = BackboneOptions(width=cfg.width, depth=cfg.depth, bottleneck=cfg.bottleneck, batch_norm=cfg.batch_norm,
                               init=cfg.init, l2=cfg.l2)
     backbone = build_backbone(cfg.arch, x.shape[1:], options, cfg.weights)
-    # A pretrained backbone's BatchNorm stays in inference mode, frozen or not.
-    x = backbone(x, training=False) if spec.pretrained else backbone(x)
+    # Loaded weights keep their BatchNorm statistics (inference mode, frozen or not); a network
+    # trained from scratch needs its BatchNorm in training mode to learn at all.
+    x = backbone(x, training=False) if cfg.weights else backbone(x)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if cfg.dropout:

@@ -38,7 +38,7 @@ def backbone_levels(cfg, inputs, size):
         raise UserError(f"backbone {cfg.backbone} gives no stride-{2 ** cfg.min_level} features (P{cfg.min_level}); "
                         f"it declares {declared or 'none'}; change model.min_level or model.backbone")
     features = keras.Model(base.input, [wanted[lv] for lv in sorted(wanted)], name="backbone")
-    outputs = features(x, training=False) if spec.pretrained else features(x)
+    outputs = features(x, training=False) if cfg.weights else features(x)  # pretrained statistics stay
     return dict(zip(sorted(wanted), outputs if isinstance(outputs, list) else [outputs]))
 
 

@@ -105,3 +105,15 @@ def test_two_phase_fine_tuning_on_a_folder(tmp_path, class_folder):
 def test_unknown_backbone_is_a_one_line_error(tmp_path):
     proc = run_cli("image_classification", "train", "--model.arch", "ResNet999", "--run_dir", tmp_path, check=False)
     assert proc.returncode == 2 and "'model.arch' must be one of" in last_line(proc.stderr)
+
+
+@pytest.mark.parametrize("weights", [None, "imagenet"])
+def test_batchnorm_learns_from_scratch_and_keeps_pretrained_statistics(weights):
+    model = build_classifier(ModelConfig(arch="efficientnet_lite0", weights=weights), (32, 32, 3), 3, None)
+    bn = model.get_layer("backbone").get_layer("stem_bn")
+    before = bn.moving_mean.numpy().copy()
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    model.fit(x, keras.utils.to_categorical([0, 1, 2, 0], 3), epochs=1, verbose=0)
+    moved = not np.allclose(bn.moving_mean.numpy(), before)
+    assert moved == (weights is None)
