@@ -1,4 +1,7 @@
-"""Shared test helpers: a quiet TensorFlow, the CLI in a subprocess, tiny image folders."""
+"""Shared test helpers: a quiet TensorFlow, the CLI in this process or a fresh one, tiny image folders."""
+import collections
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -16,13 +19,45 @@ TINY = ["--epochs", "1", "--batch_size", "32", "--data.limit", "640", "--learnin
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600, check=True):
-    """Run `python -m apps ...` in a fresh process; returns the CompletedProcess."""
+    """Run `python -m apps ...` in a fresh process; returns the CompletedProcess. `env` adds to this
+    process's environment; a None value removes the variable. A fresh Python + TensorFlow costs
+    seconds: use it where a fresh process matters (kill -9, multi-worker, --cpu_devices, a strategy,
+    reloading an export, the process's own output), and run_main for messages and exit codes."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     proc = subprocess.run([sys.executable, "-m", "apps", *map(str, args)], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
     return proc
+
+
+Result = collections.namedtuple("Result", "returncode stdout stderr")
+
+
+def run_main(*args, cwd=None):
+    """Run `python -m apps ...` in this process: `apps.__main__.main(argv)` with stdout and stderr
+    captured (and in `cwd`, if given, for the call); returns Result(returncode, stdout, stderr), which
+    unpacks as a tuple. An exception main() does not turn into an exit code (a traceback a user would
+    see) fails the test. TensorFlow's global state is shared with the test process: a command that
+    splits the CPU (--cpu_devices) or sets a strategy other than the default needs run_cli."""
+    from apps.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's --help, or sys.exit(message)
+                code = e.code if isinstance(e.code, int) or e.code is None else 1
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+    finally:
+        os.chdir(old_cwd)
+    return Result(code or 0, out.getvalue(), err.getvalue())
 
 
 def last_line(text):

@@ -41,7 +41,7 @@ def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tm
         ROOT)
     env = tmp_path / "env"
     run(sys.executable, "-m", "venv", "--without-pip", env)
-    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", env, *(tmp_path / "wheel").glob("*.whl"))
+    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--prefix", env, *(tmp_path / "wheel").glob("*.whl"))
     site = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python, work = env / "bin" / "python", tmp_path / "work"

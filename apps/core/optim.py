@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule from a RunConfig."""
+"""Optimizer and learning-rate schedule from a FitConfig."""
 import keras
 
 from apps.core.errors import UserError

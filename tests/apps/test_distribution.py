@@ -8,7 +8,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, run_cli, run_main
 
 APP = "image_classification"
 
@@ -55,6 +55,8 @@ def test_multi_worker_with_two_local_processes(tmp_path):
     assert (tmp_path / "model.keras").is_file() and not (tmp_path / "workers" / "worker-1" / "model.keras").exists()
 
 
-def test_bad_tf_config_is_a_one_line_error(tmp_path):
-    proc = run_cli(APP, "train", "--run_dir", tmp_path, "--strategy", "multi-worker", env={"TF_CONFIG": "{oops"}, check=False)
+def test_bad_tf_config_is_a_one_line_error(tmp_path, monkeypatch):
+    """In this process: TF_CONFIG is checked before any strategy is made (a strategy would stay set here)."""
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    proc = run_main(APP, "train", "--run_dir", tmp_path, "--strategy", "multi-worker")
     assert proc.returncode == 2 and "TF_CONFIG must be JSON" in proc.stderr.strip().splitlines()[-1]

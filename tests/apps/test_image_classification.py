@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TINY, last_line, run_cli
+from tests.conftest import TINY, last_line, run_cli, run_main
 
 APP = "image_classification"
 
@@ -99,7 +99,7 @@ def test_serving_rejects_bad_requests(trained, sample_images, tmp_path):
     lines = {line.split(" ", 1)[0]: line for line in proc.stdout.splitlines()}
     assert "InvalidArgumentError" in lines["empty"] and "`images` is empty" in lines["empty"]
     assert "InvalidArgumentError" in lines["rank2"] and "`images` must be a 1-D batch" in lines["rank2"]
-    assert "InvalidArgumentError" in lines["not_image"] and "not a JPEG/PNG/GIF/BMP image, at indices:] [1]" in lines["not_image"]
+    assert "InvalidArgumentError" in lines["not_image"] and "not a JPEG/PNG/GIF/BMP/WebP image, at indices:] [1]" in lines["not_image"]
     assert "InvalidArgumentError" in lines["float"] and "expected to be a string tensor" in lines["float"]
 
 
@@ -142,7 +142,7 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
           "--data.image_size", "32", "--data.channels", "3", "--run_dir", tmp_path / "r2"], "is not an HDF5 file"),
     ]
     for args, message in cases:
-        proc = run_cli(*args, check=False)
+        proc = run_main(*args)
         assert proc.returncode == 2, (args, proc.stdout[-500:], proc.stderr[-1000:])
         assert message in last_line(proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-1000:]
 

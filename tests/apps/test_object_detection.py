@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import last_line, run_cli
-from tests.data.test_detection_sources import write_voc
+from tests.conftest import last_line, run_cli, run_main
+from tests.data.boxes.test_sources import write_voc
 
 APP = "object_detection"
 TINY = ["--data.image_size", "64", "--data.train_scenes", "64", "--data.val_scenes", "16", "--data.test_scenes", "16",
@@ -102,14 +102,14 @@ def test_export_gives_the_detections_of_predict_in_a_clean_process(trained, phot
 def test_user_errors_are_one_line(trained, tmp_path):
     run_dir, _ = trained
     (tmp_path / "notes.txt").write_text("not an image")
-    proc = run_cli(APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir, check=False)
+    proc = run_main(APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir)
     assert proc.returncode == 2 and last_line(proc.stderr) == f"error: {tmp_path / 'notes.txt'} is not a readable JPEG/PNG/GIF/BMP image"
     write_voc(tmp_path / "voc", "a", [("dog", 5, 5, 10, 10)])
     write_voc(tmp_path / "voc", "b", [("cat", 5, 5, 10, 10)])
-    proc = run_cli(APP, "train", "--run_dir", tmp_path / "r", "--data.source", "voc", "--data.path", tmp_path / "voc",
-                   "--data.classes", "dog", check=False)
+    proc = run_main(APP, "train", "--run_dir", tmp_path / "r", "--data.source", "voc", "--data.path", tmp_path / "voc",
+                    "--data.classes", "dog")
     assert proc.returncode == 2 and "b.xml object 1: unknown class 'cat'; known classes: dog" in last_line(proc.stderr)
-    proc = run_cli(APP, "train", "--run_dir", tmp_path / "r", "--model.aspect_ratios", "tall", check=False)
+    proc = run_main(APP, "train", "--run_dir", tmp_path / "r", "--model.aspect_ratios", "tall")
     assert proc.returncode == 2 and "model.aspect_ratios must be positive numbers" in last_line(proc.stderr)
 
 

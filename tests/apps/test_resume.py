@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import layers  # noqa: F401  (registers the custom layers for loading)
-from tests.conftest import ROOT, TINY, last_line, run_cli
+from tests.conftest import ROOT, TINY, last_line, run_cli, run_main
 
 APP = "image_classification"
 RUN = [*TINY, "--epochs", "3", "--seed", "5", "--deterministic", "true", "--model.dropout", "0.2",
@@ -71,14 +71,15 @@ def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
-    run_cli(APP, "train", "--run_dir", tmp_path, *TINY)
+    """In this process: no fresh process is needed to stop on NaN and resume from disk (no strategy, no
+    --deterministic, which would stay set here)."""
+    assert run_main(APP, "train", "--run_dir", tmp_path, *TINY).returncode == 0
     before = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2",
-                   "--learning_rate", "1e30", check=False)
+    proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2", "--learning_rate", "1e30")
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "the training loss became nan" in last_line(proc.stderr) or "the training loss became inf" in last_line(proc.stderr)
     assert "Traceback" not in proc.stderr
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == before
     tf.train.load_checkpoint(before)  # still readable
-    resumed = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
-    assert "resuming from epoch 1, step 0" in resumed.stdout
+    resumed = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
+    assert resumed.returncode == 0 and "resuming from epoch 1, step 0" in resumed.stdout

@@ -8,25 +8,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import last_line, run_cli
+from data.generated.toy_text import write_word_pairs
+from tests.conftest import last_line, run_cli, run_main
 
-EN = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "blue"]
-ES = ["uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "rojo", "azul"]
 TINY = ["--epochs", "16", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128",
         "--model.encoder_layers", "1", "--model.decoder_layers", "1", "--model.dropout", "0", "--learning_rate", "0.005",
         "--jit_compile", "false", "--beam_size", "2", "--verbose", "line"]
-
-
-def write_word_pairs(path, n=1500, seed=0):
-    """Sentences of 1-5 words and their word-by-word 'translation': a task a tiny model learns in seconds."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for _ in range(n):
-        words = rng.integers(0, len(EN), rng.integers(1, 6))
-        lines.append(" ".join(EN[w] for w in words).capitalize() + ".\t" + " ".join(ES[w] for w in words).capitalize() + ".\n")
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +30,12 @@ def test_train_evaluate_export_reload_translate(trained):
     run = trained / "run"
     history = (run / "history.csv").read_text().splitlines()
     assert len(history) == 17 and (run / "data" / "source.model").is_file() and (run / "learning_curves.png").is_file()
-    run_cli("transformer_translation", "evaluate", "--run_dir", run)
+    out = run_cli("transformer_translation", "evaluate", "--run_dir", run)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["bleu"] > 70 and metrics["chrf"] > 80 and metrics["token_accuracy"] > 0.9, metrics
+    # a word-by-word mapping gives each source one translation: both BLEU figures agree
+    assert metrics["references_per_source"] == 1.0 and metrics["bleu_multi_reference"] == metrics["bleu"], metrics
+    assert f"BLEU {metrics['bleu']:.2f} (one reference per pair" in out.stdout
     assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed") and (run / "eval" / "attention_1.png").is_file()
     out = run_cli("transformer_translation", "predict", "Two red.", "Nine blue.", "--run_dir", run, "--attention")
     assert "Two red.\tDos rojo." in out.stdout and "Nine blue.\tNueve azul." in out.stdout
@@ -68,18 +59,18 @@ def test_train_evaluate_export_reload_translate(trained):
 def test_long_inputs_warn_or_fail(trained):
     run = trained / "run"
     long_sentence = "One two three four five six seven eight nine ten one two three four five."
-    out = run_cli("transformer_translation", "predict", long_sentence, "--run_dir", run)
+    out = run_main("transformer_translation", "predict", long_sentence, "--run_dir", run)
+    assert out.returncode == 0, out.stderr[-2000:]
     assert "warning: 1 input(s) longer than 15 subword tokens are truncated (first: input 1)" in out.stdout
-    proc = run_cli("transformer_translation", "predict", "One.", long_sentence, "--run_dir", run, "--long_inputs", "fail",
-                   check=False)
+    proc = run_main("transformer_translation", "predict", "One.", long_sentence, "--run_dir", run, "--long_inputs", "fail")
     assert proc.returncode == 2
     assert "input 2 has" in proc.stderr and "more than --data.max_length allows" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_resume_with_other_data_flags_is_refused(trained):
-    proc = run_cli("transformer_translation", "train", "--run_dir", trained / "run", "--data.source", "tsv",
-                   "--data.path", trained / "pairs.tsv", *TINY, "--data.vocab_size", "200", check=False, cwd=trained)
+    proc = run_main("transformer_translation", "train", "--run_dir", trained / "run", "--data.source", "tsv",
+                    "--data.path", trained / "pairs.tsv", *TINY, "--data.vocab_size", "200", cwd=trained)
     assert proc.returncode == 2 and "prepared with other data flags" in proc.stderr, proc.stderr[-500:]
 
 
@@ -91,16 +82,16 @@ def test_resume_with_other_data_flags_is_refused(trained):
 def test_data_errors_are_one_line(tmp_path, lines, flags, message):
     if lines is not None:
         (tmp_path / "pairs.tsv").write_text(lines, encoding="utf-8")
-    proc = run_cli("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "tsv",
-                   "--data.path", tmp_path / "pairs.tsv", *flags, check=False)
+    proc = run_main("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "tsv",
+                    "--data.path", tmp_path / "pairs.tsv", *flags)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-800:]
 
 
 def test_parallel_files_of_different_lengths_from_the_command_line(tmp_path):
     (tmp_path / "en.txt").write_text("Go.\nHi.\n", encoding="utf-8")
     (tmp_path / "es.txt").write_text("Ve.\n", encoding="utf-8")
-    proc = run_cli("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "parallel",
-                   "--data.path", tmp_path / "en.txt", "--data.target_path", tmp_path / "es.txt", check=False)
+    proc = run_main("transformer_translation", "train", "--run_dir", tmp_path / "run", "--data.source", "parallel",
+                    "--data.path", tmp_path / "en.txt", "--data.target_path", tmp_path / "es.txt")
     assert proc.returncode == 2 and "line 2 of" in proc.stderr and "has no partner" in proc.stderr
 
 
