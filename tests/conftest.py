@@ -60,6 +60,35 @@ def run_main(*args, cwd=None):
     return Result(code or 0, out.getvalue(), err.getvalue())
 
 
+def run_ok(*args, cwd=None):
+    """run_main that must succeed (exit 0); the output is in the failure message."""
+    result = run_main(*args, cwd=cwd)
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return result
+
+
+SHARED = ROOT.parent / "shared"
+
+
+def in_ci():
+    """CI systems set CI (to true); there ../shared is beside the checkout."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_data(relative):
+    """The path of `relative` under ../shared/data (large files kept beside the checkout, not in it).
+    Where it is absent the calling test is skipped (the summary names it: pyproject's `-rs`), and
+    under CI, which has ../shared, it fails instead: a test meant to run there cannot vanish."""
+    path = SHARED / "data" / relative
+    if not path.exists():
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]  # the summary line names the test
+        message = f"{test} needs {path} (../shared/data beside the checkout)".strip()
+        if in_ci():
+            pytest.fail(f"{message}: missing although CI is set", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 def last_line(text):
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""

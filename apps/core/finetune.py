@@ -15,10 +15,11 @@ class FinetuneConfig:
 
     weights: Optional[str] = field(None, "backbone weights: 'imagenet' (embedded for squeezenet and efficientnet_lite0) "
                                          "or a weights file path")
-    freeze_epochs: int = field(0, "fine-tuning: first N epochs train only the new layers on the frozen backbone")
+    freeze_epochs: int = field(0, "fine-tuning: first N epochs train only the new layers on the frozen backbone", min=0)
     unfreeze_layers: str = field("all", "fine-tuning: then unfreeze the backbone's top N layers, or 'all' "
                                         "(0: it stays frozen; BatchNorm always stays frozen)")
-    finetune_lr_factor: float = field(0.1, "fine-tuning: learning-rate factor once backbone layers train")
+    finetune_lr_factor: float = field(0.1, "fine-tuning: learning-rate factor once backbone layers train",
+                                      min=0.0, min_exclusive=True)
 
 
 def unfreeze_count(value):

@@ -1,7 +1,54 @@
-"""Optimizer and learning-rate schedule from a FitConfig."""
+"""Optimizer and learning-rate schedule from a FitConfig.
+
+Schedules sized by --epochs (cosine, linear) decay to their floor at the last step they were sized
+for; the others (constant, step, exponential, inverse_sqrt) give every step the same rate whatever
+--epochs is, so a run extended with more epochs follows one long run's curve. What the runner does
+with a sized schedule when a run is extended: see `Offset` and apps.core.runner.
+"""
 import keras
 
 from apps.core.errors import UserError
+
+SIZED_BY_EPOCHS = ("cosine", "linear")
+
+
+def sized_by_epochs(cfg):
+    """True if the config's learning-rate curve is stretched over its --epochs (any config with a schedule)."""
+    return getattr(cfg, "schedule", None) in SIZED_BY_EPOCHS
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class Offset(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` counted from optimizer step `start` (and at its first value before it): the curve of a
+    stretch of training that begins inside a run.
+
+    Why: extending a finished run whose schedule is sized by --epochs (cosine, linear) cannot follow
+    the curve of one long run, since the run so far already decayed over the epochs it was given. Of
+    the three things that could happen: re-sizing the curve to the new --epochs jumps back to the
+    middle of it (a 10-epoch cosine extended to 20 resumes at half the peak rate, undoing the
+    annealing without saying so); holding the rate it ended at trains at ~0 (cosine) for every added
+    epoch; a fresh curve over the added epochs (a warm restart, as in SGDR, and as gensim's word2vec
+    does when trained again) does what `--epochs 20` asks, train 10 more epochs with the schedule
+    the user chose. So an extension (or any change of --epochs) starts a new stretch at the restored
+    position: warm-up (if any) and decay from --learning_rate over the stretch's epochs; resuming
+    with the same --epochs continues the stretch exactly.
+
+        Offset(keras.optimizers.schedules.CosineDecay(0.1, 100), start=500)(550)  # 0.05: halfway
+    """
+
+    def __init__(self, schedule, start):
+        self.schedule = schedule
+        self.start = start
+
+    def __call__(self, step):
+        return self.schedule(keras.ops.maximum(keras.ops.cast(step, "float32") - float(self.start), 0.0))
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "start": self.start}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["start"])
 
 
 @keras.saving.register_keras_serializable(package="suite")

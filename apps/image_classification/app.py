@@ -18,8 +18,11 @@ from apps.image_classification.metrics import classification_report, plot_confus
 from apps.image_classification.model import build_classifier
 from data.images.decode import decode_image_batch
 from data.images.files import image_paths
-from data.images.pipeline import channel_stats, eval_batches, load_splits, train_epoch
+from data.images.pipeline import channel_stats, eval_batches, load_splits, split_record, train_epoch
 from data.images.sources import load_embedded
+from data.split_record import read_record, write_record
+
+SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's files, written when the splits are made
 
 
 @register_app("image_classification")
@@ -32,18 +35,38 @@ class ImageClassification(App):
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
         self._splits = None
+        self._recorded = False  # whether the run's split record describes the splits (so training keeps it)
         self.class_names = None
         self.input_shape = None
 
     @property
     def splits(self):
+        """train, val and test; a run that recorded its splits (SPLIT_RECORD) gets exactly those files back."""
         if self._splits is None:
-            self._splits = load_splits(self.config.data, self.config.seed)
+            self._splits = self._load_splits(("train", "val", "test"))
             self.class_names = self._splits["train"].class_names
             self.input_shape = tuple(self._splits["train"].images.shape[1:])
         return self._splits
 
+    def _load_splits(self, names):
+        record = read_record(self.run_dir / SPLIT_RECORD)
+        self._recorded = record is not None and record["source"] == self.config.data.source
+        return load_splits(self.config.data, self.config.seed, record, names)
+
+    def _test_split(self):
+        if self._splits is not None:
+            return self._splits["test"]
+        if self.config.data.source == "folder" and not (self.run_dir / SPLIT_RECORD).is_file():
+            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): "
+                  "its test split is made again from the files present now")
+        return self._load_splits(("test",))["test"]
+
     def state(self):
+        """Called by the runner once training starts: the splits made now are recorded (atomically) in the
+        run directory, so that a resumed run and `evaluate` see the same files; recorded ones stay as they are."""
+        if not self._recorded:
+            write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
+            self._recorded = True
         return {"class_names": self.class_names, "input_shape": list(self.input_shape)}
 
     def load_state(self, state):
@@ -78,7 +101,7 @@ class ImageClassification(App):
         return finetune_phases(self.config.model, self.config.epochs)
 
     def evaluate(self, model, out_dir):
-        test = self.splits["test"]
+        test = self._test_split()
         if tuple(test.images.shape[1:]) != tuple(model.input_shape[1:]):
             raise UserError(f"test images are {test.images.shape[1:]} but the model expects {model.input_shape[1:]}; "
                             "use the data settings the model was trained with")
@@ -109,18 +132,22 @@ class ImageClassification(App):
 
 
 class ClassifierServing(tf.Module):
-    """Encoded images in; class ids, class names and probabilities out."""
+    """Encoded images in; class ids, class names and probabilities out. The request is checked before
+    decoding (data.images.decode): an image whose header claims more than `max_pixels` pixels (None:
+    data.images.decode.MAX_PIXELS, 40 megapixels), or a truncated JPEG/PNG, is an INVALID_ARGUMENT
+    naming `images` and its index."""
 
-    def __init__(self, model, class_names, input_shape):
+    def __init__(self, model, class_names, input_shape, max_pixels=None):
         super().__init__()
         self.model = model
         self.class_names = tf.constant(class_names)
         self.size = tuple(input_shape[:2])
         self.channels = input_shape[2]
+        self.max_pixels = max_pixels
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
-        pixels = tf.cast(decode_image_batch(images, self.size, self.channels), tf.float32)
+        pixels = tf.cast(decode_image_batch(images, self.size, self.channels, self.max_pixels), tf.float32)
         probabilities = self.model(pixels, training=False)
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"class_ids": class_ids, "class_names": tf.gather(self.class_names, class_ids),

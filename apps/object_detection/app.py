@@ -20,12 +20,28 @@ from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
 from data.boxes.geometry import canvas_to_image, to_xyxy
-from data.boxes.pipeline import eval_batches, load_detection_splits, train_epoch
+from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
 from data.images.files import image_paths
+from data.split_record import read_record, write_record
 
 EXAMPLES = 8  # test images drawn by `evaluate`
+SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's images, written when the splits are made
+
+
+def picture_names(paths):
+    """One distinct `<stem>.png` per input: a stem met again gets `-2`, `-3`... (a/x.jpg, b/x.jpg and
+    a/x.png all keep their picture); the printed records say which picture is whose."""
+    names, taken = [], set()
+    for path in paths:
+        name, n = f"{path.stem}.png", 1
+        while name.lower() in taken:  # case-insensitive: X.jpg and x.jpg must not share a file on macOS/Windows
+            n += 1
+            name = f"{path.stem}-{n}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names
 
 
 @register_app("object_detection")
@@ -38,16 +54,31 @@ class ObjectDetection(App):
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
         self._splits = None
+        self._recorded = False  # whether the run's split record describes the splits (so training keeps it)
         self._coder = None
         self.class_names = None
         self.image_size = config.data.image_size
 
     @property
     def splits(self):
+        """train, val and test; a run that recorded its splits (SPLIT_RECORD) gets exactly those images back."""
         if self._splits is None:
-            self._splits = load_detection_splits(self.config.data, self.config.seed)
+            self._splits = self._load_splits(("train", "val", "test"))
             self.class_names = self._splits["train"].class_names
         return self._splits
+
+    def _load_splits(self, names):
+        record = read_record(self.run_dir / SPLIT_RECORD)
+        self._recorded = record is not None and record["source"] == self.config.data.source
+        return load_detection_splits(self.config.data, self.config.seed, record, names)
+
+    def _test_split(self):
+        if self._splits is not None:
+            return self._splits["test"]
+        if self.config.data.source in ("voc", "coco") and not (self.run_dir / SPLIT_RECORD).is_file():
+            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): "
+                  "its test split is made again from the images present now")
+        return self._load_splits(("test",))["test"]
 
     @property
     def coder(self):
@@ -59,6 +90,11 @@ class ObjectDetection(App):
         return self._coder
 
     def state(self):
+        """Called by the runner once training starts: the splits made now are recorded (atomically) in the
+        run directory, so that a resumed run and `evaluate` see the same images; recorded ones stay as they are."""
+        if not self._recorded:
+            write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
+            self._recorded = True
         return {"class_names": self.class_names, "image_size": self.image_size}
 
     def load_state(self, state):
@@ -125,7 +161,7 @@ class ObjectDetection(App):
         return out
 
     def evaluate(self, model, out_dir):
-        test = self.splits["test"]
+        test = self._test_split()
         if test.class_names != self.class_names:
             raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
         if test.canvas.shape[1] != model.input_shape[1]:
@@ -153,8 +189,9 @@ class ObjectDetection(App):
         serving = self.serving_model(model)
         out_dir = self.run_dir / "predictions"
         out_dir.mkdir(parents=True, exist_ok=True)
+        pictures = picture_names(paths)
         records = []
-        for path in paths:
+        for path, picture_name in zip(paths, pictures):
             data = path.read_bytes()
             try:
                 result = {k: v.numpy() for k, v in serving.serve(tf.constant([data])).items()}
@@ -165,7 +202,7 @@ class ObjectDetection(App):
             keep = result["scores"][0, :n] >= self.config.draw_threshold
             boxes, scores = result["boxes"][0, :n][keep], result["scores"][0, :n][keep]
             names = [s.decode() for s in result["class_names"][0, :n][keep]]
-            picture = out_dir / f"{path.stem}.png"
+            picture = out_dir / picture_name
             draw_detections(image, boxes, names, scores, picture)
             found = ", ".join(f"{name} {score:.2f} [{', '.join(f'{v:.0f}' for v in box)}]"
                               for name, score, box in zip(names, scores, boxes))
@@ -180,19 +217,24 @@ class ObjectDetection(App):
 
 class DetectorServing(tf.Module):
     """Encoded images of any size in; boxes [x_min, y_min, x_max, y_max] in each image's pixels,
-    class ids and names, scores and the number of valid rows out (rows past it: id -1, name "")."""
+    class ids and names, scores and the number of valid rows out (rows past it: id -1, name "").
+    The request is checked before decoding (data.images.decode): an image whose header claims more than
+    `max_pixels` pixels (None: data.images.decode.MAX_PIXELS, 40 megapixels), or a truncated JPEG/PNG,
+    is an INVALID_ARGUMENT naming `images` and its index."""
 
-    def __init__(self, model, coder, class_names, size, score_threshold, iou_threshold, max_detections):
+    def __init__(self, model, coder, class_names, size, score_threshold, iou_threshold, max_detections,
+                 max_pixels=None):
         super().__init__()
         self.model = model
         self.coder = coder
         self.class_names = tf.constant(class_names)
         self.size = size
         self.settings = (score_threshold, iou_threshold, max_detections)
+        self.max_pixels = max_pixels
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
-        canvas, scale, image_hw = decode_letterbox_batch(images, self.size)
+        canvas, scale, image_hw = decode_letterbox_batch(images, self.size, self.max_pixels)
         boxes, scores, classes, n = detect(self.coder, self.model(tf.cast(canvas, tf.float32), training=False),
                                            *self.settings)
         boxes = canvas_to_image(boxes, scale, image_hw)

@@ -12,34 +12,49 @@ from data.boxes.pipeline import DetectionDataConfig
 @dataclasses.dataclass
 class DetectorConfig(FinetuneConfig):
     backbone: str = field("resnet", "feature extractor: a zoo network or a pretrained backbone", backbone_names())
-    width: int = field(32, "zoo backbones: base channel count")
-    depth: int = field(1, "zoo backbones: blocks per stage")
+    width: int = field(32, "zoo backbones: base channel count", min=1)
+    depth: int = field(1, "zoo backbones: blocks per stage", min=1)
     bottleneck: bool = field(False, "resnet: bottleneck blocks")
-    fpn_width: int = field(64, "channels of the feature-pyramid levels")
-    head_depth: int = field(2, "3x3 conv layers in each head before its output")
-    head_width: int = field(64, "channels of the head conv layers")
-    min_level: int = field(3, "finest pyramid level (stride 2**min_level)")
-    max_level: int = field(5, "coarsest pyramid level; levels past the backbone's come from stride-2 convs")
-    num_scales: int = field(3, "anchor sizes per level")
+    fpn_width: int = field(64, "channels of the feature-pyramid levels", min=1)
+    head_depth: int = field(2, "3x3 conv layers in each head before its output", min=0)
+    head_width: int = field(64, "channels of the head conv layers", min=1)
+    min_level: int = field(3, "finest pyramid level (stride 2**min_level)", min=1, max=8)
+    max_level: int = field(5, "coarsest pyramid level; levels past the backbone's come from stride-2 convs", min=1, max=8)
+    num_scales: int = field(3, "anchor sizes per level", min=1)
     aspect_ratios: str = field("0.5,1,2", "anchor height/width ratios, comma-separated")
-    anchor_size: float = field(2.0, "anchor side at scale 1 = anchor_size * 2**level pixels")
-    positive_iou: float = field(0.5, "anchors with IoU >= this with a box learn it")
-    negative_iou: float = field(0.4, "anchors with IoU < this with every box are background (between: ignored)")
-    focal_alpha: float = field(0.25, "focal loss: weight of positives")
-    focal_gamma: float = field(2.0, "focal loss: focusing exponent")
-    box_loss_weight: float = field(1.0, "weight of the smooth-L1 box loss against the focal loss")
+    anchor_size: float = field(2.0, "anchor side at scale 1 = anchor_size * 2**level pixels", min=0.0, min_exclusive=True)
+    positive_iou: float = field(0.5, "anchors with IoU >= this with a box learn it", min=0.0, max=1.0, min_exclusive=True)
+    negative_iou: float = field(0.4, "anchors with IoU < this with every box are background (between: ignored)",
+                                min=0.0, max=1.0)
+    focal_alpha: float = field(0.25, "focal loss: weight of positives", min=0.0, max=1.0)
+    focal_gamma: float = field(2.0, "focal loss: focusing exponent", min=0.0)
+    box_loss_weight: float = field(1.0, "weight of the smooth-L1 box loss against the focal loss", min=0.0)
+
+    def check(self, prefix=""):
+        if self.min_level > self.max_level:
+            raise ValueError(f"config key '{prefix}min_level' ({self.min_level}) must be <= '{prefix}max_level' "
+                             f"({self.max_level})")
+        if self.negative_iou > self.positive_iou:
+            raise ValueError(f"config key '{prefix}negative_iou' ({self.negative_iou}) must be <= "
+                             f"'{prefix}positive_iou' ({self.positive_iou})")
 
 
 @dataclasses.dataclass
 class DetectionConfig(FitConfig):
-    epochs: int = field(12, "total epochs; resuming a finished run with more epochs extends it")
-    batch_size: int = field(32, "global batch size, split across replicas")
+    epochs: int = field(12, "total epochs; resuming a finished run with more epochs extends it", min=1)
+    batch_size: int = field(32, "global batch size, split across replicas", min=1)
     schedule: str = field("cosine", "learning-rate schedule", SCHEDULES)
-    warmup_epochs: float = field(0.5, "linear warm-up length in epochs")
-    clipnorm: Optional[float] = field(10.0, "clip each gradient to this norm")
+    warmup_epochs: float = field(0.5, "linear warm-up length in epochs", min=0.0)
+    clipnorm: Optional[float] = field(10.0, "clip each gradient to this norm", min=0.0, min_exclusive=True)
     data: DetectionDataConfig = field(DetectionDataConfig())
     model: DetectorConfig = field(DetectorConfig())
-    score_threshold: float = field(0.05, "evaluate/export: drop detections scoring below this")
-    draw_threshold: float = field(0.3, "predict: draw and print detections scoring at least this")
-    nms_iou: float = field(0.5, "per-class non-max suppression IoU")
-    max_detections: int = field(100, "detections kept per image")
+    score_threshold: float = field(0.05, "evaluate/export: drop detections scoring below this", min=0.0, max=1.0)
+    draw_threshold: float = field(0.3, "predict: draw and print detections scoring at least this", min=0.0, max=1.0)
+    nms_iou: float = field(0.5, "per-class non-max suppression IoU", min=0.0, max=1.0)
+    max_detections: int = field(100, "detections kept per image", min=1)
+
+    def check(self, prefix=""):
+        super().check(prefix)
+        if self.data.image_size < 2 ** self.model.max_level:
+            raise ValueError(f"config key '{prefix}data.image_size' ({self.data.image_size}) must be at least the "
+                             f"coarsest stride 2**{prefix}model.max_level ({2 ** self.model.max_level})")

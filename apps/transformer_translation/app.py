@@ -64,7 +64,7 @@ class TransformerTranslationApp(App):
     @classmethod
     def smoke_example(cls, folder):
         pairs = write_word_pairs(folder / "pairs.tsv")
-        flags = ["--data.source", "tsv", "--data.path", str(pairs), "--epochs", "16", "--batch_size", "512",
+        flags = ["--data.source", "tsv", "--data.path", str(pairs), "--epochs", "6", "--batch_size", "512",
                  "--data.dev_size", "50", "--data.test_size", "100", "--data.vocab_size", "300", "--data.max_length",
                  "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128", "--model.encoder_layers", "1",
                  "--model.decoder_layers", "1", "--model.dropout", "0", "--learning_rate", "0.005",

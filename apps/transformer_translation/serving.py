@@ -3,12 +3,43 @@ SentencePiece tokenisation (tensorflow-text ops), beam search and detokenisation
 
 A process that loads the SavedModel must `import tensorflow_text` first, which registers the
 SentencePiece ops (the model needs nothing else from this project).
+
+What the signatures do with unusual requests (tested in tests/apps/test_serving_guards.py):
+- an empty batch, or a sentence that is not valid UTF-8: INVALID_ARGUMENT naming `sentences`
+  (and the bad indices);
+- an empty (or all-whitespace) sentence: an empty translation, `truncated` False;
+- a long sentence: only its first `max_length - 1` subword tokens are translated and `truncated` is
+  True. Text past the first `CHARS_PER_TOKEN * max_length` characters is cut before normalisation and
+  tokenisation (so a megabyte-long request costs no more than a long sentence), which also sets
+  `truncated`; no subword piece is that long, so the cut never changes what the model reads unless the
+  text holds long runs of whitespace.
 """
 import tensorflow as tf
 
 from data.text.normalize import normalize_graph
 from data.text.subword import BOS, EOS, GraphSubwords
 from layers.decoding.search import beam_search
+
+CHARS_PER_TOKEN = 64  # characters read per source token the model takes (SentencePiece pieces are <= 16)
+
+
+def checked_text(texts, name, what):
+    """`texts` after in-graph checks that it is a non-empty 1-D batch of valid UTF-8 strings; the errors
+    name the input `name` (and the bad indices). The signature's declared shape [None] is not enforced
+    when the graph runs (a SavedModel called with a 2-D tensor runs it), so the rank is checked on the
+    tensor with its static shape forgotten, where the check cannot be skipped."""
+    shape = tf.shape(texts, out_type=tf.int64)
+    texts = tf.reshape(texts, tf.boolean_mask(shape, shape >= 0))  # static shape forgotten: see the docstring
+    checks = [tf.debugging.assert_rank(texts, 1, message=f"`{name}` must be a 1-D batch of strings"),
+              tf.debugging.assert_greater(tf.size(texts), 0, message=f"`{name}` is empty: send at least one {what}")]
+    with tf.control_dependencies(checks):
+        texts = tf.reshape(texts, [-1])
+        # decoding with errors="ignore" drops invalid bytes, so only valid UTF-8 comes back unchanged
+        valid = tf.equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="ignore"), texts)
+        checks.append(tf.debugging.Assert(tf.reduce_all(valid), [
+            f"`{name}` holds text that is not valid UTF-8, at indices:", tf.where(~valid)[:, 0]], summarize=16))
+    with tf.control_dependencies(checks):
+        return tf.identity(texts)
 
 
 class TranslationServing(tf.Module):
@@ -23,11 +54,17 @@ class TranslationServing(tf.Module):
         self.max_length, self.beam, self.alpha = max_length, beam, alpha
 
     def _translate(self, sentences):
-        ids, truncated = self.source_tokenizer.encode(normalize_graph(sentences), self.max_length)
+        sentences = checked_text(sentences, "sentences", "sentence")
+        limit = CHARS_PER_TOKEN * self.max_length
+        cut = tf.strings.length(sentences, unit="UTF8_CHAR") > limit
+        text = normalize_graph(tf.strings.substr(sentences, tf.zeros_like(cut, tf.int32), tf.fill(tf.shape(cut), limit),
+                                                 unit="UTF8_CHAR"))
+        ids, truncated = self.source_tokenizer.encode(text, self.max_length)
         state = self.model.start_decoding(ids, self.max_length)
         tokens, weights = beam_search(self.model.decode_step, state, tf.shape(ids)[0], tf.shape(ids)[1], BOS, EOS,
                                       self.max_length, beam=self.beam, alpha=self.alpha)
-        return self.target_tokenizer.decode(tokens), truncated, ids, tokens, weights
+        translations = tf.where(tf.equal(text, ""), "", self.target_tokenizer.decode(tokens))  # nothing in, nothing out
+        return translations, tf.logical_or(truncated, cut), ids, tokens, weights
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def serve(self, sentences):

@@ -37,6 +37,7 @@ class WordEmbeddingsApp(App):
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
         self._corpus = None
+        self._serving = None  # the module being exported, whose temporary vocabulary file export_files removes
         self.vocabulary = None
 
     @property
@@ -127,12 +128,17 @@ class WordEmbeddingsApp(App):
         return records
 
     def serving_model(self, model):
-        return EmbeddingServing(model.vectors.numpy(), self.vocabulary)
+        self._serving = EmbeddingServing(model.vectors.numpy(), self.vocabulary)
+        return self._serving
 
     def extra_signatures(self, module):
         return {"neighbors": module.neighbors.get_concrete_function()}
 
     def export_files(self, model, directory):
+        """Called once the SavedModel is written: its vocabulary asset is in assets/, so the module's
+        temporary copy goes; then the plain-text files."""
+        if self._serving is not None:
+            self._serving.release_vocabulary_file()
         vectors = model.vectors.numpy()
         write_word2vec_text(directory / "vectors.txt", vectors, self.vocabulary)
         write_projector_files(directory, vectors, self.vocabulary)

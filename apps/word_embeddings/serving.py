@@ -2,9 +2,16 @@
 
 Out-of-vocabulary words are explicit: `serving_default` returns a zero vector and
 `in_vocabulary` False for them, and `neighbors` returns empty strings and similarity 0.
-Words are looked up lower-cased, as the corpus was standardised.
+Words are looked up stripped and lower-cased, as the corpus was standardised.
+
+Unusual requests (tested in tests/apps/test_serving_guards.py): an empty batch, or a word that is not
+valid UTF-8, is an INVALID_ARGUMENT naming `words` (and the bad indices); an empty string and a very
+long string are simply out of vocabulary (no vocabulary word is empty or longer than the corpus'
+longest word).
 """
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +20,56 @@ import tensorflow as tf
 from apps.word_embeddings.model import normalized
 
 
+def _checked_words(words):
+    """`words` after in-graph checks that it is a non-empty 1-D batch of valid UTF-8 strings. The
+    signature's declared shape [None] is not enforced when the graph runs (a SavedModel called with a
+    2-D tensor runs it), so the rank is checked on the tensor with its static shape forgotten."""
+    shape = tf.shape(words, out_type=tf.int64)
+    words = tf.reshape(words, tf.boolean_mask(shape, shape >= 0))  # static shape forgotten: see the docstring
+    checks = [tf.debugging.assert_rank(words, 1, message="`words` must be a 1-D batch of strings"),
+              tf.debugging.assert_greater(tf.size(words), 0, message="`words` is empty: send at least one word")]
+    with tf.control_dependencies(checks):
+        words = tf.reshape(words, [-1])
+        # decoding with errors="ignore" drops invalid bytes, so only valid UTF-8 comes back unchanged
+        valid = tf.equal(tf.strings.unicode_transcode(words, "UTF-8", "UTF-8", errors="ignore"), words)
+        checks.append(tf.debugging.Assert(tf.reduce_all(valid), [
+            "`words` holds text that is not valid UTF-8, at indices:", tf.where(~valid)[:, 0]], summarize=16))
+    with tf.control_dependencies(checks):
+        return tf.identity(words)
+
+
 class EmbeddingServing(tf.Module):
-    """Word strings in; vectors (serve) or the k nearest words by cosine (neighbors) out."""
+    """Word strings in; vectors (serve) or the k nearest words by cosine (neighbors) out.
+
+    The lookup table reads a vocabulary file, which tf.saved_model.save copies into the export's
+    assets/: it is written to a temporary folder that `release_vocabulary_file()` removes once the
+    SavedModel is written (the table, filled at construction, keeps working in this process). Should
+    nobody call it (a failed save), the folder goes when the module is collected or the process exits."""
+
+    VOCABULARY_PREFIX = "vocab-"  # of the temporary folder
 
     def __init__(self, vectors, vocabulary):
         super().__init__()
         self.vectors = tf.Variable(vectors, trainable=False, name="vectors")
         self.unit = tf.Variable(normalized(vectors), trainable=False, name="unit_vectors")
-        words = Path(tempfile.mkdtemp(prefix="vocab-")) / "vocabulary.txt"  # copied into the SavedModel's assets
+        folder = tempfile.mkdtemp(prefix=self.VOCABULARY_PREFIX)
+        self._release = weakref.finalize(self, shutil.rmtree, folder, True)  # True: ignore_errors
+        words = Path(folder) / "vocabulary.txt"  # copied into the SavedModel's assets
         words.write_text("".join(w + "\n" for w in vocabulary), encoding="utf-8")
         self.vocabulary_file = tf.saved_model.Asset(str(words))
+        # Anonymous: a named table's shared name is built from the Asset's repr (its memory address), so a
+        # second module in one process could get an earlier module's table back, filled with its words.
         self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             self.vocabulary_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1)
+            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1, experimental_is_anonymous=True)
         self.words = tf.Variable(vocabulary, trainable=False, name="words")
 
+    def release_vocabulary_file(self):
+        """Remove the temporary vocabulary folder (after the SavedModel is written: it holds its own copy)."""
+        self._release()
+
     def _ids(self, words):
+        words = _checked_words(words)
         return self.table.lookup(tf.strings.lower(tf.strings.strip(words), encoding="utf-8"))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")])

@@ -10,14 +10,16 @@ import numpy as np
 import tensorflow as tf
 
 from data.boxes.geometry import letterbox
-from data.boxes.sources import Annotated, load_coco, load_tfds_detection, load_voc
+from data.boxes.sources import Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
 from data.fields import field
 from data.images.pipeline import color_jitter
 from data.pipeline_options import finish
 from data.generated.scenes import make_scenes
+from data.split_record import check_recipe, new_record, report_new
 
 SOURCES = ["scenes", "voc", "coco", "tfds"]
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass
@@ -28,19 +30,19 @@ class DetectionDataConfig:
     tfds_name: Optional[str] = field(None, "tfds detection set, e.g. voc/2007 or coco/2017 (source tfds)")
     data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
     classes: Optional[str] = field(None, "comma-separated class names: their order, and any other name is an error")
-    image_size: int = field(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)")
+    image_size: int = field(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)", min=32)
     scene_objects: str = field("mnist", "scenes: embedded images the objects are drawn from", ["mnist", "fashion_mnist"])
-    train_scenes: int = field(4000, "scenes: training scenes")
-    val_scenes: int = field(200, "scenes: validation scenes")
-    test_scenes: int = field(500, "scenes: held-out test scenes (objects from the embedded test images)")
-    val_fraction: float = field(0.1, "voc/coco: share of the images held out for validation")
-    test_fraction: float = field(0.2, "voc/coco: share held out for test (tfds: its validation split)")
-    limit: Optional[int] = field(None, "use only the first N training images (quick runs)")
+    train_scenes: int = field(4000, "scenes: training scenes", min=1)
+    val_scenes: int = field(200, "scenes: validation scenes", min=0)
+    test_scenes: int = field(500, "scenes: held-out test scenes (objects from the embedded test images)", min=1)
+    val_fraction: float = field(0.1, "voc/coco: share of the images held out for validation", min=0.0, max=1.0, max_exclusive=True)
+    test_fraction: float = field(0.2, "voc/coco: share held out for test (tfds: its validation split)", min=0.0, max=1.0, max_exclusive=True)
+    limit: Optional[int] = field(None, "use only the first N training images (quick runs)", min=1)
     skip_bad_files: bool = field(False, "skip bad images/annotation files (with a report) instead of stopping")
     flip: bool = field(True, "random horizontal flips")
-    zoom: float = field(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)")
-    color_jitter: float = field(0.2, "random brightness/contrast/saturation strength, 0..1")
-    min_visible: float = field(0.4, "after a crop, drop boxes with less of their area left inside the canvas")
+    zoom: float = field(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)", min=0.0, max=1.0, max_exclusive=True)
+    color_jitter: float = field(0.2, "random brightness/contrast/saturation strength, 0..1", min=0.0, max=1.0)
+    min_visible: float = field(0.4, "after a crop, drop boxes with less of their area left inside the canvas", min=0.0, max=1.0)
 
 
 @dataclasses.dataclass
@@ -55,6 +57,7 @@ class DetectionSet:
     crowd: list  # [(k,) bool]
     names: list
     class_names: list
+    members: Optional[list] = None  # voc/coco: each image's entry in the split record (relative paths, ids)
 
     def __len__(self):
         return len(self.names)
@@ -63,7 +66,8 @@ class DetectionSet:
         index = np.asarray(index, int)
         pick = lambda items: [items[i] for i in index]
         return DetectionSet(self.canvas[index], self.scale[index], self.image_hw[index], pick(self.boxes),
-                            pick(self.labels), pick(self.crowd), pick(self.names), self.class_names)
+                            pick(self.labels), pick(self.crowd), pick(self.names), self.class_names,
+                            None if self.members is None else pick(self.members))
 
     def padded(self, max_boxes=None):
         """Canvas boxes (n, M, 4) and labels (n, M), padded with -1; M = the most boxes of any image."""
@@ -88,9 +92,10 @@ def to_detection_set(records, class_names, size):
         else:
             c, s = letterbox(r.image, size)
             canvas[i], scale[i] = c.numpy(), s.numpy()
+    members = [r.member for r in records]
     return DetectionSet(canvas, scale, np.array([r.image.shape[:2] for r in records], np.int32),
                         [r.boxes for r in records], [r.labels for r in records], [r.crowd for r in records],
-                        [r.name for r in records], list(class_names))
+                        [r.name for r in records], list(class_names), None if None in members else members)
 
 
 def _scenes(cfg, count, seed, split):
@@ -112,15 +117,89 @@ def seeded_split(dset, fractions, seed):
     return [dset.take(p) for p in parts]
 
 
-def load_detection_splits(cfg, seed):
-    """{'train', 'val', 'test'} DetectionSets; 'val' may be None (val_fraction 0)."""
+def load_detection_splits(cfg, seed, record=None, names=SPLITS):
+    """{'train', 'val', 'test'} DetectionSets (only `names`); 'val' may be None (val_fraction 0).
+
+    With `record`, the run's split record (data.split_record, made by `split_record`), a VOC or COCO
+    source gives exactly the recorded images, whatever was added or removed since; data flags that
+    would change them are refused. Scenes and tfds sets record only their identity: their splits are
+    fixed already."""
     if cfg.image_size % 32:
         raise DataError(f"data.image_size must be a multiple of 32, got {cfg.image_size}")
-    classes = [c.strip() for c in cfg.classes.split(",")] if cfg.classes else None
+    if record is not None and record["members"] is not None:
+        if record["source"] == cfg.source:
+            check_recipe(record, split_recipe(cfg, seed))
+            return _recorded_splits(cfg, record, names)
+        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {cfg.source!r}")
+    if cfg.source == "scenes":  # each split generated on its own: evaluate makes only the test scenes
+        return {name: _scene_split(cfg, seed, name) for name in names}
+    sets = _fresh_splits(cfg, seed)
+    return {name: sets[name] for name in names}
+
+
+def split_recipe(cfg, seed):
+    """The data flags that decide which images each split holds (for generated scenes and tfds sets,
+    whose splits are fixed, only what names the set)."""
     if cfg.source == "scenes":
-        return {"train": _scenes(cfg, cfg.limit or cfg.train_scenes, seed, "train"),
-                "val": _scenes(cfg, cfg.val_scenes, seed + 1, "train") if cfg.val_scenes else None,
-                "test": _scenes(cfg, cfg.test_scenes, seed + 2, "test")}
+        return {"source": cfg.source, "scene_objects": cfg.scene_objects}
+    if cfg.source == "tfds":
+        return {"source": cfg.source, "tfds_name": cfg.tfds_name}
+    return {"source": cfg.source, "seed": seed, "test_fraction": cfg.test_fraction, "val_fraction": cfg.val_fraction,
+            "limit": cfg.limit, "classes": cfg.classes}
+
+
+def _member_key(source, member):
+    return member["annotation"] if source == "voc" else str(member["image_id"])
+
+
+def _all_member_keys(cfg):
+    """Every annotation file (voc) or image id (coco) of the data set now, nothing opened."""
+    return list_voc_files(cfg.path) if cfg.source == "voc" else [str(i) for i in coco_image_ids(cfg.annotations)]
+
+
+def split_record(cfg, seed, sets):
+    """The split record of freshly made splits: the images of each split of a VOC or COCO source (their
+    relative annotation and image paths, or COCO image id, file name and annotation ids); only the
+    identity of generated scenes and tfds sets, whose splits are fixed already."""
+    class_names = sets["train"].class_names
+    if cfg.source not in ("voc", "coco"):
+        return new_record(cfg.source, split_recipe(cfg, seed), class_names)
+    members = {name: list(s.members) if s is not None else [] for name, s in sets.items()}
+    used = {_member_key(cfg.source, m) for split in members.values() for m in split}
+    unused = [k for k in _all_member_keys(cfg) if k not in used]
+    return new_record(cfg.source, split_recipe(cfg, seed), class_names, members, unused)
+
+
+def _recorded_splits(cfg, record, names):
+    if not cfg.path:
+        raise DataError(f"source {cfg.source} needs --data.path")
+    if cfg.source == "coco" and not cfg.annotations:
+        raise DataError("source coco needs --data.annotations (the instances JSON file)")
+    class_names, members = record["class_names"], record["members"]
+    known = {_member_key(cfg.source, m) for split in members.values() for m in split} | set(record["unused"])
+    where = f"annotation file(s) under {cfg.path}" if cfg.source == "voc" else f"image(s) of {cfg.annotations}"
+    report_new(sum(k not in known for k in _all_member_keys(cfg)), where)
+    sets = {}
+    for name in names:
+        if cfg.source == "voc":
+            records, _ = load_voc(cfg.path, class_names, cfg.skip_bad_files, members[name], name)
+        else:
+            records, _ = load_coco(cfg.annotations, cfg.path, class_names, cfg.skip_bad_files, members[name], name)
+        empty_val = name == "val" and not records
+        sets[name] = None if empty_val else to_detection_set(records, class_names, cfg.image_size)
+    return sets
+
+
+def _scene_split(cfg, seed, name):
+    if name == "train":
+        return _scenes(cfg, cfg.limit or cfg.train_scenes, seed, "train")
+    if name == "val":
+        return _scenes(cfg, cfg.val_scenes, seed + 1, "train") if cfg.val_scenes else None
+    return _scenes(cfg, cfg.test_scenes, seed + 2, "test")
+
+
+def _fresh_splits(cfg, seed):
+    classes = [c.strip() for c in cfg.classes.split(",")] if cfg.classes else None
     if cfg.source == "tfds":
         if not cfg.tfds_name:
             raise DataError("source tfds needs --data.tfds_name (e.g. voc/2007)")

@@ -8,13 +8,15 @@ import dataclasses
 import json
 import warnings
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Optional
 
 import numpy as np
 
 from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc
 from data.errors import DataError
 from data.images.files import read_image_file
+from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 
 
@@ -27,6 +29,7 @@ class Annotated:
     boxes: np.ndarray  # float32 (k, 4)
     labels: np.ndarray  # int32 (k,)
     crowd: np.ndarray  # bool (k,): VOC "difficult" / COCO "iscrowd": neither rewarded nor punished in evaluation
+    member: Optional[dict] = None  # VOC/COCO: what the split record keeps of it (relative paths, ids)
 
 
 class _Skips:
@@ -56,11 +59,20 @@ def _read_image(path, where):
         raise DataError(f"{where}: cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def _checked(name, image, boxes, labels, crowd):
+def _checked(name, image, boxes, labels, crowd, member=None):
     h, w = image.shape[:2]
     check_boxes(boxes, h, w, name)
     boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
-    return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool))
+    return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool), member)
+
+
+def _escapes(file_name):
+    """Whether an image name from an annotation file leaves the data set's folder (absolute, a drive, `..`)."""
+    return any(p.anchor or ".." in p.parts for p in (PurePosixPath(file_name), PureWindowsPath(file_name)))
+
+
+def _inside(folder, root):
+    return folder == root or root in folder.parents
 
 
 def _class_index(class_names, name, where):
@@ -92,9 +104,13 @@ def _voc_text(node, tag, where):
 
 
 def _voc_image_path(xml_path, file_name, root):
+    if _escapes(file_name):
+        raise DataError(f"{xml_path}: <filename> {file_name!r} points outside the data set folder {root}; "
+                        "name an image inside it")
     names = [file_name] if Path(file_name).suffix else [file_name + ext for ext in (".jpg", ".jpeg", ".png")]
     folders = [xml_path.parent, xml_path.parent.parent / "JPEGImages", xml_path.parent.parent / "images",
                root, root / "JPEGImages", root / "images"]
+    folders = [f for f in dict.fromkeys(folders) if _inside(f, root)]  # never a folder above the data set's
     for folder in folders:
         for name in names:
             if (folder / name).is_file():
@@ -132,17 +148,32 @@ def _read_voc_file(xml_path, root, class_names):
         boxes.append(from_voc(*coords))
         crowd.append((obj.findtext("difficult") or "0").strip() == "1")
     image = _read_image(image_path, xml_path)
-    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd)
+    member = {"annotation": xml_path.relative_to(root).as_posix(), "image": image_path.relative_to(root).as_posix()}
+    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd, member)
 
 
-def load_voc(root, class_names=None, skip_bad=False):
-    """Every <annotation> XML under `root` (a VOC year folder, or images/ + annotations/ folders)."""
+def list_voc_files(root):
+    """Relative paths of the .xml files under `root` (nothing opened)."""
+    root = Path(root)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.xml")) if root.is_dir() else []
+
+
+def load_voc(root, class_names=None, skip_bad=False, members=None, split="test"):
+    """Every <annotation> XML under `root` (a VOC year folder, or images/ + annotations/ folders).
+
+    With `members` (a split record's {"annotation", "image"} relative paths), exactly those, in that
+    order: members whose annotation or image file is gone are reported (data.split_record.report_gone)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"VOC folder not found: {root}")
-    xml_paths = sorted(root.rglob("*.xml"))
-    if not xml_paths:
-        raise DataError(f"no Pascal VOC .xml annotation files under {root}")
+    if members is not None:
+        missing = [next((root / m[k] for k in ("annotation", "image") if not (root / m[k]).is_file()), None) for m in members]
+        report_gone(split, [str(f) for f in missing if f], len(members), root)
+        xml_paths = [root / m["annotation"] for m, f in zip(members, missing) if f is None]
+    else:
+        xml_paths = sorted(root.rglob("*.xml"))
+        if not xml_paths:
+            raise DataError(f"no Pascal VOC .xml annotation files under {root}")
     class_names = list(class_names or voc_class_names(xml_paths, skip_bad))
     if not class_names:
         raise DataError(f"the annotation files under {root} name no object classes")
@@ -168,8 +199,20 @@ def _coco_json(path):
     return data
 
 
-def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False):
-    """Images and boxes of a COCO instances JSON file; images looked up in `image_dir`."""
+def coco_image_ids(annotation_file):
+    """The image ids of a COCO instances JSON file (nothing else checked)."""
+    try:
+        return [im["id"] for im in _coco_json(annotation_file)["images"]]
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{annotation_file}: malformed COCO annotations: missing field {e}") from None
+
+
+def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, members=None, split="test"):
+    """Images and boxes of a COCO instances JSON file; images looked up in `image_dir`.
+
+    With `members` (a split record's {"image_id", "file_name", "annotations"}), exactly those images, in
+    that order, with their annotations as the file has them now: images gone from the file or the
+    folder are reported (data.split_record.report_gone), changed annotation ids counted."""
     data, image_dir = _coco_json(annotation_file), Path(image_dir)
     if not image_dir.is_dir():
         raise DataError(f"COCO image folder not found: {image_dir}")
@@ -184,9 +227,26 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False):
     except (KeyError, TypeError) as e:
         raise DataError(f"{annotation_file}: malformed COCO annotations: missing field {e}") from None
     class_names = list(class_names or sorted(set(categories.values()), key=list(categories.values()).index))
+    images = list(by_image.items())
+    if members is not None:
+        def here(m):  # a name leaving the folder stays, to be refused by read()
+            name = by_image[m["image_id"]][0] if m["image_id"] in by_image else None
+            return name is not None and (_escapes(name) or (image_dir / name).is_file())
+        present = [here(m) for m in members]
+        report_gone(split, [f"{image_dir / m['file_name']} (image id {m['image_id']})" for m, h in zip(members, present) if not h],
+                    len(members), image_dir)
+        images = [(m["image_id"], by_image[m["image_id"]]) for m, h in zip(members, present) if h]
+        changed = sum(_ids(by_image[m["image_id"]][1]) != sorted(map(str, m["annotations"]))
+                      for m, h in zip(members, present) if h)
+        if changed:
+            print(f"{changed} image(s) of the run's {split} split have other annotations in {annotation_file} than "
+                  "when the splits were recorded; their current annotations are used")
 
-    def read(file_name, anns):
+    def read(image_id, file_name, anns):
         where = f"{annotation_file} image {file_name!r}"
+        if _escapes(file_name):
+            raise DataError(f"{annotation_file}: image {image_id} file_name {file_name!r} points outside the image "
+                            f"folder {image_dir}; name a file inside it")
         labels = []
         for a in anns:
             if a.get("category_id") not in categories:
@@ -199,12 +259,17 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False):
         if not (image_dir / file_name).is_file():
             raise DataError(f"{where}: image file {image_dir / file_name} does not exist")
         image = _read_image(image_dir / file_name, where)
-        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns])
+        member = {"image_id": image_id, "file_name": file_name, "annotations": [a.get("id") for a in anns]}
+        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns], member)
 
     skips = _Skips(skip_bad)
-    records = [r for r in (skips.run(read, *v) for v in by_image.values()) if r]
+    records = [r for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]
     skips.report("images")
     return records, class_names
+
+
+def _ids(anns):
+    return sorted(str(a.get("id")) for a in anns)
 
 
 # ---- tfds (voc, coco/2017, ...) ----

@@ -35,10 +35,16 @@ def inspect_image(path):
     if path.stat().st_size == 0:
         return None, "empty file (0 bytes)"
     try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            im.load()  # verify() does not decode pixels: a truncated JPEG fails only here
+        # Pillow's decompression-bomb guard: above MAX_IMAGE_PIXELS it warns (without the path), above
+        # twice that it raises; either way the file is reported here by path (serving refuses such sizes too).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.verify()
+            with Image.open(path) as im:
+                im.load()  # verify() does not decode pixels: a truncated JPEG fails only here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return None, f"too many pixels to decode safely ({e})"
     except (UnidentifiedImageError, SyntaxError) as e:
         return None, f"not an image ({e.__class__.__name__})"
     except (OSError, ValueError) as e:
@@ -48,12 +54,16 @@ def inspect_image(path):
 
 
 def _tensorflow_refuses(data):
-    """Why TensorFlow's decoders (those of training and serving alike) refuse these bytes, or None."""
+    """Why the exported models' checks and decoders would refuse these bytes, or None: training
+    accepts exactly the files serving accepts."""
+    from data.images.decode import check_encoded_images  # here: that module imports this one
+
     try:
+        check_encoded_images(tf.constant([data]))
         decode_image(data, 3)
     except tf.errors.InvalidArgumentError as e:
-        detail = str(e).split("}}")[-1].strip().splitlines()[0][:120]
-        return f"a variant TensorFlow's decoders cannot read ({detail}); convert it to PNG or JPEG"
+        detail = str(e).split("}}")[-1].strip().splitlines()[0][:160]
+        return f"refused by the decoders the exported models use ({detail}); convert it to PNG or JPEG"
     return None
 
 
@@ -125,8 +135,11 @@ def load_image_file(path, size, channels):
 
 def read_image_file(path, channels=3):
     """One image file at its own size as a uint8 (h, w, channels) tensor, decoded as serving decodes it."""
+    from data.images.decode import check_encoded_images  # here: that module imports this one
+
     data = Path(path).read_bytes()
     try:
+        check_encoded_images(tf.constant([data]))
         return decode_image(data, channels)
     except tf.errors.InvalidArgumentError:
         raise DataError(f"{path}: {_tensorflow_refuses(data) or 'cannot be decoded'}") from None

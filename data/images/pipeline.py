@@ -12,8 +12,12 @@ import tensorflow as tf
 
 from data.errors import DataError
 from data.fields import field
-from data.images.sources import EMBEDDED, ImageSet, load_class_folder, load_embedded, load_idx_folder, load_tfds, seeded_split
+from data.images.sources import (EMBEDDED, ImageSet, list_class_images, load_class_folder, load_class_members, load_embedded,
+                                 load_idx_folder, load_tfds, seeded_split)
 from data.pipeline_options import finish
+from data.split_record import check_recipe, new_record, report_new
+
+SPLITS = ("train", "val", "test")
 
 SOURCES = ["fashion_mnist", "mnist", "idx", "folder", "tfds"]
 
@@ -24,19 +28,66 @@ class ImageDataConfig:
     path: Optional[str] = field(None, "folder of class sub-folders (source folder) or of IDX files (source idx)")
     tfds_name: Optional[str] = field(None, "tfds data set name (source tfds)")
     data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
-    image_size: Optional[int] = field(None, "resize images to N x N (none: the source's own size; folders: 32)")
-    channels: Optional[int] = field(None, "1 or 3 (none: the source's own)")
-    val_fraction: float = field(0.1, "share of the training images held out for validation")
-    test_fraction: float = field(0.1, "share held out for test when the source has no test split")
-    limit: Optional[int] = field(None, "use only the first N training images (quick runs)")
+    image_size: Optional[int] = field(None, "resize images to N x N (none: the source's own size; folders: 32)", min=8)
+    channels: Optional[int] = field(None, "1 or 3 (none: the source's own)", [1, 3])
+    val_fraction: float = field(0.1, "share of the training images held out for validation", min=0.0, max=1.0, max_exclusive=True)
+    test_fraction: float = field(0.1, "share held out for test when the source has no test split", min=0.0, max=1.0, max_exclusive=True)
+    limit: Optional[int] = field(None, "use only the first N training images (quick runs)", min=1)
     skip_bad_files: bool = field(False, "skip unreadable image files (with a count) instead of stopping")
     flip: bool = field(True, "random horizontal flips")
-    crop_padding: int = field(2, "random crops after padding by N pixels (0: off)")
-    color_jitter: float = field(0.0, "random brightness/contrast (and saturation) strength, 0..1")
+    crop_padding: int = field(2, "random crops after padding by N pixels (0: off)", min=0)
+    color_jitter: float = field(0.0, "random brightness/contrast (and saturation) strength, 0..1", min=0.0, max=1.0)
 
 
-def load_splits(cfg, seed):
-    """{'train', 'val', 'test'} ImageSets for a data config; class names shared by all."""
+def load_splits(cfg, seed, record=None, names=SPLITS):
+    """{'train', 'val', 'test'} ImageSets for a data config (only `names`); class names shared by all.
+
+    With `record`, the run's split record (data.split_record, made by `split_record`), a folder source
+    gives exactly the recorded members, whatever was added to or removed from the folder since; data
+    flags that would change them are refused. Fixed sources (embedded, idx, tfds) record only their
+    identity: their test split cannot move."""
+    if record is not None and record["members"] is not None:
+        if record["source"] == cfg.source:
+            check_recipe(record, split_recipe(cfg, seed))
+            return _recorded_splits(cfg, record, names)
+        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {cfg.source!r}")
+    sets = _fresh_splits(cfg, seed)
+    return {name: sets[name] for name in names}
+
+
+def split_recipe(cfg, seed):
+    """The data flags that decide which images each split of a folder holds (image size and channels do
+    not); for a fixed source, only what names the set."""
+    if cfg.source == "folder":
+        return {"source": cfg.source, "seed": seed, "test_fraction": cfg.test_fraction,
+                "val_fraction": cfg.val_fraction, "limit": cfg.limit}
+    return {"source": cfg.source, **({"tfds_name": cfg.tfds_name} if cfg.source == "tfds" else {})}
+
+
+def split_record(cfg, seed, sets):
+    """The split record of freshly made splits: the members (relative path, class name) of each split of a
+    folder source; only the identity (source and recipe) of the others, whose splits are fixed already."""
+    class_names = sets["train"].class_names
+    if cfg.source != "folder":
+        return new_record(cfg.source, split_recipe(cfg, seed), class_names)
+    members = {name: [{"path": f, "label": class_names[label]} for f, label in zip(s.files, s.labels)]
+               for name, s in sets.items()}
+    used = {m["path"] for split in members.values() for m in split}
+    unused = [f for f in list_class_images(cfg.path) if f not in used]
+    return new_record(cfg.source, split_recipe(cfg, seed), class_names, members, unused)
+
+
+def _recorded_splits(cfg, record, names):
+    root = _required(cfg.path, "data.path", "class-folder")
+    known = {m["path"] for split in record["members"].values() for m in split} | set(record["unused"])
+    report_new(sum(f not in known for f in list_class_images(root)), f"image file(s) under {root}")
+    size = cfg.image_size or 32
+    sets = {name: load_class_members(root, record["members"][name], record["class_names"], (size, size),
+                                     cfg.channels or 3, cfg.skip_bad_files, name) for name in names}
+    return {name: _conform(s, cfg) for name, s in sets.items()}
+
+
+def _fresh_splits(cfg, seed):
     if cfg.source in EMBEDDED:
         sets = load_embedded(cfg.source)
     elif cfg.source == "idx":
@@ -80,7 +131,7 @@ def _conform(image_set, cfg):
     if cfg.image_size and images.shape[1:3] != (cfg.image_size, cfg.image_size):
         resized = tf.image.resize(images, (cfg.image_size, cfg.image_size), antialias=True)
         images = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
-    return ImageSet(images, image_set.labels, image_set.class_names)
+    return dataclasses.replace(image_set, images=images)
 
 
 def channel_stats(images):

@@ -7,13 +7,15 @@
 """
 import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from data.embedded import EMBEDDED_DIR
 from data.errors import DataError
 from data.images.idx import find_idx_pair, read_idx
-from data.images.files import check_scan, load_image_file, scan_class_folders
+from data.images.files import IMAGE_EXTENSIONS, FolderScan, check_scan, inspect_image, load_image_file, scan_class_folders
+from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 
 EMBEDDED = {
@@ -27,9 +29,11 @@ class ImageSet:
     images: np.ndarray  # uint8 (n, h, w, c)
     labels: np.ndarray  # int32 (n,)
     class_names: list
+    files: Optional[list] = None  # folder source: each image's path relative to the data folder (for the split record)
 
     def take(self, index):
-        return ImageSet(self.images[index], self.labels[index], self.class_names)
+        files = None if self.files is None else [self.files[i] for i in np.asarray(index, int).ravel()]
+        return ImageSet(self.images[index], self.labels[index], self.class_names, files)
 
 
 def _with_channel_axis(x):
@@ -66,9 +70,48 @@ def load_class_folder(root, size, channels, skip_bad):
     """One ImageSet of every readable image under `root/<class>/`, resized to `size`."""
     scan = scan_class_folders(root)
     check_scan(scan, skip_bad)
-    images = np.stack([load_image_file(p, size, channels) for p, _ in scan.files])
+    return _image_set(Path(root), scan, size, channels)
+
+
+def _image_set(root, scan, size, channels):
+    images = np.stack([load_image_file(p, size, channels) for p, _ in scan.files]) if scan.files \
+        else np.zeros((0, *size, channels), np.uint8)
     labels = np.array([label for _, label in scan.files], np.int32)
-    return ImageSet(images, labels, scan.class_names)
+    return ImageSet(images, labels, scan.class_names, [p.relative_to(root).as_posix() for p, _ in scan.files])
+
+
+def list_class_images(root):
+    """Relative paths of the image files of `root/<class>/` as a scan sees them (nothing opened)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  for p in d.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_class_members(root, members, class_names, size, channels, skip_bad, split):
+    """An ImageSet of exactly the recorded `members` ({"path": relative path, "label": class name}) of
+    `root`: members gone since are reported (data.split_record.report_gone), the others checked as a scan does."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    here = [(root / m["path"]).is_file() for m in members]
+    report_gone(split, [str(root / m["path"]) for m, h in zip(members, here) if not h], len(members), root)
+    present = [m for m, h in zip(members, here) if h]
+    files, bad, modes = [], [], {}
+    for m in present:
+        path = root / m["path"]
+        mode, reason = inspect_image(path)
+        if reason:
+            bad.append((path, reason))
+        else:
+            files.append((path, class_names.index(m["label"])))
+            modes[path] = mode
+    usual = max(set(modes.values()), key=list(modes.values()).count) if modes else "RGB"
+    scan = FolderScan(list(class_names), files, bad, [(p, m) for p, m in modes.items() if m != usual])
+    if members:
+        check_scan(scan, skip_bad)
+    return _image_set(root, scan, size, channels)
 
 
 def load_tfds(name, data_dir, split):

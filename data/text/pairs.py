@@ -39,11 +39,12 @@ class TranslationDataConfig:
     tfds_split: str = field("train", "tfds split whose pairs are read (and then split like any source)")
     reverse: bool = field(False, "translate the second column (or --data.target_path) into the first")
     skip_bad_lines: bool = field(False, "skip empty lines and lines without a tab (counted) instead of failing")
-    max_pairs: int = field(0, "use only the first N pairs (0: all)")
-    dev_size: int = field(500, "pairs held out for validation (whole source groups, so about N)")
-    test_size: int = field(1000, "pairs held out for the test (whole source groups, so about N)")
-    vocab_size: int = field(4000, "subword vocabulary per language (SentencePiece unigram)")
-    max_length: int = field(40, "longest sequence in subword tokens (with the end token); longer training pairs are dropped")
+    max_pairs: int = field(0, "use only the first N pairs (0: all)", min=0)
+    dev_size: int = field(500, "pairs held out for validation (whole source groups, so about N)", min=1)
+    test_size: int = field(1000, "pairs held out for the test (whole source groups, so about N)", min=1)
+    vocab_size: int = field(4000, "subword vocabulary per language (SentencePiece unigram)", min=16)
+    max_length: int = field(40, "longest sequence in subword tokens (with the end token); longer training pairs are dropped",
+                            min=2)
 
 
 def _lines(path):

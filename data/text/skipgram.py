@@ -38,12 +38,12 @@ class TextDataConfig:
     data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
     tfds_split: str = field("train", "tfds split to train on")
     text_key: str = field("text", "tfds feature holding the text")
-    min_count: int = field(5, "drop words seen fewer times")
-    max_vocab: int = field(0, "keep at most the N most frequent words (0: no limit)")
-    sample: float = field(1e-3, "subsampling threshold t (0: off)")
-    window: int = field(5, "maximum distance between a centre and a context word")
-    negatives: int = field(5, "negative samples per positive (k)")
-    ns_exponent: float = field(0.75, "negatives are drawn from unigram counts to this power")
+    min_count: int = field(5, "drop words seen fewer times", min=1)
+    max_vocab: int = field(0, "keep at most the N most frequent words (0: no limit)", min=0)
+    sample: float = field(1e-3, "subsampling threshold t (0: off)", min=0.0, max=1.0)
+    window: int = field(5, "maximum distance between a centre and a context word", min=1)
+    negatives: int = field(5, "negative samples per positive (k)", min=1)
+    ns_exponent: float = field(0.75, "negatives are drawn from unigram counts to this power", min=-1.0, max=1.0)
     share_negatives: str = field("window", "draw negatives per window (fast) or per pair (word2vec)", GROUPINGS)
 
 

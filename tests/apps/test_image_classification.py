@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TINY, last_line, run_cli, run_main
+from tests.conftest import TINY, last_line, run_main, run_ok
 
 APP = "image_classification"
 
@@ -17,7 +17,7 @@ APP = "image_classification"
 def trained(tmp_path_factory):
     """One tiny training run shared by the tests of this module."""
     run_dir = tmp_path_factory.mktemp("run")
-    proc = run_cli(APP, "train", "--run_dir", run_dir, *TINY, "--epochs", "2", "--seed", "1")
+    proc = run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--epochs", "2", "--seed", "1")
     return run_dir, proc
 
 
@@ -43,7 +43,7 @@ def test_train_writes_the_run(trained):
 
 def test_evaluate_writes_metrics_and_confusion_matrix(trained):
     run_dir, _ = trained
-    run_cli(APP, "evaluate", "--run_dir", run_dir)
+    run_ok(APP, "evaluate", "--run_dir", run_dir)
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics["examples"] == 1000 and 0.3 < metrics["accuracy"] <= 1.0  # 2 tiny epochs beat chance (0.1)
     assert metrics["top5_accuracy"] >= metrics["accuracy"]
@@ -54,11 +54,11 @@ def test_evaluate_writes_metrics_and_confusion_matrix(trained):
 
 def test_export_matches_predict_in_a_clean_process(trained, sample_images, tmp_path):
     run_dir, _ = trained
-    predicted = run_cli(APP, "predict", sample_images, "--run_dir", run_dir, "--top_k", "2").stdout
+    predicted = run_ok(APP, "predict", sample_images, "--run_dir", run_dir, "--top_k", "2").stdout
     top1 = {line.split(": ")[0].split("/")[-1]: line.split(": ")[1].split(" (")[0]
             for line in predicted.splitlines() if ": " in line}
     assert len(top1) == 3
-    export_dir = run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports").stdout
+    export_dir = run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports").stdout
     version = tmp_path / "exports" / "1"
     assert str(version) in export_dir and (version / "saved_model.pb").is_file()
     assert not [p for p in (tmp_path / "exports").iterdir() if p.name.startswith(".tmp")]
@@ -81,7 +81,7 @@ def test_export_matches_predict_in_a_clean_process(trained, sample_images, tmp_p
 
 def test_serving_rejects_bad_requests(trained, sample_images, tmp_path):
     run_dir, _ = trained
-    run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path)
+    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path)
     good = (sample_images / "s0.jpg").read_bytes()
     script = textwrap.dedent(f"""
         import tensorflow as tf
@@ -148,7 +148,46 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
 
 
 def test_early_stopping_ends_training(tmp_path):
-    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "6", "--learning_rate", "0",
-                   "--early_stopping_patience", "1")
+    # Improvement is impossible whatever the seed: learning rate 0 freezes the weights, and without
+    # batch norm no moving statistics move either (with them, epoch 2's val loss beat epoch 1's for
+    # some seeds: a coin flip). The same weights on the same val batches give the same val loss,
+    # which is no improvement (EarlyStopping wants a strictly lower one).
+    proc = run_ok(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "6", "--learning_rate", "0",
+                  "--model.batch_norm", "false", "--seed", "5", "--early_stopping_patience", "1")
     assert "Epoch 2/6" in proc.stdout and "Epoch 3/6" not in proc.stdout  # no improvement after epoch 1
+    from apps.core.plots import read_history
+
+    val_loss = read_history(tmp_path / "history.csv")["val_loss"]
+    assert len(val_loss) == 2 and val_loss[0] == val_loss[1]  # the construction holds: nothing moved
     assert (tmp_path / "model.keras").is_file()
+
+
+def test_folder_run_evaluates_on_its_recorded_test_split(tmp_path, class_folder):
+    """Issue 11: the split is recorded at training time; files added later are ignored, files gone reported."""
+    run_dir = tmp_path / "run"
+    flags = ["--data.source", "folder", "--data.path", class_folder, "--data.image_size", "16", "--data.test_fraction", "0.25",
+             "--data.val_fraction", "0.25", "--batch_size", "8", "--learning_rate", "0.003", "--model.width", "8",
+             "--model.depth", "1", "--verbose", "line"]
+    run_ok(APP, "train", "--run_dir", run_dir, *flags, "--epochs", "1")
+    record_file = run_dir / "data" / "splits.json"
+    record = json.loads(record_file.read_text())
+    test_files = [m["path"] for m in record["members"]["test"]]
+    assert [len(record["members"][s]) for s in ("train", "val", "test")] == [21, 6, 9]
+    assert not [p for p in record_file.parent.iterdir() if p.name != "splits.json"]  # no temporary file left
+
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(class_folder / "cat" / "new.png")  # a re-scan would reshuffle
+    proc = run_ok(APP, "train", "--run_dir", run_dir, *flags, "--epochs", "2")  # extending keeps the split
+    assert "1 image file(s) under" in proc.stdout and json.loads(record_file.read_text()) == record
+
+    (class_folder / test_files[0]).unlink()
+    with pytest.warns(UserWarning, match=f"1 of the 9 files of the run's test split are gone, e.g. .*{test_files[0]}; using the other 8"):
+        proc = run_ok(APP, "evaluate", "--run_dir", run_dir)
+    assert "1 image file(s) under" in proc.stdout
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["examples"] == 8
+
+    proc = run_main(APP, "evaluate", "--run_dir", run_dir, "--data.test_fraction", "0.5")
+    assert proc.returncode == 2 and "made with other data flags (test_fraction 0.25 -> 0.5)" in last_line(proc.stderr)
+    for name in test_files[1:]:
+        (class_folder / name).unlink()
+    proc = run_main(APP, "evaluate", "--run_dir", run_dir)
+    assert proc.returncode == 2 and "all 9 files of the run's test split are gone from" in last_line(proc.stderr)

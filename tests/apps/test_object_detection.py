@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import last_line, run_cli, run_main
+from tests.conftest import last_line, run_main, run_ok
 from tests.data.boxes.test_sources import write_voc
 
 APP = "object_detection"
@@ -20,7 +20,7 @@ TINY = ["--data.image_size", "64", "--data.train_scenes", "64", "--data.val_scen
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    return run_dir, run_cli(APP, "train", "--run_dir", run_dir, *TINY)
+    return run_dir, run_ok(APP, "train", "--run_dir", run_dir, *TINY)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_train_writes_the_run(trained):
 
 def test_evaluate_reports_map_per_class_and_pr_curve(trained):
     run_dir, _ = trained
-    proc = run_cli(APP, "evaluate", "--run_dir", run_dir)
+    proc = run_ok(APP, "evaluate", "--run_dir", run_dir)
     assert "mAP@0.5" in proc.stdout
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics["images"] == 16 and metrics["objects"] > 16 and metrics["detections"] > 0
@@ -70,11 +70,11 @@ def _parse_record(line):
 
 def test_export_gives_the_detections_of_predict_in_a_clean_process(trained, photos, tmp_path):
     run_dir, _ = trained
-    proc = run_cli(APP, "predict", photos, "--run_dir", run_dir, "--max_detections", "5")
+    proc = run_ok(APP, "predict", photos, "--run_dir", run_dir, "--max_detections", "5")
     predicted = dict(_parse_record(line) for line in proc.stdout.splitlines() if "object(s)" in line)
     assert set(predicted) == {"a.jpg", "b.png"} and all(len(v) == 5 for v in predicted.values())
     assert (run_dir / "predictions" / "a.png").is_file() and (run_dir / "predictions" / "b.png").is_file()
-    run_cli(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports", "--max_detections", "5")
+    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports", "--max_detections", "5")
     script = textwrap.dedent(f"""
         import json, sys, pathlib
         import tensorflow as tf
@@ -121,7 +121,7 @@ def test_detector_can_overfit_a_few_scenes(tmp_path):
              "--data.flip", "false", "--data.zoom", "0", "--data.color_jitter", "0", "--epochs", "150",
              "--batch_size", "16", "--learning_rate", "0.003", "--schedule", "constant", "--warmup_epochs", "0",
              "--verbose", "line"]
-    run_cli(APP, "train", "--run_dir", tmp_path, *flags)
+    run_ok(APP, "train", "--run_dir", tmp_path, *flags)
     from apps.core import runner
     from apps.core.config import load_saved_config
     from apps.object_detection.app import ObjectDetection
@@ -132,3 +132,22 @@ def test_detector_can_overfit_a_few_scenes(tmp_path):
     app.splits["test"] = train  # evaluate on the training scenes themselves
     report = app.evaluate(model, tmp_path)
     assert report["map_50"] > 0.8, report
+
+
+def test_predict_keeps_one_picture_per_input(trained, photos, tmp_path):
+    """Issue 11: a/x.jpg and b/x.jpg (and a/x.png) each keep their picture in predictions/."""
+    from pathlib import Path
+
+    from apps.object_detection.app import picture_names
+
+    run_dir, _ = trained
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    (tmp_path / "a" / "x.png").write_bytes((photos / "b.png").read_bytes())
+    inputs = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a" / "x.png"]
+    proc = run_ok(APP, "predict", *inputs, "--run_dir", run_dir)
+    pictures = [Path(line.split(" -> ")[1]) for line in proc.stdout.splitlines() if " -> " in line]
+    assert [p.name for p in pictures] == ["x.png", "x-2.png", "x-3.png"] and all(p.is_file() for p in pictures)
+    assert Image.open(pictures[2]).size == (256, 128)  # a/x.png, the wide one (drawn enlarged), not a square x.jpg
+    assert picture_names([Path("X.jpg"), Path("b/x.jpg"), Path("x-2.png")]) == ["X.png", "x-2.png", "x-2-2.png"]

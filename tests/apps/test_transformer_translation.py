@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data.generated.toy_text import write_word_pairs
-from tests.conftest import last_line, run_cli, run_main
+from tests.conftest import last_line, run_cli, run_main, run_ok
 
 TINY = ["--epochs", "16", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128",
@@ -21,8 +21,8 @@ TINY = ["--epochs", "16", "--batch_size", "512", "--data.dev_size", "50", "--dat
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("translation")
     write_word_pairs(folder / "pairs.tsv")
-    run_cli("transformer_translation", "train", "--run_dir", folder / "run", "--data.source", "tsv",
-            "--data.path", folder / "pairs.tsv", *TINY, cwd=folder)
+    run_ok("transformer_translation", "train", "--run_dir", folder / "run", "--data.source", "tsv",
+           "--data.path", folder / "pairs.tsv", *TINY, cwd=folder)
     return folder
 
 
@@ -30,17 +30,17 @@ def test_train_evaluate_export_reload_translate(trained):
     run = trained / "run"
     history = (run / "history.csv").read_text().splitlines()
     assert len(history) == 17 and (run / "data" / "source.model").is_file() and (run / "learning_curves.png").is_file()
-    out = run_cli("transformer_translation", "evaluate", "--run_dir", run)
+    out = run_ok("transformer_translation", "evaluate", "--run_dir", run)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["bleu"] > 70 and metrics["chrf"] > 80 and metrics["token_accuracy"] > 0.9, metrics
     # a word-by-word mapping gives each source one translation: both BLEU figures agree
     assert metrics["references_per_source"] == 1.0 and metrics["bleu_multi_reference"] == metrics["bleu"], metrics
     assert f"BLEU {metrics['bleu']:.2f} (one reference per pair" in out.stdout
     assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed") and (run / "eval" / "attention_1.png").is_file()
-    out = run_cli("transformer_translation", "predict", "Two red.", "Nine blue.", "--run_dir", run, "--attention")
+    out = run_ok("transformer_translation", "predict", "Two red.", "Nine blue.", "--run_dir", run, "--attention")
     assert "Two red.\tDos rojo." in out.stdout and "Nine blue.\tNueve azul." in out.stdout
     assert (run / "predict" / "attention_2.png").is_file()
-    run_cli("transformer_translation", "export", "--run_dir", run, "--export_dir", trained / "exports")
+    run_ok("transformer_translation", "export", "--run_dir", run, "--export_dir", trained / "exports")
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf

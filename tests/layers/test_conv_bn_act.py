@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from layers import ConvBNAct
-from tests.layers.layer_checks import check_gradients, check_output_shape, check_save_reload
+from tests.layers.layer_checks import check_forward, check_gradients, check_output_shape, check_save_reload, stock_conv_bn_act
 
 
 def test_shapes_and_weights():
@@ -28,3 +29,11 @@ def test_gradients():
 
 def test_save_reload(tmp_path):
     check_save_reload(ConvBNAct(4, 3, weight_decay=1e-4), (2, 6, 6, 3), tmp_path)
+
+
+@pytest.mark.parametrize("strides, activation, use_bn", [(1, "relu", True), (2, "relu6", True), (2, None, True),
+                                                         (1, "tanh", False), (2, "relu", False)])
+def test_forward_equals_stock_conv_bn_activation(strides, activation, use_bn):
+    layer = ConvBNAct(5, 3, strides=strides, activation=activation, use_bn=use_bn)
+    check_forward(layer, lambda x, training: stock_conv_bn_act(layer, x, training, 5, 3, strides, activation, use_bn),
+                  (3, 7, 7, 4), batch_norm=use_bn)

@@ -1,7 +1,10 @@
+import keras
 import numpy as np
+import pytest
 
 from layers import InvertedResidual
-from tests.layers.layer_checks import check_gradients, check_output_shape, check_save_reload
+from tests.layers.layer_checks import (check_forward, check_gradients, check_output_shape, check_save_reload, stock_conv_bn_act,
+                                      with_weights)
 
 
 def test_residual_only_when_shapes_match():
@@ -25,3 +28,20 @@ def test_gradients():
 
 def test_save_reload(tmp_path):
     check_save_reload(InvertedResidual(3, expansion=2), (2, 5, 5, 3), tmp_path)
+
+
+@pytest.mark.parametrize("in_channels, filters, strides, expansion, residual", [
+    (4, 4, 1, 2, True), (4, 6, 1, 3, False), (4, 4, 2, 2, False), (4, 4, 1, 1, True)])
+def test_forward_equals_stock_layers(in_channels, filters, strides, expansion, residual):
+    """(1x1 conv-BN-relu6 to in * expansion ->) depthwise 3x3(strides)-BN-relu6 -> 1x1 conv-BN (linear),
+    plus the input when strides is 1 and the channel count is unchanged."""
+    layer = InvertedResidual(filters, strides=strides, expansion=expansion)
+
+    def reference(x, training):
+        y = stock_conv_bn_act(layer.expand, x, training, in_channels * expansion, 1, activation="relu6") if expansion != 1 else x
+        y = with_weights(keras.layers.DepthwiseConv2D(3, strides, padding="same", use_bias=False), layer.tail[0], y)
+        y = keras.layers.ReLU(max_value=6.0)(with_weights(keras.layers.BatchNormalization(), layer.tail[1], y, training=training))
+        y = stock_conv_bn_act(layer.tail[-1], y, training, filters, 1, activation=None)
+        return keras.layers.Add()([x, y]) if residual else y
+
+    check_forward(layer, reference, (3, 6, 6, in_channels), input_scale=8.0)  # inputs past ReLU6's cap

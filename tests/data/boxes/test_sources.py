@@ -1,5 +1,6 @@
 """Pascal VOC and COCO readers: boxes converted once, and every bad file named."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -155,3 +156,34 @@ def test_tfds_detection_set_prepared_offline(tmp_path):
     assert sorted(bool(r.crowd[0]) for r in records) == [False, True]
     with pytest.raises(DataError, match="has no split 'test'"):
         load_tfds_detection("tiny_boxes", str(tmp_path), "test")
+
+
+@pytest.mark.parametrize("file_name", ["../outside.jpg", "images/../../outside.jpg", "/tmp/outside.jpg", "C:\\outside.jpg"])
+def test_voc_filename_outside_the_data_set_is_refused(tmp_path, file_name):
+    root = tmp_path / "voc"
+    xml = write_voc(root, "a", [("dog", 5, 5, 10, 10)])
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "outside.jpg")  # exists, but is not the data set's
+    xml.write_text(xml.read_text().replace("<filename>a.jpg</filename>", f"<filename>{file_name}</filename>"))
+    with pytest.raises(DataError, match=rf"{re.escape(str(xml))}: <filename> .* points outside the data set folder {re.escape(str(root))}"):
+        load_voc(root)
+
+
+def test_voc_images_are_looked_up_inside_the_data_set_only(tmp_path):
+    """An .xml right under the data folder does not find its image in the folder above (../images)."""
+    root = tmp_path / "voc"
+    write_voc(tmp_path, "a", [("dog", 5, 5, 10, 10)])  # tmp_path/images/a.jpg, outside root
+    root.mkdir()
+    (tmp_path / "annotations" / "a.xml").rename(root / "a.xml")
+    with pytest.raises(DataError, match=r"a.xml: names image 'a.jpg', which is in none of"):
+        load_voc(root)
+
+
+@pytest.mark.parametrize("file_name", ["../one.png", "img/../../one.png", "/tmp/one.png"])
+def test_coco_file_name_outside_the_image_folder_is_refused(tmp_path, file_name):
+    ann, img = write_coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 2, 2]}])
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "one.png")  # exists, but outside img/
+    data = json.loads(ann.read_text())
+    data["images"][0]["file_name"] = file_name
+    ann.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=rf"{re.escape(str(ann))}: image 1 file_name .* points outside the image folder {re.escape(str(img))}"):
+        load_coco(ann, img)

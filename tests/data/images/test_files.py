@@ -60,3 +60,14 @@ def test_missing_and_empty_folders(tmp_path):
     (tmp_path / "cat").mkdir()
     with pytest.raises(DataError, match="class folder .*cat is empty"):
         scan_class_folders(tmp_path)
+
+
+@pytest.mark.parametrize("limit", [1000, 3000])  # a 4,800-pixel image: above twice the limit Pillow raises, above it warns
+def test_decompression_bombs_are_reported_by_path(class_folder, monkeypatch, recwarn, limit):
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(class_folder / "dog" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)  # the others have 480 pixels
+    scan = scan_class_folders(class_folder)  # no traceback, and no warning that names no file
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert [p.name for p, _ in scan.bad] == ["huge.png"] and len(scan.files) == 36
+    with pytest.raises(DataError, match=r"1 bad image file\(s\): .*huge.png: too many pixels to decode safely \(Image size \(4800 pixels\)"):
+        check_scan(scan, skip_bad=False)

@@ -1,0 +1,303 @@
+"""Runs that cannot be destroyed: a resume restores only what fits (or refuses before writing a byte),
+an unreadable checkpoint is skipped for an older one, one trainer per run directory, finite checkpoints
+only, and run files that survive a full disk, a read-only folder and a damaged model.keras."""
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apps.core import files as run_files
+from apps.core.checkpoints import TrainingState
+from apps.core.errors import TrainingDiverged
+from apps.image_classification.app import ImageClassification
+from tests.conftest import ROOT, TINY, last_line, run_main, run_ok
+
+APP = "image_classification"
+
+
+def snapshot(folder):
+    """{relative path: (bytes, mtime)} of every file under `folder` but the lock (which a trainer holds)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != run_files.LOCK_NAME}
+
+
+def assert_one_line_error(result, code, *words):
+    assert result.returncode == code, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr
+    line = last_line(result.stderr)
+    for word in words:
+        assert str(word) in line, line
+    return line
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A finished one-epoch run."""
+    run = tmp_path / "run"
+    run_ok(APP, "train", "--run_dir", run, *TINY)
+    return run
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--model.width", "16"], ["model differs", "is (", "there", "now"]),  # same variables, other shapes
+    (["--model.arch", "vgg"], ["model differs"]),  # other variables
+])
+def test_a_model_that_does_not_fit_is_refused_before_anything_is_written(trained, flags, words):
+    before = snapshot(trained)
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2", *flags)
+    line = assert_one_line_error(result, 2, str(trained), "holds an image_classification run whose", *words, "--run_dir")
+    assert line.count(";") <= 2 and "\n" not in line
+    assert snapshot(trained) == before  # config.json, state.json, run.json, checkpoints, model.keras, history.csv
+
+
+def test_another_apps_run_directory_is_refused_before_anything_is_written(trained, tmp_path):
+    before = snapshot(trained)
+    result = run_main("word_embeddings", "train", "--run_dir", trained, "--epochs", "1")
+    assert_one_line_error(result, 2, f"{trained} holds an image_classification run, not word_embeddings")
+    assert snapshot(trained) == before
+
+
+def test_the_run_records_its_app_and_structure(trained):
+    record = json.loads((trained / "run.json").read_text())
+    assert record["app"] == APP and record["segment"] == {"from_epoch": 0, "from_step": 0, "until_epoch": 1}
+    names = {name: shape for name, shape, _ in record["model"]}
+    assert names["probabilities/kernel"][-1] == 10  # Fashion-MNIST's classes
+    (key,) = record["optimizers"]
+    assert key == "optimizer_0_train_adam" and ["iteration", [], "int64"] in record["optimizers"][key]
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    run = tmp_path / "run"
+    run_ok(APP, "train", "--run_dir", run, *TINY, "--epochs", "2")
+    newest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    (data,) = [p for p in (run / "checkpoints").iterdir() if p.name.startswith(os.path.basename(newest) + ".data")]
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    result = run_ok(APP, "train", "--run_dir", run, *TINY, "--epochs", "2")
+    assert f"warning: checkpoint {newest} cannot be read" in result.stderr
+    assert "resuming from epoch 1, step 0" in result.stdout and "epochs 2..2" in result.stdout
+    tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints"))).get_variable_to_shape_map()
+
+
+def test_no_readable_checkpoint_is_refused_rather_than_started_over(trained):
+    for data in (trained / "checkpoints").glob("*.data-*"):
+        data.write_bytes(b"")
+    before = snapshot(trained)
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert_one_line_error(result, 2, "none of the 1 checkpoints in", "can be read")
+    assert snapshot(trained) == before
+
+
+def test_a_second_trainer_is_refused_and_a_dead_ones_lock_does_not_block(trained):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(trained / run_files.LOCK_NAME)!r}, os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.pwrite(fd, b'%d' % os.getpid(), 0)\n"
+        "print('locked', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(trained)
+        result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+        assert_one_line_error(result, 2, f"another process (pid {holder.pid}) is training in {trained}")
+        assert snapshot(trained) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding the lock: the kernel releases it
+        holder.wait()
+    result = run_ok(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert "resuming from epoch 1, step 0" in result.stdout
+
+
+def test_a_non_finite_validation_loss_stops_and_keeps_the_last_checkpoint(trained, monkeypatch):
+    original = ImageClassification.build_dataset
+
+    def poisoned(self, split, epoch=0):
+        dataset = original(self, split, epoch)
+        return dataset.map(lambda x, y: (x * float("nan"), y)) if split == "val" else dataset
+
+    before = tf.train.latest_checkpoint(str(trained / "checkpoints"))
+    monkeypatch.setattr(ImageClassification, "build_dataset", poisoned)
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert_one_line_error(result, 3, "the validation loss became nan after epoch 2", "last good checkpoint is kept")
+    assert tf.train.latest_checkpoint(str(trained / "checkpoints")) == before
+
+
+def test_a_checkpoint_is_saved_only_when_every_variable_is_finite(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    state = TrainingState(tmp_path / "checkpoints", keep=3)
+    state.attach(model, "optimizer_0_train_adam")
+    state.save()
+    good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    kernel = model.get_layer("dense").kernel
+    kernel.assign(np.full((3, 2), np.inf, np.float32))
+    state.step.assign(1)
+    with pytest.raises(TrainingDiverged, match="dense/kernel holds NaN or infinite values"):
+        state.save()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == good
+
+
+def _raise_enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["config.json", "checkpoint", "model.keras"])
+def test_a_full_disk_ends_in_one_line_and_keeps_the_run(trained, monkeypatch, where):
+    before = snapshot(trained)
+    if where == "config.json":  # the first file a resumed run writes
+        monkeypatch.setattr(os, "fsync", _raise_enospc)
+        words = [f"cannot write {trained / 'config.json'}: No space left on device", "free some space"]
+    elif where == "checkpoint":
+        def full(*args, **kwargs):
+            raise tf.errors.ResourceExhaustedError(None, None, "ckpt-x.data-00000-of-00001; No space left on device")
+        monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+        words = [f"cannot save a checkpoint in {trained / 'checkpoints'}", "No space left on device",
+                 "the last good checkpoint is kept"]
+    else:
+        monkeypatch.setattr(keras.Model, "save", _raise_enospc)
+        words = [f"{trained / 'model.keras'}: No space left on device", "free some space"]
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert_one_line_error(result, 2, *words)
+    after = snapshot(trained)
+    if where == "config.json":  # nothing was written
+        assert after == before
+    for name, (content, _) in before.items():  # the checkpoints and the final model are the old ones, whole
+        if name.startswith("checkpoints/") and where != "model.keras" or name == "model.keras":
+            assert after[name][0] == content, name
+    assert not list(trained.rglob(".tmp-*"))
+
+
+def test_a_full_disk_when_writing_metrics_ends_in_one_line(trained, monkeypatch):
+    monkeypatch.setattr(os, "fsync", _raise_enospc)
+    result = run_main(APP, "evaluate", "--run_dir", trained)
+    assert_one_line_error(result, 2, f"cannot write {trained / 'eval' / 'metrics.json'}: No space left on device")
+    assert not (trained / "eval" / "metrics.json").exists() and not list((trained / "eval").glob(".tmp-*"))
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """make(folder): `folder` becomes read-only. Root ignores file permissions, so there writes under it
+    (os.open for writing, os.mkdir) fail with EROFS, as on a read-only mount."""
+    made = []
+
+    def make(folder):
+        paths = [folder, *folder.rglob("*")]
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        made.extend(paths)
+        if os.access(folder, os.W_OK):
+            real_open, real_mkdir, inside = os.open, os.mkdir, str(folder) + os.sep
+
+            def under(path):
+                return os.path.abspath(os.fspath(path)).startswith(inside)
+
+            def ro_open(path, flags, *args, **kwargs):
+                if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and under(path):
+                    raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+                return real_open(path, flags, *args, **kwargs)
+
+            def ro_mkdir(path, *args, **kwargs):
+                if under(path):
+                    raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+                return real_mkdir(path, *args, **kwargs)
+
+            monkeypatch.setattr(os, "open", ro_open)
+            monkeypatch.setattr(os, "mkdir", ro_mkdir)
+
+    yield make
+    for p in made:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_a_read_only_run_directory_ends_in_one_line(trained, read_only):
+    read_only(trained)
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert_one_line_error(result, 2, f"cannot write {trained / run_files.LOCK_NAME}", "pass another --run_dir")
+    result = run_main(APP, "evaluate", "--run_dir", trained)
+    assert_one_line_error(result, 2, f"{trained / 'eval'}", "pass another --run_dir")
+
+
+def _without_config(path):
+    """The .keras archive without its config.json (an interrupted copy, say)."""
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist() if name != "config.json"}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "no config.json", "state.json"])
+def test_a_damaged_model_keras_ends_in_one_line(trained, tmp_path, damage):
+    path = trained / "model.keras"
+    if damage == "garbage":
+        path.write_bytes(b"not a zip file")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "no config.json":
+        _without_config(path)
+    else:
+        path = trained / "state.json"
+        path.write_text('{"class_names": ["a", ')
+    image = tmp_path / "x.png"
+    tf.io.write_file(str(image), tf.io.encode_png(tf.zeros((28, 28, 1), tf.uint8)))
+    for verb, extra in (("evaluate", []), ("predict", [image]), ("export", ["--export_dir", tmp_path / "exports"])):
+        result = run_main(APP, verb, *extra, "--run_dir", trained)
+        assert_one_line_error(result, 2, f"cannot {'read' if damage == 'state.json' else 'load'} {path}")
+
+
+def test_run_files_are_written_whole(tmp_path, monkeypatch):
+    target = tmp_path / "state.json"
+    run_files.atomic_write_text(target, "old\n")
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_files.atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _workers(run, *flags):
+    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(run), *TINY, "--strategy", "multi-worker",
+             *map(str, flags)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return [(p, p.communicate(timeout=600)[0]) for p in procs]
+
+
+@pytest.mark.slow
+def test_workers_that_restored_different_positions_stop(tmp_path):
+    for proc, out in _workers(tmp_path):
+        assert proc.returncode == 0, out[-3000:]
+    for path in (tmp_path / "workers" / "worker-1" / "checkpoints").iterdir():  # worker 1 lost its checkpoints
+        path.unlink()
+    start = time.time()
+    for proc, out in _workers(tmp_path, "--epochs", "2"):
+        assert proc.returncode == 2, out[-3000:]
+        assert "the workers restored different training positions (worker 0 at epoch 1 step 0, worker 1 at epoch 0 " \
+               "step 0)" in last_line(out), out[-3000:]
+    assert time.time() - start < 300

@@ -1,0 +1,178 @@
+"""Serving inputs are guarded: every image and text signature declares a 1-D batch of strings, and
+unusual requests get an INVALID_ARGUMENT naming the input (and the bad indices) or a documented result.
+
+The modules are built in-process from the apps' own classes with tiny untrained models (the guards do
+not depend on the weights); `saved_model_cli` reads the declared shapes from an export."""
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from data.generated.toy_text import ES, EN
+from tests.data.images.test_decode import huge_jpeg, huge_png
+
+INPUTS = {"image_classification": "images", "object_detection": "images", "transformer_translation": "sentences",
+          "word_embeddings": "words"}
+
+
+def _jpeg(size=(24, 32)):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _classifier(max_pixels=None):
+    from apps.image_classification.app import ClassifierServing
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="softmax")])
+    return ClassifierServing(model, ["a", "b"], (8, 8, 3), max_pixels)
+
+
+def _detector(max_pixels=None):
+    from apps.core.config import apply_overrides
+    from apps.object_detection.app import DetectorServing, ObjectDetection
+    from apps.object_detection.model import build_detector
+
+    cfg = apply_overrides(ObjectDetection.Config(), {
+        "data.image_size": "64", "model.width": "8", "model.fpn_width": "16", "model.head_width": "16",
+        "model.head_depth": "1"})
+    app = ObjectDetection(cfg)
+    model = build_detector(cfg.model, 64, 2, app.coder.anchors_per_cell)
+    return DetectorServing(model, app.coder, ["a", "b"], 64, 0.05, 0.5, 10, max_pixels)
+
+
+def _translator():
+    from apps.transformer_translation.model import Transformer
+    from apps.transformer_translation.serving import TranslationServing
+    from data.text.subword import EOS, Subwords, train_sentencepiece
+
+    source = train_sentencepiece([w.capitalize() + "." for w in EN] + [" ".join(EN)] * 3, vocab_size=300)
+    target = train_sentencepiece([w.capitalize() + "." for w in ES] + [" ".join(ES)] * 3, vocab_size=300)
+    model = Transformer(len(Subwords(source)), len(Subwords(target)), hidden_dim=16, encoder_layers=1,
+                        decoder_layers=1, num_heads=2, intermediate_dim=32, dropout=0.0)
+    dummy = np.full((1, 4), EOS, np.int32)
+    model((dummy, dummy))
+    return TranslationServing(model, source, target, max_length=16, beam=2)
+
+
+def _embeddings():
+    from apps.word_embeddings.serving import EmbeddingServing
+
+    words = ["cat", "dog", "war", "peace", "king"]
+    return EmbeddingServing(np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32), words)
+
+
+BUILD = {"image_classification": _classifier, "object_detection": _detector, "transformer_translation": _translator,
+         "word_embeddings": _embeddings}
+
+
+@pytest.fixture(scope="module")
+def translator():
+    return _translator()
+
+
+@pytest.fixture(scope="module")
+def embeddings():
+    return _embeddings()
+
+
+def _error(call, *args):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        call(*args)
+    return " ".join(str(error.value).split())
+
+
+@pytest.mark.parametrize("app", sorted(INPUTS))
+def test_signatures_declare_a_batch_of_strings_and_check_it(app, tmp_path):
+    """The SignatureDef (what saved_model_cli and TF Serving's metadata show) says: a 1-D string batch.
+    The declared shape is not enforced when the loaded graph runs, so the in-graph checks still name
+    the input for a batch of another rank or an empty one."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    module = BUILD[app]()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve.get_concrete_function()})
+    proto = saved_model_pb2.SavedModel.FromString((tmp_path / "saved_model.pb").read_bytes())
+    name = INPUTS[app]
+    info = proto.meta_graphs[0].signature_def["serving_default"].inputs[name]
+    assert info.dtype == tf.string.as_datatype_enum
+    assert not info.tensor_shape.unknown_rank and [d.size for d in info.tensor_shape.dim] == [-1]
+
+    serve = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
+    good = _jpeg() if name == "images" else b"cat"
+    assert serve(**{name: tf.constant([good])})
+    for value in (tf.constant([[good]]), tf.constant(good)):
+        assert f"`{name}` must be a 1-D batch" in _error(lambda v: serve(**{name: v}), value)
+    assert f"`{name}` is empty" in _error(lambda v: serve(**{name: v}), tf.constant([], tf.string))
+
+
+def test_saved_model_cli_shows_detections_images_as_a_batch(tmp_path):
+    module = _detector()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve.get_concrete_function()})
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    proc = subprocess.run([*command, "show", "--dir", str(tmp_path), "--tag_set", "serve", "--signature_def",
+                           "serving_default"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shown = " ".join(proc.stdout.split())
+    assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
+
+
+@pytest.mark.parametrize("app", ["image_classification", "object_detection"])
+def test_image_signatures_refuse_huge_and_truncated_images_by_index(app):
+    module = BUILD[app]()  # kept: a tf.function method holds its module weakly
+    serve = module.serve
+    good = _jpeg()
+    assert serve(tf.constant([good]))
+    started = time.time()
+    huge = _error(serve, tf.constant([good, good, huge_png()]))
+    assert "claim more than 40000000 pixels (width x height), the serving limit, at indices:] [2]" in huge
+    assert "claim more than 40000000 pixels" in _error(serve, tf.constant([huge_jpeg()]))
+    assert time.time() - started < 20  # refused from the header: nothing was decoded
+    cut = _error(serve, tf.constant([good[:-100], good]))
+    assert "`images` holds truncated or corrupt images" in cut and "at indices:] [0]" in cut
+
+
+@pytest.mark.parametrize("app", ["image_classification", "object_detection"])
+def test_image_pixel_limit_is_a_constructor_argument(app):
+    good = _jpeg((24, 32))  # 768 pixels
+    allowed, refused = BUILD[app](max_pixels=768), BUILD[app](max_pixels=767)
+    assert allowed.serve(tf.constant([good]))
+    assert "claim more than 767 pixels" in _error(refused.serve, tf.constant([good]))
+
+
+def test_translation_refuses_empty_batches_and_invalid_utf8(translator):
+    for call in (translator.serve, translator.attention):
+        assert "`sentences` is empty: send at least one sentence" in _error(call, tf.constant([], tf.string))
+        message = _error(call, tf.constant([b"Two red.", "Más".encode("latin-1"), b"ok \xed\xa0\x80"]))
+        assert "`sentences` holds text that is not valid UTF-8, at indices:] [1 2]" in message
+
+
+def test_translation_of_empty_and_very_long_sentences(translator):
+    long_ = "Two red " * 125_000  # a megabyte: cut to 64 x max_length characters before tokenising
+    started = time.time()
+    out = translator.serve(tf.constant(["", " \t\u00a0", "Two red.", long_, "Two red. " * 20]))
+    assert time.time() - started < 30
+    assert out["translations"].numpy().tolist()[:2] == [b"", b""]
+    assert out["truncated"].numpy().tolist() == [False, False, False, True, True]
+    assert out["translations"].numpy()[2] == translator.serve(tf.constant(["Two red."]))["translations"].numpy()[0]
+
+
+def test_word_embeddings_guards(embeddings):
+    for call in (embeddings.serve, lambda w: embeddings.neighbors(w, tf.constant(2))):
+        assert "`words` is empty: send at least one word" in _error(call, tf.constant([], tf.string))
+        assert "`words` holds text that is not valid UTF-8, at indices:] [1]" in _error(
+            call, tf.constant([b"cat", b"\xc3"]))
+    out = embeddings.serve(tf.constant(["", "a" * 1_000_000, " Cat "]))
+    assert out["in_vocabulary"].numpy().tolist() == [False, False, True]
+    assert not out["vectors"].numpy()[:2].any()
+    near = embeddings.neighbors(tf.constant(["", "dog"]), tf.constant(2))
+    assert near["neighbors"].numpy()[0].tolist() == [b"", b""]
+    assert near["in_vocabulary"].numpy().tolist() == [False, True]
