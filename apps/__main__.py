@@ -163,6 +163,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
+    except OSError as e:  # a backstop: the runner names its own paths (full disk, read-only folder)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def _main(argv):

@@ -92,7 +92,14 @@ def build_backbone(name, input_shape, options=None, weights=None):
     if weights and not spec.pretrained:
         raise BackboneError(f"{name} is a zoo network trained from scratch; --model.weights applies to the pretrained "
                             f"backbones ({', '.join(backbone_names(pretrained=True))})")
-    backbone = spec.build(tuple(input_shape), options or BackboneOptions(), weights)
+    try:
+        backbone = spec.build(tuple(input_shape), options or BackboneOptions(), weights)
+    except BackboneError:
+        raise
+    except ValueError as e:  # e.g. pooling past 1 pixel on small images
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BackboneError(f"{name} cannot take images of shape {tuple(input_shape)} ({detail}); raise "
+                            "--data.image_size (or choose a backbone that downsamples less)") from None
     if weights:
         # Loaded BatchNorm statistics stay: a BatchNormalization layer that is not trainable runs in
         # inference mode. (Calling the backbone with training=False is not enough: Keras 3.15 still

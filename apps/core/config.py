@@ -193,10 +193,6 @@ def read_config_file(path):
     return _flatten(data)
 
 
-def save_config(cfg, path):
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
-
-
 def load_saved_config(cls, path):
     """Rebuild a config from a run's saved config.json (unknown keys are an error)."""
     return apply_overrides(cls(), read_config_file(path), source=str(path))

@@ -60,6 +60,8 @@ def test_unknown_layer_and_unknown_backbone_are_clear_errors():
         feature_extractor(vgg, ["block9_conv1"])
     with pytest.raises(BackboneError, match=r"unknown backbone 'ResNet999'; choose one of lenet5, vgg"):
         build_backbone("ResNet999", (32, 32, 3))
+    with pytest.raises(BackboneError, match=r"squeezenet cannot take images of shape \(28, 28, 3\).*raise --data.image_size"):
+        build_backbone("squeezenet", (28, 28, 3))
     with pytest.raises(BackboneError, match="resnet is a zoo network trained from scratch"):
         build_backbone("resnet", (32, 32, 3), weights="imagenet")
 
