@@ -36,18 +36,22 @@ def free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_multi_worker_with_two_local_processes(tmp_path):
+def train_workers(run_dir, *flags):
+    """Train with two local multi-worker processes; [(process, output)] once both have ended."""
     workers = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(tmp_path), *TINY, "--strategy", "multi-worker"],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, out in zip(procs, outputs):
+            [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(run_dir), *TINY, "--strategy", "multi-worker",
+             *map(str, flags)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return [(p, p.communicate(timeout=600)[0]) for p in procs]
+
+
+@pytest.mark.slow
+def test_multi_worker_with_two_local_processes(tmp_path):
+    for p, out in train_workers(tmp_path):
         assert p.returncode == 0, out[-3000:]
         assert "CollectiveAllReduceStrategy with 2 replica(s)" in out
     assert checkpoint_loads(tmp_path / "checkpoints")  # the chief's

@@ -5,7 +5,6 @@ import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from apps.core import files as run_files
 from apps.core.checkpoints import TrainingState
 from apps.core.errors import TrainingDiverged
 from apps.image_classification.app import ImageClassification
-from tests.conftest import ROOT, TINY, last_line, run_main, run_ok
+from tests.apps.test_distribution import train_workers
+from tests.conftest import TINY, last_line, run_main, run_ok
 
 APP = "image_classification"
 
@@ -267,36 +267,14 @@ def test_run_files_are_written_whole(tmp_path, monkeypatch):
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _workers(run, *flags):
-    workers = [f"localhost:{p}" for p in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": tf_config}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(run), *TINY, "--strategy", "multi-worker",
-             *map(str, flags)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    return [(p, p.communicate(timeout=600)[0]) for p in procs]
-
-
 @pytest.mark.slow
 def test_workers_that_restored_different_positions_stop(tmp_path):
-    for proc, out in _workers(tmp_path):
+    for proc, out in train_workers(tmp_path):
         assert proc.returncode == 0, out[-3000:]
     for path in (tmp_path / "workers" / "worker-1" / "checkpoints").iterdir():  # worker 1 lost its checkpoints
         path.unlink()
     start = time.time()
-    for proc, out in _workers(tmp_path, "--epochs", "2"):
+    for proc, out in train_workers(tmp_path, "--epochs", "2"):
         assert proc.returncode == 2, out[-3000:]
         assert "the workers restored different training positions (worker 0 at epoch 1 step 0, worker 1 at epoch 0 " \
                "step 0)" in last_line(out), out[-3000:]
