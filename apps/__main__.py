@@ -133,12 +133,10 @@ def list_text():
 
 def resolve_config(app_cls, verb, args):
     """Defaults, then (for evaluate/predict/export) the run's saved config, then --config, then flags."""
-    from pathlib import Path
-
     from apps.core.config import apply_overrides, config_from_args, read_config_file
 
     cfg = config_from_args(app_cls.Config, args)
-    saved = Path(cfg.run_dir or Path("runs") / app_cls.name) / "config.json"
+    saved = app_cls.default_run_dir(cfg) / "config.json"
     if verb != "train" and saved.is_file():
         base = apply_overrides(app_cls.Config(), read_config_file(saved), source=str(saved))
         if args.config:

@@ -37,7 +37,12 @@ class App:
     def __init__(self, config, run_dir=None):
         """`run_dir`: where the run's files go, handed over by the runner (default: --run_dir, else runs/<app>)."""
         self.config = config
-        self.run_dir = Path(run_dir or config.run_dir or Path("runs") / self.name)
+        self.run_dir = Path(run_dir or self.default_run_dir(config))
+
+    @classmethod
+    def default_run_dir(cls, config):
+        """--run_dir, else runs/<app> under the working directory."""
+        return Path(config.run_dir or Path("runs") / cls.name)
 
     @classmethod
     def smoke_example(cls, folder):
