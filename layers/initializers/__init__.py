@@ -1,0 +1,4 @@
+"""Keras initializers of the suite, registered for serialisation."""
+from layers.initializers.bilinear import BilinearUpsampling
+
+__all__ = ["BilinearUpsampling"]
