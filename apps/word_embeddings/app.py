@@ -68,7 +68,10 @@ class WordEmbeddingsApp(App):
 
     def build_model(self):
         m = self.config.model
-        return WordEmbeddings(len(self.corpus.vocabulary), m.dim, cbow=m.arch == "cbow", trust=m.trust, seed=self.config.seed)
+        # Named: its variables' paths (word_embeddings/vectors), which the run records, must not take Keras'
+        # process-wide number (word_embeddings_3) when a process builds a second one.
+        return WordEmbeddings(len(self.corpus.vocabulary), m.dim, cbow=m.arch == "cbow", trust=m.trust,
+                              seed=self.config.seed, name="word_embeddings")
 
     def build_dataset(self, split, epoch=0):
         if split != "train":

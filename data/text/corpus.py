@@ -9,6 +9,10 @@ words (as word2vec does, before windows are drawn) and ends every sentence with 
 import codecs
 import dataclasses
 import gzip
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +178,25 @@ def corpus_lines(cfg):
     raise DataError(f"unknown text source {cfg.source!r}")
 
 
+# The data flags that decide a prepared corpus's ids and vocabulary (sample, window... only shape the epochs).
+_RECIPE = ("source", "path", "tfds_name", "data_dir", "tfds_split", "text_key", "min_count", "max_vocab")
+MANIFEST = "manifest.json"
+
+
+def _recipe(cfg):
+    return {k: getattr(cfg, k) for k in _RECIPE}
+
+
 def prepare_corpus(cfg, directory):
-    """Count the corpus, build the vocabulary and write `directory`/ids.bin and vocabulary.tsv."""
+    """The corpus prepared in `directory` (ids.bin, vocabulary.tsv, manifest.json), made now if absent.
+
+    A prepared corpus is the run's own: a resumed run reads it back (the source is not read again, so
+    it may have moved or changed), and data flags that would make another one are refused before a
+    byte is written. A folder from before manifests were written is kept only if the corpus gives the
+    vocabulary it holds. A new corpus is written to a temporary folder and moved into place whole."""
+    directory = Path(directory)
+    if (directory / MANIFEST).is_file():
+        return _load_prepared(cfg, directory)
     lines, name = corpus_lines(cfg)
     counts, n_lines = count_words(lines)
     words = sum(counts.values())
@@ -189,11 +210,40 @@ def prepare_corpus(cfg, directory):
     if kept.sum() <= cfg.window:
         raise DataError(f"{name} has {int(kept.sum())} words of the vocabulary, fewer than the window "
                         f"(--data.window {cfg.window}) needs; use a longer corpus or a smaller window")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_ids(lines, vocabulary, directory / "ids.bin")
-    write_vocabulary(directory / "vocabulary.tsv", vocabulary, kept)
+    if (directory / "vocabulary.tsv").is_file() and read_vocabulary(directory / "vocabulary.tsv")[0] != vocabulary:
+        raise DataError(f"{directory / 'vocabulary.tsv'} holds another vocabulary than {name} gives with these data "
+                        f"flags; the run's vocabulary must not change: use a new --run_dir, or the run's data flags")
+    facts = {"recipe": _recipe(cfg), "lines": n_lines, "words": words, "kept_words": int(kept.sum()),
+             "vocabulary": len(vocabulary)}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+    try:
+        write_ids(lines, vocabulary, tmp / "ids.bin")
+        write_vocabulary(tmp / "vocabulary.tsv", vocabulary, kept)
+        (tmp / MANIFEST).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        if directory.exists():  # a folder from before manifests, with the same vocabulary
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return Corpus(vocabulary, kept, directory / "ids.bin", n_lines, words, int(kept.sum()))
+
+
+def _load_prepared(cfg, directory):
+    """The corpus prepared in `directory`, if `cfg` asks for the one it holds (else a DataError)."""
+    try:
+        facts = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        before, now = facts["recipe"], _recipe(cfg)
+        vocabulary, counts = read_vocabulary(directory / "vocabulary.tsv")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"the run's corpus in {directory} is damaged ({e}); train again in a new --run_dir") from None
+    if before != now:
+        changed = ", ".join(f"{k} {before.get(k)!r} -> {now[k]!r}" for k in now if before.get(k) != now[k])
+        raise DataError(f"the run's corpus ({directory}) was prepared with other data flags ({changed}); its ids and "
+                        "vocabulary must not change: drop those flags, or train in a new --run_dir")
+    if not (directory / "ids.bin").is_file() or len(vocabulary) != facts["vocabulary"]:
+        raise DataError(f"the run's corpus in {directory} is incomplete; train again in a new --run_dir")
+    return Corpus(vocabulary, counts, directory / "ids.bin", facts["lines"], facts["words"], facts["kept_words"])
 
 
 def write_vocabulary(path, vocabulary, counts):

@@ -130,6 +130,59 @@ def test_non_utf8_corpus_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2 and "bad.txt: line 2 is not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def hashes(folder):
+    """{relative path: sha256} of every file under `folder` but the lock a trainer holds."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "train.lock"}
+
+
+@pytest.mark.parametrize("change", ["min_count", "another corpus", "another corpus, no manifest"])
+def test_a_resume_with_another_corpus_is_refused_before_anything_is_written(tmp_path, change):
+    """Issue 11: the run's corpus/ids.bin and vocabulary.tsv stay as they were; nothing in the run is written."""
+    corpus = write_planted_corpus(tmp_path / "planted.txt")
+    other = tmp_path / "other.txt"
+    other.write_text("the sun rose over the quiet hills and the river ran on\n" * 40, encoding="utf-8")
+    run = tmp_path / "run"
+    flags = [*TINY, "--epochs", "1"]
+    run_ok("word_embeddings", "train", "--run_dir", run, "--data.source", "files", "--data.path", corpus, *flags)
+    if change == "another corpus, no manifest":  # a run prepared before corpus manifests were written
+        (run / "corpus" / "manifest.json").unlink()
+    before = hashes(run)
+    path, extra = (corpus, ["--data.min_count", "2"]) if change == "min_count" else (other, [])
+    proc = run_main("word_embeddings", "train", "--run_dir", run, "--data.source", "files", "--data.path", path, *flags,
+                    "--epochs", "2", *extra)
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    expected = {"min_count": "min_count 1 -> 2", "another corpus": f"path {str(corpus)!r} -> {str(other)!r}",
+                "another corpus, no manifest": "holds another vocabulary"}[change]
+    assert expected in line and "--run_dir" in line, line
+    assert hashes(run) == before
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_resume_reads_the_runs_corpus_back(tmp_path):
+    """The run's prepared corpus is its own: resuming neither re-reads the source nor rewrites the files; a
+    folder from before manifests that gives the same vocabulary is kept (and gets its manifest)."""
+    corpus = write_planted_corpus(tmp_path / "planted.txt")
+    run = tmp_path / "run"
+    flags = ["--data.source", "files", "--data.path", corpus, *TINY, "--epochs", "1"]
+    run_ok("word_embeddings", "train", "--run_dir", run, *flags)
+    ids = (run / "corpus" / "ids.bin").read_bytes()
+    manifest = json.loads((run / "corpus" / "manifest.json").read_text())
+    assert manifest["words"] == 15000 and manifest["vocabulary"] == 27 and manifest["recipe"]["min_count"] == 1
+    corpus.unlink()  # the source may go: the run has its corpus
+    stamp = (run / "corpus" / "ids.bin").stat().st_mtime_ns
+    run_ok("word_embeddings", "train", "--run_dir", run, *flags, "--epochs", "2")
+    assert (run / "corpus" / "ids.bin").stat().st_mtime_ns == stamp
+    (run / "corpus" / "manifest.json").unlink()
+    write_planted_corpus(corpus)
+    run_ok("word_embeddings", "train", "--run_dir", run, *flags, "--epochs", "3")
+    assert (run / "corpus" / "ids.bin").read_bytes() == ids
+    assert json.loads((run / "corpus" / "manifest.json").read_text()) == manifest
+
+
 @pytest.mark.slow
 def test_kill_9_mid_training_then_resume_equals_uninterrupted(tmp_path):
     import os

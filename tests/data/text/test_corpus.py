@@ -111,4 +111,4 @@ def test_tfds_text_set_prepared_offline(tmp_path):
     assert corpus.lines == 9 and corpus.words == 27 and corpus.vocabulary[:3] == ["cat", "sat", "the"]
     with pytest.raises(DataError, match="no text feature 'body'; pass --data.text_key, one of: text"):
         prepare_corpus(TextDataConfig(source="tfds", tfds_name="tiny_text", data_dir=str(tmp_path), text_key="body"),
-                       tmp_path / "run")
+                       tmp_path / "other")
