@@ -1,0 +1,348 @@
+"""Sources of images with per-pixel class masks: mask PNGs, image/mask folders, Pascal VOC, prepared tfds sets.
+
+A mask is a uint8 HxW array of class ids 0..C-1 with 255 = ignore (VOC's object borders, padding).
+Masks are read with Pillow because a palette PNG's indices ARE the class ids (as VOC writes them)
+and tf.io.decode_png would give their colours. Images are decoded by TensorFlow's decoders, as
+serving decodes them. Every user mistake is a DataError naming the file:
+
+    ids = read_mask("masks/0.png", num_classes=2)          # 0/255 binary masks come back as 0/1
+    mset = load_mask_folder("membrane")                     # membrane/images/*.png + membrane/masks/*.png
+"""
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from data.errors import DataError
+from data.images.files import IMAGE_EXTENSIONS, read_image_file
+from data.split_record import report_gone
+from data.tfds_sets import open_tfds
+
+IGNORE = 255
+VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+BINARY_CLASSES = ["background", "foreground"]
+# tfds sets with a known mask feature: (feature, {stored value: class id}, class names); other values are an error.
+TFDS_MASKS = {"oxford_iiit_pet": ("segmentation_mask", {1: 1, 2: 0, 3: IGNORE}, ["background", "pet"])}
+
+
+@dataclasses.dataclass
+class MaskSet:
+    """Images (uint8 HxWx3, sizes may differ) and their masks (uint8 HxW ids, 255 = ignore)."""
+
+    images: list
+    masks: list
+    files: Optional[list]  # folder/VOC: image paths relative to the data folder (split record keys); else None
+    class_names: list
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, index):
+        index = [int(i) for i in np.asarray(index, int).ravel()]
+        return MaskSet([self.images[i] for i in index], [self.masks[i] for i in index],
+                       None if self.files is None else [self.files[i] for i in index], self.class_names)
+
+
+# ---- one mask file ----
+
+def _decode_mask(path):
+    """(raw uint8 HxW values, whether they are palette indices) of a mask file; unreadable = DataError."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            fmt, mode = im.format, im.mode
+            raw = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask file not found") from None
+    except (UnidentifiedImageError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read mask: not an image ({type(e).__name__})") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read mask: corrupt image ({e})") from None
+    if fmt == "JPEG":
+        raise DataError(f"{path}: a JPEG mask: JPEG compression changes class ids along edges; save masks as PNG")
+    if mode == "P":
+        return raw.astype(np.uint8), True
+    if mode == "1":
+        return raw.astype(np.uint8) * 255, False  # a 1-bit mask is a binary mask: 0/255 like an 8-bit one
+    if mode in ("L", "LA"):
+        return (raw[..., 0] if raw.ndim == 3 else raw).astype(np.uint8), False
+    if mode.startswith("I"):  # 16/32-bit greyscale
+        if raw.size and (raw.max() > 255 or raw.min() < 0):
+            raise DataError(f"{path}: a 16-bit mask with values up to {raw.max()}; class ids must be 0..254 (255 = ignore)")
+        return raw.astype(np.uint8), False
+    if mode in ("RGB", "RGBA"):
+        rgb = raw[..., :3]
+        if (rgb == rgb[..., :1]).all():  # grey saved as RGB
+            return rgb[..., 0].copy(), False
+        raise DataError(f"{path}: an RGB colour mask; a mask holds class ids: save it as a palette PNG (mode P, the "
+                        "palette index is the id, as Pascal VOC does) or a greyscale PNG of ids")
+    raise DataError(f"{path}: image mode {mode} is not a mask (expected a greyscale or palette PNG of class ids)")
+
+
+def _is_binary(raw, palette):
+    """A greyscale mask of 0 and 255 only (255 present): background/foreground, not 255 = ignore."""
+    return not palette and bool((raw == 255).any()) and bool(((raw == 0) | (raw == 255)).all())
+
+
+def _between_values(raw, ignore):
+    """Values most of whose pixels lie strictly between their two neighbours along a row or column: the
+    ramps a bilinear resize leaves across the edges between class regions (255 skipped when it is `ignore`)."""
+    a = raw.astype(np.int16)
+    between = np.zeros(a.shape, bool)
+    for axis in (0, 1):
+        if a.shape[axis] < 3:
+            continue
+        lo, mid, hi = (np.take(a, np.arange(s, a.shape[axis] - 2 + s), axis=axis) for s in (0, 1, 2))
+        ok = ((lo != ignore) & (mid != ignore) & (hi != ignore)) if ignore is not None else True
+        ramp = ok & (((lo < mid) & (mid < hi)) | ((lo > mid) & (mid > hi)))
+        inner = [slice(None), slice(None)]
+        inner[axis] = slice(1, a.shape[axis] - 1)
+        between[tuple(inner)] |= ramp
+    counts = np.bincount(a.ravel(), minlength=256)
+    flagged = np.bincount(a[between], minlength=256)
+    return [v for v in range(256) if flagged[v] >= 2 and 2 * flagged[v] >= counts[v]]
+
+
+def _check_not_interpolated(raw, palette, path):
+    """Refuse masks that were resized with bilinear (or otherwise smoothed): class ids are not intensities."""
+    near_binary = not palette and (raw == 0).any() and (raw == 255).any() and ((raw == 0) | (raw == 255)).mean() >= 0.8
+    values = _between_values(raw, None if near_binary else IGNORE)
+    if len(values) >= 2 or (near_binary and values):
+        shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
+        raise DataError(f"{path}: looks interpolated: values {shown} lie between the class ids along edges (a mask "
+                        "resized with bilinear, or smoothed); resize masks with nearest-neighbour and save them as PNG")
+
+
+def _to_ids(raw, palette, path, binary, num_classes):
+    _check_not_interpolated(raw, palette, path)
+    ids = (raw == 255).astype(np.uint8) if binary else raw
+    if num_classes is not None:
+        bad = np.unique(ids[(ids >= num_classes) & (ids != IGNORE)])
+        if len(bad):
+            raise DataError(f"{path}: class id(s) {', '.join(map(str, bad[:6]))} beyond the {num_classes} classes "
+                            f"(ids 0..{num_classes - 1}, 255 = ignore)")
+    return ids
+
+
+def read_mask(path, num_classes=None, binary=None):
+    """uint8 HxW class ids of a mask PNG: greyscale ids (mode L), palette indices (mode P, as VOC writes
+    them; 255 = ignore), or a binary 0/255 mask (`binary` None: detected per file) mapped to 0/1.
+
+    >>> read_mask("SegmentationClass/2007_000032.png", num_classes=21)  # ids 0..20 and 255
+    """
+    raw, palette = _decode_mask(path)
+    return _to_ids(raw, palette, path, _is_binary(raw, palette) if binary is None else binary, num_classes)
+
+
+def _read_image(path):
+    try:
+        image = read_image_file(path).numpy()
+    except DataError:
+        raise
+    except Exception as e:  # TF raises several types for a broken file
+        raise DataError(f"{path}: cannot read image: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return image
+
+
+def _check_same_size(image, mask, image_path, mask_path):
+    if image.shape[:2] != mask.shape:
+        raise DataError(f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} is "
+                        f"{image.shape[0]}x{image.shape[1]}; a mask must have its image's size")
+
+
+def _class_names_file(root):
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        return None
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{path} names no classes (one class name per line, id 0 first)")
+    if len(set(names)) != len(names):
+        raise DataError(f"{path} names a class twice")
+    return names
+
+
+# ---- images/ + masks/ folders ----
+
+def _by_stem(folder, extensions):
+    """{relative path without suffix: file} under `folder`; two files with one stem are an error."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
+            key = p.relative_to(folder).with_suffix("").as_posix()
+            if key in found:
+                raise DataError(f"{found[key]} and {p} have the same name; keep one of them")
+            found[key] = p
+    return found
+
+
+IMAGE_DIRS = ("images", "image")
+MASK_DIRS = ("masks", "mask", "labels", "label")
+
+
+def _one_dir(root, names, what):
+    found = [root / n for n in names if (root / n).is_dir()]
+    if len(found) > 1:
+        raise DataError(f"mask folder {root} has both {found[0].name}/ and {found[1].name}/; keep one {what} folder")
+    if not found:
+        raise DataError(f"mask folder {root} has no {names[0]}/ folder (expected {root}/images/<name>.jpg and "
+                        f"{root}/masks/<name>.png; image/ and label(s)/ are accepted too)")
+    return found[0]
+
+
+def _pairs(root):
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"mask folder not found: {root}")
+    images_dir, masks_dir = _one_dir(root, IMAGE_DIRS, "image"), _one_dir(root, MASK_DIRS, "mask")
+    return root, images_dir, _by_stem(images_dir, IMAGE_EXTENSIONS), masks_dir, _by_stem(masks_dir, IMAGE_EXTENSIONS)
+
+
+def list_mask_folder(root):
+    """Relative paths of the images under root/images (the split record's keys; nothing decoded)."""
+    root, _, images, _, _ = _pairs(root)
+    return [p.relative_to(root).as_posix() for p in images.values()]
+
+
+def _examples(names, more=3):
+    return ", ".join(names[:more]) + (", ..." if len(names) > more else "")
+
+
+def load_mask_folder(root, class_names=None, members=None, split="test"):
+    """`root/images/` and `root/masks/` (or image/ and label(s)/) matched by name (sub-folders too); class names from `class_names`,
+    else `root/classes.txt` (one per line, id 0 first), else background/foreground for binary 0/255
+    masks, else class_0..class_<max id>.
+
+    With `members` (a split record's image paths relative to `root`), exactly those, in that order;
+    members whose image or mask is gone are reported (data.split_record.report_gone)."""
+    root, images_dir, images, masks_dir, masks = _pairs(root)
+    if members is not None:
+        keys = [(root / m).relative_to(images_dir).with_suffix("").as_posix() for m in members]
+        gone = [m for m, k in zip(members, keys) if k not in images or k not in masks]
+        report_gone(split, gone, len(members), root)
+        keys = [k for k in keys if k in images and k in masks]
+    else:
+        no_mask = [images[k].relative_to(root).as_posix() for k in images if k not in masks]
+        no_image = [masks[k].relative_to(root).as_posix() for k in masks if k not in images]
+        if no_mask or no_image:
+            parts = ([f"{len(no_mask)} image(s) have no mask in {masks_dir} ({_examples(no_mask)})"] if no_mask else []) + \
+                    ([f"{len(no_image)} mask(s) have no image in {images_dir} ({_examples(no_image)})"] if no_image else [])
+            raise DataError("; ".join(parts) + ": images and masks are matched by name")
+        keys = list(images)
+        if not keys:
+            raise DataError(f"no images under {images_dir}")
+    raws = [(masks[k], *_decode_mask(masks[k])) for k in keys]
+    binary = bool(raws) and all(_is_binary(raw, palette) or (not palette and not raw.any()) for _, raw, palette in raws) \
+        and any(_is_binary(raw, palette) for _, raw, palette in raws)
+    class_names = list(class_names or _class_names_file(root) or [])
+    num_classes = len(class_names) or None
+    ids = [_to_ids(raw, palette, path, binary, num_classes) for path, raw, palette in raws]
+    if not class_names:
+        top = max([int(m[m != IGNORE].max(initial=0)) for m in ids] + [1])
+        class_names = list(BINARY_CLASSES) if binary else [f"class_{i}" for i in range(top + 1)]
+    pictures = []
+    for k, mask in zip(keys, ids):
+        image = _read_image(images[k])
+        _check_same_size(image, mask, images[k], masks[k])
+        pictures.append(image)
+    return MaskSet(pictures, ids, [images[k].relative_to(root).as_posix() for k in keys], class_names)
+
+
+# ---- Pascal VOC segmentation ----
+
+def _voc_root(root):
+    """The VOC year folder: `root` itself, or its one VOC20xx sub-folder (VOCdevkit/)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"VOC folder not found: {root}")
+    if not (root / "ImageSets").is_dir():
+        years = sorted(p for p in root.glob("VOC*") if (p / "ImageSets").is_dir())
+        if len(years) == 1:
+            return years[0]
+        raise DataError(f"{root} is not a Pascal VOC folder (no ImageSets/Segmentation; expected e.g. VOCdevkit/VOC2012)")
+    return root
+
+
+def voc_image_ids(root, image_set):
+    """The ids listed in ImageSets/Segmentation/<image_set>.txt."""
+    root = _voc_root(root)
+    listing = root / "ImageSets" / "Segmentation" / f"{image_set}.txt"
+    if not listing.is_file():
+        have = sorted(p.stem for p in listing.parent.glob("*.txt"))
+        raise DataError(f"VOC image set {listing} not found" + (f" (have: {', '.join(have)})" if have else ""))
+    ids = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"VOC image set {listing} lists no images")
+    return ids
+
+
+def load_voc_segmentation(root, image_set, members=None, split="test"):
+    """The images of ImageSets/Segmentation/<image_set>.txt: JPEGImages/<id>.jpg and the palette PNG
+    SegmentationClass/<id>.png (ids 0..20, 255 = object borders, ignored); the 21 VOC class names.
+
+    With `members` (a split record's "JPEGImages/<id>.jpg" paths), exactly those, in that order."""
+    root = _voc_root(root)
+    if members is not None:
+        ids = [Path(m).stem for m in members]
+        gone = [m for m, i in zip(members, ids) if not (root / m).is_file() or not (root / "SegmentationClass" / f"{i}.png").is_file()]
+        report_gone(split, gone, len(members), root)
+        ids = [i for m, i in zip(members, ids) if m not in gone]
+    else:
+        ids = voc_image_ids(root, image_set)
+    images, masks = [], []
+    for i in ids:
+        image_path, mask_path = root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png"
+        for p in (image_path, mask_path):
+            if not p.is_file():
+                raise DataError(f"{p} not found (listed in ImageSets/Segmentation/{image_set}.txt)")
+        mask = read_mask(mask_path, len(VOC_CLASSES), binary=False)
+        image = _read_image(image_path)
+        _check_same_size(image, mask, image_path, mask_path)
+        images.append(image)
+        masks.append(mask)
+    return MaskSet(images, masks, [f"JPEGImages/{i}.jpg" for i in ids], list(VOC_CLASSES))
+
+
+# ---- tfds ----
+
+def load_tfds_segmentation(name, data_dir, split):
+    """One split of a prepared tfds segmentation set (nothing downloaded). oxford_iiit_pet's trimaps
+    (1 pet, 2 background, 3 border) become 0 background, 1 pet, 255 border (ignored); another set
+    needs a `segmentation_mask` feature of class ids."""
+    builder = open_tfds(name, data_dir, split)
+    features = builder.info.features
+    key, mapping, class_names = TFDS_MASKS.get(name.split(":")[0].split("/")[0], ("segmentation_mask", None, None))
+    if key not in features or "image" not in features:
+        raise DataError(f"tfds data set {name!r} has no 'image' and {key!r} features (has {', '.join(features)})")
+    lut = None
+    if mapping is not None:
+        lut = np.full(256, -1, np.int16)
+        for value, cls in mapping.items():
+            lut[value] = cls
+    images, masks = [], []
+    for i, ex in enumerate(builder.as_dataset(split=split).as_numpy_iterator()):
+        where = f"tfds {name}[{split}] example {i}"
+        raw = ex[key][..., 0] if ex[key].ndim == 3 else ex[key]
+        mask = raw.astype(np.uint8)
+        if lut is not None:
+            mapped = lut[mask]
+            if (mapped < 0).any():
+                raise DataError(f"{where}: mask value(s) {sorted(set(mask[mapped < 0].tolist()))[:6]} are not "
+                                f"in {sorted(mapping)}")
+            mask = mapped.astype(np.uint8)
+        image = ex["image"]
+        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}")
+        images.append(image)
+        masks.append(mask)
+    if not images:
+        raise DataError(f"tfds data set {name!r} split {split!r} is empty")
+    if class_names is None:
+        top = max(int(m[m != IGNORE].max(initial=0)) for m in masks)
+        class_names = [f"class_{c}" for c in range(max(top, 1) + 1)]
+    return MaskSet(images, masks, None, list(class_names))
