@@ -23,25 +23,11 @@ from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
-from data.images.files import image_paths
+from data.images.files import image_paths, picture_names
 from data.split_record import read_record, write_record
 
 EXAMPLES = 8  # test images drawn by `evaluate`
 SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's images, written when the splits are made
-
-
-def picture_names(paths):
-    """One distinct `<stem>.png` per input: a stem met again gets `-2`, `-3`... (a/x.jpg, b/x.jpg and
-    a/x.png all keep their picture); the printed records say which picture is whose."""
-    names, taken = [], set()
-    for path in paths:
-        name, n = f"{path.stem}.png", 1
-        while name.lower() in taken:  # case-insensitive: X.jpg and x.jpg must not share a file on macOS/Windows
-            n += 1
-            name = f"{path.stem}-{n}.png"
-        taken.add(name.lower())
-        names.append(name)
-    return names
 
 
 @register_app("object_detection")

@@ -159,3 +159,17 @@ def image_paths(inputs):
         else:
             raise DataError(f"input not found: {item}")
     return paths
+
+
+def picture_names(paths):
+    """One distinct `<stem>.png` per input: a stem met again gets `-2`, `-3`... (a/x.jpg, b/x.jpg and
+    a/x.png all keep their picture); the printed records say which picture is whose."""
+    names, taken = [], set()
+    for path in paths:
+        name, n = f"{path.stem}.png", 1
+        while name.lower() in taken:  # case-insensitive: X.jpg and x.jpg must not share a file on macOS/Windows
+            n += 1
+            name = f"{path.stem}-{n}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names

@@ -138,7 +138,7 @@ def test_predict_keeps_one_picture_per_input(trained, photos, tmp_path):
     """Issue 11: a/x.jpg and b/x.jpg (and a/x.png) each keep their picture in predictions/."""
     from pathlib import Path
 
-    from apps.object_detection.app import picture_names
+    from data.images.files import picture_names
 
     run_dir, _ = trained
     for folder in ("a", "b"):
