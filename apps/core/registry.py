@@ -1,5 +1,6 @@
 """App registry: `@register_app(name)` beside each app; no second list to edit."""
 import importlib
+import importlib.util
 import pkgutil
 
 from apps.core.errors import UserError
@@ -21,10 +22,11 @@ def register_app(name):
 
 
 def _import_all_apps():
+    """Import apps/<name>/app.py of every package under apps/ (a package without one is not an app)."""
     import apps
 
     for info in pkgutil.iter_modules(apps.__path__):
-        if info.ispkg and info.name != "core":
+        if info.ispkg and info.name != "core" and importlib.util.find_spec(f"apps.{info.name}.app") is not None:
             importlib.import_module(f"apps.{info.name}.app")
 
 
