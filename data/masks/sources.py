@@ -36,6 +36,7 @@ class MaskSet:
     masks: list
     files: Optional[list]  # folder/VOC: image paths relative to the data folder (split record keys); else None
     class_names: list
+    cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)  # the pipeline's tensors
 
     def __len__(self):
         return len(self.images)
