@@ -1,0 +1,198 @@
+"""Mask readers: PNG kinds, every user error naming its file, image/mask folders, VOC layout, tfds, membrane."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from data import DataError
+from data.masks.sources import VOC_CLASSES, load_mask_folder, load_tfds_segmentation, load_voc_segmentation, read_mask
+from tests.conftest import shared_data
+
+PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [7, 7, 7] * 252 + [224, 224, 192]  # VOC-like: 255 = border colour
+
+
+def _ids(h=12, w=16):
+    ids = np.zeros((h, w), np.uint8)
+    ids[2:8, 3:9] = 1
+    ids[5:10, 8:14] = 2
+    return ids
+
+
+def _palette_png(path, ids):
+    im = Image.fromarray(ids, mode="P")
+    im.putpalette(PALETTE)
+    im.save(path)
+    return path
+
+
+def test_read_mask_kinds(tmp_path):
+    ids = _ids()
+    Image.fromarray(ids).save(tmp_path / "l.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "l.png", 3), ids)
+    with_border = ids.copy()
+    with_border[0] = 255
+    _palette_png(tmp_path / "p.png", with_border)  # indices are ids, not the palette's colours
+    np.testing.assert_array_equal(read_mask(tmp_path / "p.png", 3), with_border)
+    binary = (ids > 0).astype(np.uint8) * 255
+    Image.fromarray(binary).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "b.png", 2), ids > 0)
+    Image.fromarray(binary).convert("1").save(tmp_path / "bit.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "bit.png", 2), ids > 0)
+    Image.fromarray(np.repeat(ids[..., None], 3, -1)).save(tmp_path / "grey_rgb.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "grey_rgb.png"), ids)
+
+
+def test_read_mask_errors_name_the_file(tmp_path):
+    (tmp_path / "garbage.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"garbage.png: cannot read mask: not an image"):
+        read_mask(tmp_path / "garbage.png")
+    with pytest.raises(DataError, match=r"gone.png: mask file not found"):
+        read_mask(tmp_path / "gone.png")
+    colours = np.zeros((8, 8, 3), np.uint8)
+    colours[2:5, 2:5] = [128, 0, 0]
+    Image.fromarray(colours).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match=r"rgb.png: an RGB colour mask; .*palette PNG"):
+        read_mask(tmp_path / "rgb.png")
+    Image.fromarray(_ids()).save(tmp_path / "lossy.jpg")
+    with pytest.raises(DataError, match=r"lossy.jpg: a JPEG mask: .*save masks as PNG"):
+        read_mask(tmp_path / "lossy.jpg")
+    Image.fromarray(_ids()).save(tmp_path / "three.png")
+    with pytest.raises(DataError, match=r"three.png: class id\(s\) 2 beyond the 2 classes \(ids 0..1, 255 = ignore\)"):
+        read_mask(tmp_path / "three.png", num_classes=2)
+
+
+def test_interpolated_masks_are_refused(tmp_path):
+    binary = Image.fromarray((_ids(24, 32) > 0).astype(np.uint8) * 255)
+    binary.resize((50, 37), Image.BILINEAR).save(tmp_path / "resized.png")
+    with pytest.raises(DataError, match=r"resized.png: looks interpolated: values .* lie between the class ids"):
+        read_mask(tmp_path / "resized.png", num_classes=2)
+    ids = _ids(24, 32) * 6  # ids 0, 6, 12 smoothed: 1..5 and 7..11 appear on the edges
+    Image.fromarray(ids).resize((61, 45), Image.BILINEAR).save(tmp_path / "ids.png")
+    with pytest.raises(DataError, match=r"ids.png: looks interpolated"):
+        read_mask(tmp_path / "ids.png")
+    # a real one-pixel boundary class between background and interior is not a ramp of many values
+    ring = np.zeros((20, 20), np.uint8)
+    ring[4:16, 4:16] = 1
+    ring[5:15, 5:15] = 2
+    Image.fromarray(ring).save(tmp_path / "ring.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "ring.png", 3), ring)
+
+
+def _folder(root, names=("a", "b", "c"), binary=True, size=(12, 16)):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / "images" / f"{name}.{'jpg' if i % 2 else 'png'}")
+        ids = np.roll(_ids(*size), i, axis=1)
+        Image.fromarray(((ids > 0) * 255 if binary else ids).astype(np.uint8)).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def test_load_mask_folder(tmp_path):
+    mset = load_mask_folder(_folder(tmp_path / "bin"))
+    assert mset.class_names == ["background", "foreground"] and len(mset) == 3
+    assert mset.files == ["images/a.png", "images/b.jpg", "images/c.png"]
+    assert mset.images[1].shape == (12, 16, 3) and mset.images[1].dtype == np.uint8
+    np.testing.assert_array_equal(mset.masks[1], np.roll(_ids(), 1, axis=1) > 0)
+    assert load_mask_folder(_folder(tmp_path / "ids", binary=False)).class_names == ["class_0", "class_1", "class_2"]
+    named = _folder(tmp_path / "named", binary=False)
+    (named / "classes.txt").write_text("sky\nroad\ncar\n")
+    assert load_mask_folder(named).class_names == ["sky", "road", "car"]
+    (named / "classes.txt").write_text("sky\nroad\n")
+    with pytest.raises(DataError, match=r"masks/a.png: class id\(s\) 2 beyond the 2 classes"):
+        load_mask_folder(named)
+
+
+def test_mask_folder_errors(tmp_path):
+    root = _folder(tmp_path / "d", names=("a", "b", "c", "d"))
+    (root / "masks" / "b.png").unlink()
+    (root / "masks" / "d.png").unlink()
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(root / "masks" / "x.png")
+    with pytest.raises(DataError, match=r"2 image\(s\) have no mask in .*masks \(images/b.jpg, images/d.jpg\); "
+                                        r"1 mask\(s\) have no image in .*images \(masks/x.png\)"):
+        load_mask_folder(root)
+    root = _folder(tmp_path / "size")
+    Image.fromarray(np.zeros((10, 16), np.uint8)).save(root / "masks" / "b.png")
+    with pytest.raises(DataError, match=r"mask .*masks/b.png is 10x16 \(HxW\) but its image .*images/b.jpg is 12x16"):
+        load_mask_folder(root)
+    root = _folder(tmp_path / "bad")
+    (root / "images" / "c.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"images/c.png: "):
+        load_mask_folder(root)
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"has no masks/ folder"):
+        load_mask_folder(tmp_path / "empty")
+
+
+def _voc(root, ids=("2007_000001", "2007_000002", "2007_000003")):
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True)
+    for i, name in enumerate(ids):
+        Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        mask = _ids() * (i + 5)
+        mask[0, :] = 255  # VOC's object border: ignore
+        _palette_png(root / "SegmentationClass" / f"{name}.png", mask)
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids[:2]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text(ids[2] + "\n")
+    return root
+
+
+def test_voc_segmentation(tmp_path):
+    root = _voc(tmp_path / "VOCdevkit" / "VOC2012")
+    train = load_voc_segmentation(tmp_path / "VOCdevkit", "train")  # the one VOC20xx folder inside is found
+    assert train.class_names == VOC_CLASSES and len(VOC_CLASSES) == 21
+    assert train.files == ["JPEGImages/2007_000001.jpg", "JPEGImages/2007_000002.jpg"]
+    assert sorted(np.unique(train.masks[1])) == [0, 6, 12, 255]
+    with pytest.raises(DataError, match=r"ImageSets/Segmentation/trainval.txt not found \(have: train, val\)"):
+        load_voc_segmentation(root, "trainval")
+    mask = _ids() * 11  # id 22 is beyond VOC's 21 classes
+    _palette_png(root / "SegmentationClass" / "2007_000003.png", mask)
+    with pytest.raises(DataError, match=r"2007_000003.png: class id\(s\) 22 beyond the 21 classes"):
+        load_voc_segmentation(root, "val")
+    (root / "SegmentationClass" / "2007_000002.png").unlink()
+    with pytest.raises(DataError, match=r"SegmentationClass/2007_000002.png not found \(listed in ImageSets/Segmentation/train.txt\)"):
+        load_voc_segmentation(root, "train")
+
+
+def test_tfds_offline_errors(tmp_path):
+    with pytest.raises(DataError, match="needs --data.data_dir"):
+        load_tfds_segmentation("oxford_iiit_pet", None, "train")
+    with pytest.raises(DataError, match=r"not prepared in .*tfds build oxford_iiit_pet"):
+        load_tfds_segmentation("oxford_iiit_pet", str(tmp_path), "train")
+
+
+def test_tfds_pets_prepared_offline(tmp_path):
+    """oxford_iiit_pet prepared locally from two tiny examples (the real builder's features, our files):
+    trimap 1 pet, 2 background, 3 border -> 0 background, 1 pet, 255 ignore."""
+    import tensorflow_datasets as tfds
+
+    real = tfds.builder_cls("oxford_iiit_pet")
+    trimap = np.full((10, 14, 1), 2, np.uint8)
+    trimap[3:7, 4:9] = 3
+    trimap[4:6, 5:8] = 1
+
+    class TinyPets(real, skip_registration=True):
+        name = "oxford_iiit_pet"
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(), "test": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i in range(2):
+                yield i, {"image": np.full((10, 14, 3), 50 * i, np.uint8), "label": i, "species": 0, "file_name": f"{i}.jpg",
+                          "segmentation_mask": trimap, "head_bbox": tfds.features.BBox(0.1, 0.1, 0.5, 0.5)}
+
+    TinyPets(data_dir=str(tmp_path)).download_and_prepare()
+    mset = load_tfds_segmentation("oxford_iiit_pet", str(tmp_path), "train")
+    assert mset.class_names == ["background", "pet"] and len(mset) == 2 and mset.files is None
+    expected = np.where(trimap[..., 0] == 1, 1, np.where(trimap[..., 0] == 2, 0, 255))
+    np.testing.assert_array_equal(mset.masks[0], expected)
+    assert mset.images[1].shape == (10, 14, 3)
+
+
+def test_membrane_set_reads_as_binary_masks():
+    mset = load_mask_folder(shared_data("segmentation/membrane"))
+    assert len(mset) == 30 and mset.class_names == ["background", "foreground"]
+    assert all(im.shape == (512, 512, 3) for im in mset.images) and all(m.shape == (512, 512) for m in mset.masks)
+    cells = np.mean([m.mean() for m in mset.masks])  # label 255 (white) = cell interior = class 1
+    assert 0.7 < cells < 0.85 and {int(v) for m in mset.masks for v in np.unique(m)} == {0, 1}
