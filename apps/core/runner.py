@@ -5,9 +5,11 @@ A run directory holds everything a run produced: config.json (the resolved confi
 every model and optimizer variable its checkpoints hold), checkpoints/, logs/ (TensorBoard),
 history.csv, learning_curves.png, model.keras (the final model) and eval/ (metrics and pictures).
 
-`train` reads and checks before it writes: a run directory that holds another app's run, or a
-model or optimizer state that does not fit the one the flags build, is refused in one line with
-every file left as it was; only a checkpoint that cannot be read is skipped for an older one.
+`train` reads and checks before it writes: a run directory that holds another app's run, a model or
+checkpoints without run.json, or a model or optimizer state that does not fit the one the flags build,
+is refused in one line with every file left as it was; only a checkpoint that cannot be read is
+skipped for an older one. With several workers, the chief alone writes the run directory, and it
+prepares the run's data before the others read it.
 """
 import contextlib
 import dataclasses
@@ -95,15 +97,22 @@ def _train(app, extra_callbacks):
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     with contextlib.ExitStack() as held:
-        # 1. Every worker takes its folder's lock and checks whose run it holds; the chief prepares the
-        #    run's data (vocabularies, splits) before the others read it (they wait in _on_every_worker).
+        # 1. Every worker takes its folder's lock and checks whose run it holds. The chief alone prepares the
+        #    run's data (corpus, vocabularies, split records: what building epoch 0 and, in a new run, app.state()
+        #    write) while the others wait in _on_every_worker; then they read it.
         def check_folder():
             files.mkdir(parents=True, exist_ok=True)
             held.enter_context(run_lock(files))
             record = _read_record(files, app.name)
-            return record, (app.build_dataset("train", epoch=0) if chief else None)
+            if not chief:
+                return record, None, None
+            train_epoch = app.build_dataset("train", epoch=0)
+            # A resumed run's state is taken once its checkpoints are found to fit (step 3); a new one has
+            # nothing to overwrite (_read_record refuses unrecorded models and checkpoints).
+            learned = app.state() if record["model"] is None else None
+            return record, train_epoch, learned
 
-        record, train_epoch = _on_every_worker(strategy, check_folder)
+        record, train_epoch, learned = _on_every_worker(strategy, check_folder)
         if train_epoch is None:
             train_epoch = app.build_dataset("train", epoch=0)
         steps_per_epoch = int(train_epoch.cardinality())
@@ -158,7 +167,9 @@ def _train(app, extra_callbacks):
 
         # 3. Write: from here on the run directory is this run's.
         atomic_write_text(files / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
-        atomic_write_text(files / "state.json", json.dumps(app.state(), indent=2) + "\n")
+        if chief:  # app.state() may record data (a split record) in the run directory: the chief's alone
+            learned = app.state() if learned is None else learned
+            atomic_write_text(files / "state.json", json.dumps(learned, indent=2) + "\n")
         _write_record(files, record)
         callbacks_common = [keras.callbacks.CSVLogger(str(files / "history.csv"), append=True),
                             keras.callbacks.TensorBoard(str(files / "logs")), *extra_callbacks]
@@ -221,8 +232,7 @@ def _compile(app, model, strategy, phases, index, updates, steps_per_epoch, segm
 def _segment(recorded, epoch, step, epochs):
     """The stretch of the run whose learning-rate curve this command follows: {from_epoch, from_step,
     until_epoch}. A new run's stretch is the whole run; resuming with the run's --epochs (or with nothing
-    left to train) keeps the recorded stretch; another --epochs starts a new one at the restored position.
-    A run from before run.json counts as one stretch to the --epochs it was last given."""
+    left to train) keeps the recorded stretch; another --epochs starts a new one at the restored position."""
     whole = {"from_epoch": 0, "from_step": 0, "until_epoch": epochs}
     if (epoch, step) == (0, 0):
         return whole
@@ -260,25 +270,29 @@ def _read_record(folder, name):
     """The run record of `folder` ({} parts for a new run); another app's run is refused."""
     path = folder / RUN_RECORD
     if not path.is_file():
-        return {"app": name, "model": None, "optimizers": {}, "segment": _legacy_segment(folder)}
+        _refuse_unrecorded(folder)
+        return {"app": name, "model": None, "optimizers": {}, "segment": None}
     try:
         record = json.loads(path.read_text())
         record["app"], record["model"], record["optimizers"], record["segment"]
     except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} is damaged ({e}); delete it to resume (the checkpoints are still checked against "
-                        "the model)") from None
+        raise UserError(f"{path} is damaged ({e}); without it the run's checkpoints and model cannot be checked "
+                        "against the flags: use another --run_dir") from None
     if record["app"] != name:
         raise UserError(f"{folder} holds {_a(record['app'])} run, not {name}; use another --run_dir")
     return record
 
 
-def _legacy_segment(folder):
-    """A run from before run.json: one stretch up to the --epochs of its last config.json."""
-    try:
-        epochs = int(json.loads((folder / "config.json").read_text())["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {"from_epoch": 0, "from_step": 0, "until_epoch": epochs}
+def _refuse_unrecorded(folder):
+    """A folder with a trained model or checkpoints but no run.json (a run from before run.json) cannot be
+    checked against the flags, so training there could overwrite a good model with an untrained one: refused."""
+    checkpoints = len(list((folder / "checkpoints").glob("*.index")))
+    there = [name for name, present in (("model.keras", (folder / "model.keras").exists()),
+                                        (f"{checkpoints} checkpoint(s)", checkpoints)) if present]
+    if there:
+        raise UserError(f"{folder} holds {' and '.join(there)} but no {RUN_RECORD} (a run from before runs recorded "
+                        "their app and model), so training cannot check that they fit and would overwrite them: use "
+                        f"another --run_dir, or move model.keras and checkpoints/ out of {folder} to start it afresh")
 
 
 def _write_record(folder, record):

@@ -76,8 +76,9 @@ class ObjectDetection(App):
         return self._coder
 
     def state(self):
-        """Called by the runner once training starts: the splits made now are recorded (atomically) in the
-        run directory, so that a resumed run and `evaluate` see the same images; recorded ones stay as they are."""
+        """Called by the runner on the chief alone, as training starts (a new run's before the other workers
+        read its splits): the splits made now are recorded (atomically) in the run directory, so that the
+        other workers, a resumed run and `evaluate` see the same images; recorded ones stay as they are."""
         if not self._recorded:
             write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
             self._recorded = True

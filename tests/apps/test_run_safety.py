@@ -18,6 +18,7 @@ import tensorflow as tf
 from apps.core import files as run_files
 from apps.core.checkpoints import TrainingState
 from apps.core.errors import TrainingDiverged
+from apps.core.registry import list_apps
 from apps.image_classification.app import ImageClassification
 from tests.apps.test_distribution import train_workers
 from tests.conftest import TINY, last_line, run_main, run_ok
@@ -65,6 +66,70 @@ def test_another_apps_run_directory_is_refused_before_anything_is_written(traine
     result = run_main("word_embeddings", "train", "--run_dir", trained, "--epochs", "1")
     assert_one_line_error(result, 2, f"{trained} holds an image_classification run, not word_embeddings")
     assert snapshot(trained) == before
+
+
+@pytest.mark.parametrize("keep", ["model.keras", "checkpoints", "both"])
+def test_a_run_without_run_json_is_refused_before_anything_is_written(trained, keep):
+    """A run from before run.json cannot be checked against the flags: training must not overwrite it."""
+    (trained / "run.json").unlink()
+    if keep == "model.keras":
+        for path in (trained / "checkpoints").iterdir():
+            path.unlink()
+    elif keep == "checkpoints":
+        (trained / "model.keras").unlink()
+    before = snapshot(trained)
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    there = {"model.keras": "model.keras but", "checkpoints": "1 checkpoint(s) but",
+             "both": "model.keras and 1 checkpoint(s) but"}[keep]
+    assert_one_line_error(result, 2, f"{trained} holds {there} no run.json", "use another --run_dir",
+                          "move model.keras and checkpoints/ out of")
+    assert snapshot(trained) == before
+
+
+@pytest.mark.parametrize("name", ["image_classification", "object_detection"])  # the apps with a split record
+def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch, name):
+    """A worker that is not the chief writes its own folder (workers/worker-N) and nothing else: neither the
+    split record (app.state() is the chief's) nor state.json."""
+    from apps.core import runner
+    from apps.core.registry import get_app
+
+    example = get_app(name).smoke_example(tmp_path)
+    monkeypatch.setattr(runner, "is_chief", lambda strategy: False)
+    run = tmp_path / "run"
+    run_ok(name, "train", "--run_dir", run, *example.train_flags, "--epochs", "1")
+    written = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert written and all(p.startswith("workers/worker-0/") for p in written), sorted(written)
+    assert not (run / "workers" / "worker-0" / "state.json").exists()
+    assert list((run / "workers" / "worker-0" / "checkpoints").glob("*.index"))
+
+
+_RUNNERS_OWN = ("config.json", "state.json", "run.json", "history.csv", "model.keras", "learning_curves.png",
+                run_files.LOCK_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(list_apps()))
+def test_the_chief_prepares_the_runs_data_before_the_other_workers_read_it(tmp_path, monkeypatch, name):
+    """Whatever an app writes into the run directory during training (corpus, vocabularies, split records)
+    is there, whole, when the workers leave the first barrier, where the others start reading it."""
+    from apps.core import runner
+    from apps.core.registry import get_app
+
+    at_barrier = []
+    every_worker = runner._on_every_worker
+
+    def barrier(strategy, fn, *args):
+        result = every_worker(strategy, fn, *args)
+        if not at_barrier:
+            at_barrier.append(snapshot(run))
+        return result
+
+    monkeypatch.setattr(runner, "_on_every_worker", barrier)
+    example = get_app(name).smoke_example(tmp_path)
+    run = tmp_path / "run"
+    run_ok(name, "train", "--run_dir", run, *example.train_flags, "--epochs", "1")
+    prepared = {path: content for path, (content, _) in snapshot(run).items()
+                if path not in _RUNNERS_OWN and path.split("/")[0] not in ("checkpoints", "logs")}
+    assert prepared == {path: content for path, (content, _) in at_barrier[0].items() if path in prepared}
 
 
 def test_the_run_records_its_app_and_structure(trained):
