@@ -25,7 +25,7 @@ DeepLabV3 from it).
 
     >>> cfg = ModelConfig(arch="unet", width=8, depth=3)
     >>> model = build_segmenter(cfg, num_classes=3)
-    >>> model(keras.ops.zeros((1, 64, 96, 3))).shape, model_stride(cfg)
+    >>> tuple(model(keras.ops.zeros((1, 64, 96, 3))).shape), model_stride(cfg)
     ((1, 64, 96, 3), 8)
 """
 import dataclasses
@@ -68,9 +68,9 @@ class ModelConfig(FinetuneConfig):
         if self.arch != "unet" and self.backbone == "none":
             raise ValueError(f"config key '{prefix}backbone' must name a backbone for {prefix}arch {self.arch} "
                              "(e.g. resnet, or squeezenet with --model.weights imagenet)")
-        if self.weights and self.backbone == "none":
+        if self.weights and (self.backbone == "none" or not get_backbone(self.backbone).pretrained):
             raise ValueError(f"config key '{prefix}weights' needs a pretrained '{prefix}backbone' "
-                             f"({', '.join(backbone_names(pretrained=True))}); U-Net's own encoder trains from scratch")
+                             f"({', '.join(backbone_names(pretrained=True))}); U-Net's own encoder and the zoo train from scratch")
         _rates(self.aspp_rates, prefix)
 
 

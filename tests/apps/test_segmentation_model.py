@@ -121,6 +121,7 @@ def test_fcn_starts_as_bilinear_upsampling():
 def test_config_checks():
     for cfg, match in [(ModelConfig(arch="fcn"), "must name a backbone"),
                        (ModelConfig(weights="imagenet"), "needs a pretrained"),
+                       (ModelConfig(backbone="resnet", weights="imagenet"), "needs a pretrained"),
                        (ModelConfig(aspp_rates="6,x"), "aspp_rates")]:
         with pytest.raises(ValueError, match=match):
             cfg.check("model.")
