@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,23 @@ def os_error_message(e, action=None):
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return text + "; the run directory is not writable: pass another --run_dir"
     return text
+
+
+# What a TensorFlow file error (TensorBoard's event files) says, as the errno an OSError would carry.
+_TF_CAUSES = (("no space left", errno.ENOSPC), ("quota", errno.EDQUOT), ("read-only file system", errno.EROFS),
+              ("permission denied", errno.EACCES))
+
+
+def write_error_message(e, path):
+    """One line for a failed write to `path`: an OSError, which need not name its file (a full disk is often
+    met when a buffer is flushed), or a TensorFlow error ("{{function_node ...}} logs/...; No space left on
+    device [Op:WriteSummary]"), whose first line says why."""
+    if isinstance(e, OSError):
+        return os_error_message(OSError(e.errno, e.strerror or str(e), str(path)), "write")
+    text = str(getattr(e, "message", e)).strip()
+    first = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", text.splitlines()[0] if text else type(e).__name__).strip()
+    code = next((n for words, n in _TF_CAUSES if words in first.lower()), None)
+    return os_error_message(OSError(code, first.rsplit("; ", 1)[-1], str(path)), "write")
 
 
 def atomic_write_text(path, text):

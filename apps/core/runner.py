@@ -27,7 +27,7 @@ from apps.core.checkpoints import (StepCheckpoint, StopOnNonFiniteLoss, Training
                                    optimizer_fingerprint, saved_fingerprint)
 from apps.core.config import to_dict
 from apps.core.errors import UserError
-from apps.core.files import atomic_write_text, os_error_message, run_lock
+from apps.core.files import atomic_write_text, os_error_message, run_lock, write_error_message
 from apps.core.optim import Offset, sized_by_epochs
 from apps.core.plots import plot_learning_curves
 from apps.core.run_config import FitConfig
@@ -69,18 +69,62 @@ def _train_stream(app, first_epoch, skip_steps, last_epoch):
 
 
 @contextlib.contextmanager
-def _os_errors_in_one_line():
-    """A full disk, a read-only folder or a vanished file ends the command in one line naming the path."""
+def _os_errors_in_one_line(where):
+    """A full disk, a read-only folder or a vanished file ends the command in one line naming the path, or
+    the folder `where` when the error names none (a full disk is often met at a flush, not at an open)."""
     try:
         yield
     except OSError as e:
+        e.filename = e.filename or str(where)
         raise UserError(os_error_message(e)) from None
+
+
+class _LogWrites(keras.callbacks.Callback):
+    """Runs a logging callback (CSVLogger, TensorBoard) so that a write it cannot make (full disk, read-only
+    folder) ends the run in one line naming `path`, never a traceback, and loses nothing already saved: the
+    epoch's checkpoint is saved by an earlier callback, and a history row cut short is taken out again."""
+
+    def __init__(self, callback, path):
+        super().__init__()
+        self.callback = callback
+        self.path = Path(path)
+
+    def set_model(self, model):  # TensorBoard writes the model's graph here
+        super().set_model(model)
+        self._write(self.callback.set_model, model)
+
+    def _write(self, hook, *args, **kwargs):
+        size = self.path.stat().st_size if self.path.is_file() else None
+        try:
+            hook(*args, **kwargs)
+        except (OSError, tf.errors.OpError) as e:
+            csv_file = getattr(self.callback, "csv_file", None)
+            if csv_file is not None:  # closed now: its half-written buffer must not be flushed at exit
+                with contextlib.suppress(OSError, ValueError):
+                    csv_file.close()
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.truncate(self.path, size)
+            raise UserError(write_error_message(e, self.path)) from None
+
+
+def _logging_hook(name):
+    def hook(self, *args, **kwargs):
+        self._write(getattr(self.callback, name), *args, **kwargs)
+
+    hook.__name__ = name
+    return hook
+
+
+for _name in ("set_params", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+              "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end"):
+    setattr(_LogWrites, _name, _logging_hook(_name))
 
 
 def train(app, extra_callbacks=()):
     """Train (or resume, or extend) the run in the app's run directory; returns the final model.
     `extra_callbacks` (e.g. the benchmarks' timers) run after the runner's own."""
-    with _os_errors_in_one_line():
+    with _os_errors_in_one_line(run_dir(app)):
         return _train(app, extra_callbacks)
 
 
@@ -171,8 +215,9 @@ def _train(app, extra_callbacks):
             learned = app.state() if learned is None else learned
             atomic_write_text(files / "state.json", json.dumps(learned, indent=2) + "\n")
         _write_record(files, record)
-        callbacks_common = [keras.callbacks.CSVLogger(str(files / "history.csv"), append=True),
-                            keras.callbacks.TensorBoard(str(files / "logs")), *extra_callbacks]
+        history, logs = files / "history.csv", files / "logs"
+        callbacks_common = [_LogWrites(keras.callbacks.CSVLogger(str(history), append=True), history),
+                            _LogWrites(keras.callbacks.TensorBoard(str(logs)), logs), *extra_callbacks]
         if isinstance(cfg, FitConfig) and cfg.early_stopping_patience:
             callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
         while int(state.epoch) < phases[index].until_epoch:
@@ -388,9 +433,9 @@ def load_trained(app):
 
 
 def evaluate(app):
-    with _os_errors_in_one_line():
+    out = run_dir(app) / "eval"
+    with _os_errors_in_one_line(out):
         model = load_trained(app)
-        out = run_dir(app) / "eval"
         out.mkdir(parents=True, exist_ok=True)
         metrics = app.evaluate(model, out)
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -402,7 +447,7 @@ def evaluate(app):
 def predict(app, inputs):
     if not inputs:
         raise UserError(f"predict needs inputs: python -m apps {app.name} predict {app.predict_inputs} ...")
-    with _os_errors_in_one_line():
+    with _os_errors_in_one_line(run_dir(app)):
         model = load_trained(app)
         records = app.predict(model, inputs)
     for record in records:
@@ -413,7 +458,7 @@ def predict(app, inputs):
 def export(app, base_dir=None):
     """Write the app's serving module as saved_models/<app>/<version>/ under the working directory (as
     runs/ is), or under `base_dir`, atomically."""
-    with _os_errors_in_one_line():
+    with _os_errors_in_one_line(base_dir or Path("saved_models") / app.name):
         return _export(app, base_dir)
 
 

@@ -241,11 +241,77 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_run(trained, monkeypatch, wh
     assert not list(trained.rglob(".tmp-*"))
 
 
+class _FullDiskFile:
+    """A text file on a disk that fills up halfway through the next write (as a real one does: part of the
+    row reaches the file, then the flush fails with an OSError that names no file)."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, text):
+        self.real.write(text[: len(text) // 2])
+        self.real.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("where", ["history.csv", "logs, full", "logs, read-only"])
+def test_logging_on_a_full_disk_or_read_only_folder_ends_in_one_line(trained, monkeypatch, where):
+    """Issue 11: history.csv and TensorBoard's logs/: one line naming the path, exit 2, and nothing already
+    saved is lost (the rows logged before, the checkpoints, model.keras); the run resumes afterwards."""
+    before = snapshot(trained)
+    if where == "history.csv":
+        begin = keras.callbacks.CSVLogger.on_train_begin
+
+        def on_train_begin(self, logs=None):
+            begin(self, logs)
+            self.csv_file = _FullDiskFile(self.csv_file)
+
+        monkeypatch.setattr(keras.callbacks.CSVLogger, "on_train_begin", on_train_begin)
+        words = [f"cannot write {trained / 'history.csv'}: No space left on device", "free some space"]
+    elif where == "logs, full":
+        def scalar(name, *args, **kwargs):  # what TensorFlow raises when an event file cannot be flushed
+            raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__WriteSummary_device_/job:"
+                                                   "localhost}} logs/train/events.out.tfevents.1.x.v2; No space left "
+                                                   "on device\n\tFailed to flush 11 events [Op:WriteSummary]")
+        monkeypatch.setattr(tf.summary, "scalar", scalar)
+        words = [f"cannot write {trained / 'logs'}: No space left on device", "free some space"]
+    else:
+        def create_file_writer(logdir, *args, **kwargs):
+            raise tf.errors.PermissionDeniedError(None, None, f"{logdir}; Read-only file system [Op:CreateSummaryFileWriter]")
+        monkeypatch.setattr(tf.summary, "create_file_writer", create_file_writer)
+        words = [f"cannot write {trained / 'logs'}: Read-only file system", "pass another --run_dir"]
+    result = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert_one_line_error(result, 2, *words)
+    after = snapshot(trained)
+    for name, (content, _) in before.items():
+        if name.startswith("checkpoints/ckpt-1000000.") or name in ("model.keras", "history.csv"):
+            assert after[name][0] == content, name  # whole: no half row in history.csv
+    if where == "history.csv":  # the epoch's checkpoint was saved before its row failed
+        assert tf.train.latest_checkpoint(str(trained / "checkpoints")).endswith("ckpt-2000000")
+    monkeypatch.undo()
+    run_ok(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    rows = (trained / "history.csv").read_text().splitlines()
+    logged = ["0"] if where == "history.csv" else ["0", "1"]  # the row that failed is not written again
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == logged
+
+
 def test_a_full_disk_when_writing_metrics_ends_in_one_line(trained, monkeypatch):
     monkeypatch.setattr(os, "fsync", _raise_enospc)
     result = run_main(APP, "evaluate", "--run_dir", trained)
     assert_one_line_error(result, 2, f"cannot write {trained / 'eval' / 'metrics.json'}: No space left on device")
     assert not (trained / "eval" / "metrics.json").exists() and not list((trained / "eval").glob(".tmp-*"))
+
+
+def test_a_full_disk_when_drawing_evaluation_pictures_names_the_folder(trained, monkeypatch):
+    """A write that fails at a flush names no file: the message names the folder being written."""
+    import matplotlib.figure
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", _raise_enospc)
+    result = run_main(APP, "evaluate", "--run_dir", trained)
+    assert_one_line_error(result, 2, f"{trained / 'eval'}: No space left on device", "free some space")
 
 
 @pytest.fixture
