@@ -18,8 +18,9 @@ from PIL import Image
 from data.generated.toy_text import ES, EN
 from tests.data.images.test_decode import huge_jpeg, huge_png
 
-INPUTS = {"image_classification": "images", "object_detection": "images", "transformer_translation": "sentences",
-          "word_embeddings": "words"}
+INPUTS = {"image_classification": "images", "object_detection": "images", "semantic_segmentation": "images",
+          "transformer_translation": "sentences", "word_embeddings": "words"}
+IMAGE_APPS = ["image_classification", "object_detection", "semantic_segmentation"]
 
 
 def _jpeg(size=(24, 32)):
@@ -49,6 +50,13 @@ def _detector(max_pixels=None):
     return DetectorServing(model, app.coder, ["a", "b"], 64, 0.05, 0.5, 10, max_pixels)
 
 
+def _segmenter(max_pixels=None):
+    from apps.semantic_segmentation.model import ModelConfig, build_segmenter
+    from apps.semantic_segmentation.serving import SegmenterServing
+
+    return SegmenterServing(build_segmenter(ModelConfig(width=2, depth=2), 2), ["a", "b"], 4, max_pixels=max_pixels)
+
+
 def _translator():
     from apps.transformer_translation.model import Transformer
     from apps.transformer_translation.serving import TranslationServing
@@ -70,8 +78,8 @@ def _embeddings():
     return EmbeddingServing(np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32), words)
 
 
-BUILD = {"image_classification": _classifier, "object_detection": _detector, "transformer_translation": _translator,
-         "word_embeddings": _embeddings}
+BUILD = {"image_classification": _classifier, "object_detection": _detector, "semantic_segmentation": _segmenter,
+         "transformer_translation": _translator, "word_embeddings": _embeddings}
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +133,7 @@ def test_saved_model_cli_shows_detections_images_as_a_batch(tmp_path):
     assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
 
 
-@pytest.mark.parametrize("app", ["image_classification", "object_detection"])
+@pytest.mark.parametrize("app", IMAGE_APPS)
 def test_image_signatures_refuse_huge_and_truncated_images_by_index(app):
     module = BUILD[app]()  # kept: a tf.function method holds its module weakly
     serve = module.serve
@@ -140,7 +148,7 @@ def test_image_signatures_refuse_huge_and_truncated_images_by_index(app):
     assert "`images` holds truncated or corrupt images" in cut and "at indices:] [0]" in cut
 
 
-@pytest.mark.parametrize("app", ["image_classification", "object_detection"])
+@pytest.mark.parametrize("app", IMAGE_APPS)
 def test_image_pixel_limit_is_a_constructor_argument(app):
     good = _jpeg((24, 32))  # 768 pixels
     allowed, refused = BUILD[app](max_pixels=768), BUILD[app](max_pixels=767)
