@@ -183,16 +183,21 @@ def _read_in_full(path):
 
 
 class StepCheckpoint(keras.callbacks.Callback):
-    """Advance (epoch, step) after every batch; save at epoch ends and every N steps."""
+    """Advance (epoch, step) after every batch; save at epoch ends and every N steps. An epoch's last
+    step is saved by the epoch end only (after validation and the history row, which come first in
+    the callback list): a save there would let a kill before the epoch end skip its validation."""
 
-    def __init__(self, state, every_steps=0):
+    def __init__(self, state, every_steps=0, steps_per_epoch=None):
         super().__init__()
         self.state = state
         self.every_steps = every_steps
+        self.steps_per_epoch = steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
         self.state.step.assign_add(1)
-        if self.every_steps and int(self.state.step) % self.every_steps == 0:
+        step = int(self.state.step)
+        last = self.steps_per_epoch is not None and step >= self.steps_per_epoch
+        if self.every_steps and step % self.every_steps == 0 and not last:
             self.state.save()
 
     def on_epoch_end(self, epoch, logs=None):

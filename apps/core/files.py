@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -94,3 +95,23 @@ def run_lock(directory):
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+_LEFTOVER = re.compile(r"^(\.tmp-.*|ckpt-\d+_temp|checkpoint\.tmp.*)$")  # ours (.tmp-*) and TensorFlow's checkpoint temporaries
+
+
+def remove_leftovers(directory, folders=("", "checkpoints", "data", "corpus")):
+    """Delete the temporary files and folders that a killed save leaves behind (their `finally` never ran)
+    in `directory` and its run sub-folders; call it holding the run's lock, so no save is under way.
+    Returns how many were removed."""
+    removed = 0
+    for folder in folders:
+        where = Path(directory) / folder
+        if not where.is_dir():
+            continue
+        for entry in where.iterdir():
+            if _LEFTOVER.match(entry.name):
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                    removed += 1
+    return removed

@@ -27,7 +27,7 @@ from apps.core.checkpoints import (StepCheckpoint, StopOnNonFiniteLoss, Training
                                    optimizer_fingerprint, saved_fingerprint)
 from apps.core.config import to_dict
 from apps.core.errors import UserError
-from apps.core.files import atomic_write_text, os_error_message, run_lock, write_error_message
+from apps.core.files import atomic_write_text, os_error_message, remove_leftovers, run_lock, write_error_message
 from apps.core.optim import Offset, sized_by_epochs
 from apps.core.plots import plot_learning_curves
 from apps.core.run_config import FitConfig
@@ -147,6 +147,8 @@ def _train(app, extra_callbacks):
         def check_folder():
             files.mkdir(parents=True, exist_ok=True)
             held.enter_context(run_lock(files))
+            if removed := remove_leftovers(files):
+                print(f"removed {removed} temporary file(s) an interrupted save left in {files}")
             record = _read_record(files, app.name)
             if not chief:
                 return record, None, None
@@ -224,7 +226,7 @@ def _train(app, extra_callbacks):
             phase = phases[index]
             print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "
                   f"{len(model.trainable_weights)} trainable weight tensors")
-            callbacks = [StopOnNonFiniteLoss(), StepCheckpoint(state, cfg.checkpoint_every_steps), *callbacks_common]
+            callbacks = [StopOnNonFiniteLoss(), *callbacks_common, StepCheckpoint(state, cfg.checkpoint_every_steps, steps_per_epoch)]
             if int(state.step):  # finish the interrupted epoch first, then whole epochs
                 epoch, step = int(state.epoch), int(state.step)
                 model.fit(_train_stream(app, epoch, step, epoch + 1), validation_data=val, initial_epoch=epoch,

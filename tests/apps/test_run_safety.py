@@ -410,3 +410,41 @@ def test_workers_that_restored_different_positions_stop(tmp_path):
         assert "the workers restored different training positions (worker 0 at epoch 1 step 0, worker 1 at epoch 0 " \
                "step 0)" in last_line(out), out[-3000:]
     assert time.time() - start < 300
+
+
+def test_temporaries_left_by_killed_saves_are_removed_at_the_next_start(tmp_path):
+    """A kill inside a save skips its `finally`: the next trainer (holding the lock) removes what is left."""
+    assert run_main("image_classification", "train", "--run_dir", tmp_path, *TINY).returncode == 0
+    leftovers = [tmp_path / ".tmp-abc.keras", tmp_path / "checkpoints" / "checkpoint.tmp77",
+                 tmp_path / "data" / ".tmp-splits.json-x"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (tmp_path / "checkpoints" / "ckpt-1000003_temp").mkdir()
+    (tmp_path / "checkpoints" / "ckpt-1000003_temp" / "part-00000-of-00001").write_bytes(b"half")
+    kept = tmp_path / "notes.tmp"
+    kept.write_text("mine")
+    proc = run_ok("image_classification", "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
+    assert f"removed 4 temporary file(s) an interrupted save left in {tmp_path}" in proc.stdout
+    assert not any(p.exists() for p in leftovers) and not (tmp_path / "checkpoints" / "ckpt-1000003_temp").exists()
+    assert kept.read_text() == "mine" and "resuming from epoch 1, step 0" in proc.stdout
+
+
+def test_an_epochs_last_step_is_saved_by_the_epoch_end_only():
+    """A step save after an epoch's last batch would let a kill before the epoch end resume straight into the
+    next epoch, skipping that epoch's validation and history row."""
+    from apps.core.checkpoints import StepCheckpoint
+
+    class State:
+        epoch, step = tf.Variable(0), tf.Variable(0)
+        saves = []
+
+        def save(self):
+            self.saves.append((int(self.epoch), int(self.step)))
+
+    state = State()
+    callback = StepCheckpoint(state, every_steps=2, steps_per_epoch=4)
+    for epoch in range(2):
+        for batch in range(4):
+            callback.on_train_batch_end(batch)
+        callback.on_epoch_end(epoch)
+    assert state.saves == [(0, 2), (1, 0), (1, 2), (2, 0)]
