@@ -22,10 +22,10 @@ Each error is an InvalidArgumentError naming `images` and the indices of the bad
                         input_signature=[tf.TensorSpec([None], tf.string)])
     serve(tf.constant([open("cat.jpg", "rb").read()]))        # (1, 224, 224, 3) uint8
 
-What cannot be seen before decoding, and still fails inside a decoder with TensorFlow's own message
-(graph code cannot catch a decode op's error): damage in the middle of a file whose header and end
-are intact (corrupt JPEG/PNG data, a truncated BMP or WebP), and a JPEG whose header libjpeg cannot
-read ("Invalid JPEG data" from ExtractJpegShape). A JPEG with data after its end marker other than
+What cannot be seen before decoding: damage in the middle of a file whose header and end are intact.
+Corrupt PNG data, a truncated BMP or WebP, and a JPEG whose header libjpeg cannot read fail inside a
+decoder with TensorFlow's own message (graph code cannot catch a decode op's error); corrupt JPEG
+image data is decoded as libjpeg recovers it (a damaged picture, as browsers show it). A JPEG with data after its end marker other than
 zero bytes (some cameras append a trailer) is refused as truncated. Only the canvas size is limited:
 an animated GIF's frames each take memory in the decoder (at most what its compressed data expands to).
 """
