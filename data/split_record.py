@@ -71,6 +71,17 @@ def read_record(path):
     return record
 
 
+def recorded_or_fresh(record, source, recipe, recorded, fresh):
+    """The splits of a run: `recorded()` when its record lists the members of this source (after refusing
+    flags that would change them), else `fresh()`. A record of another source does not apply (said)."""
+    if record is not None and record["members"] is not None:
+        if record["source"] == source:
+            check_recipe(record, recipe)
+            return recorded()
+        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {source!r}")
+    return fresh()
+
+
 def check_recipe(record, recipe):
     """Refuse data flags that would change which files the run's splits hold."""
     before = record["recipe"]

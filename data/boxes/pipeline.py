@@ -16,7 +16,7 @@ from data.fields import field
 from data.images.pipeline import color_jitter
 from data.pipeline_options import finish
 from data.generated.scenes import make_scenes
-from data.split_record import check_recipe, new_record, report_new
+from data.split_record import new_record, recorded_or_fresh, report_new
 
 SOURCES = ["scenes", "voc", "coco", "tfds"]
 SPLITS = ("train", "val", "test")
@@ -126,11 +126,11 @@ def load_detection_splits(cfg, seed, record=None, names=SPLITS):
     fixed already."""
     if cfg.image_size % 32:
         raise DataError(f"data.image_size must be a multiple of 32, got {cfg.image_size}")
-    if record is not None and record["members"] is not None:
-        if record["source"] == cfg.source:
-            check_recipe(record, split_recipe(cfg, seed))
-            return _recorded_splits(cfg, record, names)
-        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {cfg.source!r}")
+    return recorded_or_fresh(record, cfg.source, split_recipe(cfg, seed), lambda: _recorded_splits(cfg, record, names),
+                             lambda: _new_splits(cfg, seed, names))
+
+
+def _new_splits(cfg, seed, names):
     if cfg.source == "scenes":  # each split generated on its own: evaluate makes only the test scenes
         return {name: _scene_split(cfg, seed, name) for name in names}
     sets = _fresh_splits(cfg, seed)

@@ -15,7 +15,7 @@ from data.fields import field
 from data.images.sources import (EMBEDDED, ImageSet, list_class_images, load_class_folder, load_class_members, load_embedded,
                                  load_idx_folder, load_tfds, seeded_split)
 from data.pipeline_options import finish
-from data.split_record import check_recipe, new_record, report_new
+from data.split_record import new_record, recorded_or_fresh, report_new
 
 SPLITS = ("train", "val", "test")
 
@@ -46,13 +46,11 @@ def load_splits(cfg, seed, record=None, names=SPLITS):
     gives exactly the recorded members, whatever was added to or removed from the folder since; data
     flags that would change them are refused. Fixed sources (embedded, idx, tfds) record only their
     identity: their test split cannot move."""
-    if record is not None and record["members"] is not None:
-        if record["source"] == cfg.source:
-            check_recipe(record, split_recipe(cfg, seed))
-            return _recorded_splits(cfg, record, names)
-        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {cfg.source!r}")
-    sets = _fresh_splits(cfg, seed)
-    return {name: sets[name] for name in names}
+    def fresh():
+        sets = _fresh_splits(cfg, seed)
+        return {name: sets[name] for name in names}
+
+    return recorded_or_fresh(record, cfg.source, split_recipe(cfg, seed), lambda: _recorded_splits(cfg, record, names), fresh)
 
 
 def split_recipe(cfg, seed):

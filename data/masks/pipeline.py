@@ -25,7 +25,7 @@ from data.images.pipeline import color_jitter
 from data.masks.sources import (IGNORE, MaskSet, list_mask_folder, load_mask_folder, load_tfds_segmentation,
                                 load_voc_segmentation, voc_image_ids)
 from data.pipeline_options import finish
-from data.split_record import check_recipe, new_record, report_new
+from data.split_record import new_record, recorded_or_fresh, report_new
 from data.tfds_sets import open_tfds
 
 SOURCES = ["scenes", "folder", "voc", "tfds"]
@@ -69,11 +69,11 @@ def load_segmentation_splits(cfg, seed, record=None, names=SPLITS):
     change them are refused. Scenes and tfds sets record only their identity: their splits are fixed."""
     if cfg.crop_size % 32:
         raise DataError(f"data.crop_size must be a multiple of 32, got {cfg.crop_size}")
-    if record is not None and record["members"] is not None:
-        if record["source"] == cfg.source:
-            check_recipe(record, split_recipe(cfg, seed))
-            return _recorded_splits(cfg, record, names)
-        print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {cfg.source!r}")
+    return recorded_or_fresh(record, cfg.source, split_recipe(cfg, seed), lambda: _recorded_splits(cfg, record, names),
+                             lambda: _new_splits(cfg, seed, names))
+
+
+def _new_splits(cfg, seed, names):
     if cfg.source == "scenes":  # each split generated on its own: evaluate makes only the test scenes
         return {name: _scene_split(cfg, seed, name) for name in names}
     sets = _fresh_splits(cfg, seed)
