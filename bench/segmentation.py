@@ -131,7 +131,7 @@ def folds(k, seed):
 
 def fold_app(flags, train_files, test_files):
     """An app whose run directory's split record holds exactly these train and test images."""
-    from apps.semantic_segmentation.app import SPLIT_RECORD
+    from apps.core.splits import SPLIT_RECORD
     from data.masks.pipeline import split_recipe
     from data.masks.sources import BINARY_CLASSES
     from data.split_record import new_record, write_record

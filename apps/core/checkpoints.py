@@ -184,7 +184,7 @@ def _read_in_full(path):
 
 class StepCheckpoint(keras.callbacks.Callback):
     """Advance (epoch, step) after every batch; save at epoch ends and every N steps. An epoch's last
-    step is saved by the epoch end only (after validation and the history row, which come first in
+    step is saved by the epoch end only (after validation and the history row, which come before it in
     the callback list): a save there would let a kill before the epoch end skip its validation."""
 
     def __init__(self, state, every_steps=0, steps_per_epoch=None):

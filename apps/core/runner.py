@@ -218,15 +218,18 @@ def _train(app, extra_callbacks):
             atomic_write_text(files / "state.json", json.dumps(learned, indent=2) + "\n")
         _write_record(files, record)
         history, logs = files / "history.csv", files / "logs"
-        callbacks_common = [_LogWrites(keras.callbacks.CSVLogger(str(history), append=True), history),
-                            _LogWrites(keras.callbacks.TensorBoard(str(logs)), logs), *extra_callbacks]
+        # The epoch's history row is written before its checkpoint (a kill between them repeats the row on
+        # resume, which the curves read once, instead of losing it); TensorBoard and the rest come after.
+        history_row = _LogWrites(keras.callbacks.CSVLogger(str(history), append=True), history)
+        callbacks_common = [_LogWrites(keras.callbacks.TensorBoard(str(logs)), logs), *extra_callbacks]
         if isinstance(cfg, FitConfig) and cfg.early_stopping_patience:
             callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
         while int(state.epoch) < phases[index].until_epoch:
             phase = phases[index]
             print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "
                   f"{len(model.trainable_weights)} trainable weight tensors")
-            callbacks = [StopOnNonFiniteLoss(), *callbacks_common, StepCheckpoint(state, cfg.checkpoint_every_steps, steps_per_epoch)]
+            callbacks = [StopOnNonFiniteLoss(), history_row, StepCheckpoint(state, cfg.checkpoint_every_steps, steps_per_epoch),
+                         *callbacks_common]
             if int(state.step):  # finish the interrupted epoch first, then whole epochs
                 epoch, step = int(state.epoch), int(state.step)
                 model.fit(_train_stream(app, epoch, step, epoch + 1), validation_data=val, initial_epoch=epoch,

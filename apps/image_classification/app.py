@@ -13,6 +13,7 @@ from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
+from apps.core.splits import RecordedSplits
 from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
 from apps.image_classification.model import build_classifier
@@ -20,54 +21,35 @@ from data.images.decode import decode_image_batch
 from data.images.files import image_paths
 from data.images.pipeline import channel_stats, eval_batches, load_splits, split_record, train_epoch
 from data.images.sources import load_embedded
-from data.split_record import read_record, write_record
-
-SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's files, written when the splits are made
 
 
 @register_app("image_classification")
-class ImageClassification(App):
+class ImageClassification(RecordedSplits, App):
     """Image classification: a CNN zoo trained from scratch, or a pretrained backbone fine-tuned."""
 
     Config = ClassificationConfig
     default_data = "embedded Fashion-MNIST subset, 6,000 + 1,000 images"
+    file_sources = ("folder",)  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
-        self._splits = None
-        self._recorded = False  # whether the run's split record describes the splits (so training keeps it)
         self.class_names = None
         self.input_shape = None
 
-    @property
-    def splits(self):
-        """train, val and test; a run that recorded its splits (SPLIT_RECORD) gets exactly those files back."""
-        if self._splits is None:
-            self._splits = self._load_splits(("train", "val", "test"))
-            self.class_names = self._splits["train"].class_names
-            self.input_shape = tuple(self._splits["train"].images.shape[1:])
-        return self._splits
+    def load_splits(self, record, names):
+        splits = load_splits(self.config.data, self.config.seed, record, names)
+        if "train" in splits:
+            self.input_shape = tuple(splits["train"].images.shape[1:])
+        return splits
 
-    def _load_splits(self, names):
-        record = read_record(self.run_dir / SPLIT_RECORD)
-        self._recorded = record is not None and record["source"] == self.config.data.source
-        return load_splits(self.config.data, self.config.seed, record, names)
-
-    def _test_split(self):
-        if self._splits is not None:
-            return self._splits["test"]
-        if self.config.data.source == "folder" and not (self.run_dir / SPLIT_RECORD).is_file():
-            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): "
-                  "its test split is made again from the files present now")
-        return self._load_splits(("test",))["test"]
+    def make_split_record(self, splits):
+        return split_record(self.config.data, self.config.seed, splits)
 
     def state(self):
         """Called by the runner on the chief alone, as training starts (a new run's before the other workers
-        read its splits): the splits made now are recorded (atomically) in the run directory, so that the
-        other workers, a resumed run and `evaluate` see the same files; recorded ones stay as they are."""
-        if not self._recorded:
-            write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
-            self._recorded = True
+        read its splits): the splits are recorded, so that the other workers, a resumed run and `evaluate`
+        see the same files."""
+        self.record_splits()
         return {"class_names": self.class_names, "input_shape": list(self.input_shape)}
 
     def load_state(self, state):
@@ -102,7 +84,7 @@ class ImageClassification(App):
         return finetune_phases(self.config.model, self.config.epochs)
 
     def evaluate(self, model, out_dir):
-        test = self._test_split()
+        test = self.test_split()
         if tuple(test.images.shape[1:]) != tuple(model.input_shape[1:]):
             raise UserError(f"test images are {test.images.shape[1:]} but the model expects {model.input_shape[1:]}; "
                             "use the data settings the model was trained with")

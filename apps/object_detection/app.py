@@ -14,6 +14,7 @@ from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
+from apps.core.splits import RecordedSplits
 from apps.object_detection.boxes import BoxCoder, detect
 from apps.object_detection.config import DetectionConfig
 from apps.object_detection.loss import DetectionLoss, LossPart
@@ -24,47 +25,23 @@ from data.boxes.pipeline import eval_batches, load_detection_splits, split_recor
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
 from data.images.files import image_paths, picture_names
-from data.split_record import read_record, write_record
 
 EXAMPLES = 8  # test images drawn by `evaluate`
-SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's images, written when the splits are made
 
 
 @register_app("object_detection")
-class ObjectDetection(App):
+class ObjectDetection(RecordedSplits, App):
     """Single-stage anchor-based detection (RetinaNet family) over any backbone of the suite."""
 
     Config = DetectionConfig
     default_data = "generated 128x128 scenes of embedded MNIST digits, 4,000 + 200 + 500 scenes"
+    file_sources = ("voc", "coco")  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
-        self._splits = None
-        self._recorded = False  # whether the run's split record describes the splits (so training keeps it)
         self._coder = None
         self.class_names = None
         self.image_size = config.data.image_size
-
-    @property
-    def splits(self):
-        """train, val and test; a run that recorded its splits (SPLIT_RECORD) gets exactly those images back."""
-        if self._splits is None:
-            self._splits = self._load_splits(("train", "val", "test"))
-            self.class_names = self._splits["train"].class_names
-        return self._splits
-
-    def _load_splits(self, names):
-        record = read_record(self.run_dir / SPLIT_RECORD)
-        self._recorded = record is not None and record["source"] == self.config.data.source
-        return load_detection_splits(self.config.data, self.config.seed, record, names)
-
-    def _test_split(self):
-        if self._splits is not None:
-            return self._splits["test"]
-        if self.config.data.source in ("voc", "coco") and not (self.run_dir / SPLIT_RECORD).is_file():
-            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): "
-                  "its test split is made again from the images present now")
-        return self._load_splits(("test",))["test"]
 
     @property
     def coder(self):
@@ -75,13 +52,16 @@ class ObjectDetection(App):
                 raise UserError(str(e)) from None
         return self._coder
 
+    def load_splits(self, record, names):
+        return load_detection_splits(self.config.data, self.config.seed, record, names)
+
+    def make_split_record(self, splits):
+        return split_record(self.config.data, self.config.seed, splits)
+
     def state(self):
-        """Called by the runner on the chief alone, as training starts (a new run's before the other workers
-        read its splits): the splits made now are recorded (atomically) in the run directory, so that the
-        other workers, a resumed run and `evaluate` see the same images; recorded ones stay as they are."""
-        if not self._recorded:
-            write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
-            self._recorded = True
+        """Called by the runner on the chief alone, as training starts: the splits are recorded, so that the
+        other workers, a resumed run and `evaluate` see the same images."""
+        self.record_splits()
         return {"class_names": self.class_names, "image_size": self.image_size}
 
     def load_state(self, state):
@@ -148,7 +128,7 @@ class ObjectDetection(App):
         return out
 
     def evaluate(self, model, out_dir):
-        test = self._test_split()
+        test = self.test_split()
         if test.class_names != self.class_names:
             raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
         if test.canvas.shape[1] != model.input_shape[1]:

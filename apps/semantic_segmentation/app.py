@@ -14,6 +14,7 @@ from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
+from apps.core.splits import RecordedSplits
 from apps.semantic_segmentation.config import SegmentationConfig
 from apps.semantic_segmentation.metrics import SegmentationScores, training_metrics
 from apps.semantic_segmentation.model import build_segmenter, model_stride
@@ -22,52 +23,36 @@ from apps.semantic_segmentation.serving import SegmenterServing, image_probabili
 from data.generated.mask_scenes import make_mask_scenes
 from data.images.files import image_paths, picture_names, read_image_file
 from data.masks.pipeline import load_segmentation_splits, split_record, train_epoch
-from data.split_record import read_record, write_record
 from layers.losses.segmentation import IGNORE_LABEL, make_loss
 
-SPLIT_RECORD = "data/splits.json"  # in the run directory: each split's files, written when the splits are made
 COLLAPSE = 0.01  # warn when the predicted foreground covers less than this share of the pixels, or more than 1 - it
 
 
 @register_app("semantic_segmentation")
-class SemanticSegmentation(App):
+class SemanticSegmentation(RecordedSplits, App):
     """Every pixel gets a class: U-Net, FCN (bilinear-initialised transposed convolutions) or DeepLabV3+."""
 
     Config = SegmentationConfig
     default_data = "generated 128x128 scenes of embedded Fashion-MNIST items with exact masks"
+    file_sources = ("folder", "voc")  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
-        self._splits = None
-        self._recorded = False
         self.class_names = None
-
-    @property
-    def splits(self):
-        """train, val and test; a run that recorded its splits (SPLIT_RECORD) gets exactly those files back."""
-        if self._splits is None:
-            self._splits = self._load_splits(("train", "val", "test"))
-            self.class_names = self._splits["train"].class_names
-        return self._splits
-
-    def _load_splits(self, names):
-        record = read_record(self.run_dir / SPLIT_RECORD)
-        self._recorded = record is not None and record["source"] == self.config.data.source
-        return load_segmentation_splits(self.config.data, self.config.seed, record, names)
-
-    def _test_split(self):
-        if self._splits is not None:
-            return self._splits["test"]
-        return self._load_splits(("test",))["test"]
 
     @property
     def stride(self):
         return model_stride(self.config.model)
 
+    def load_splits(self, record, names):
+        return load_segmentation_splits(self.config.data, self.config.seed, record, names)
+
+    def make_split_record(self, splits):
+        return split_record(self.config.data, self.config.seed, splits)
+
     def state(self):
-        if not self._recorded:
-            write_record(split_record(self.config.data, self.config.seed, self.splits), self.run_dir / SPLIT_RECORD)
-            self._recorded = True
+        """Called by the runner on the chief alone, as training starts: the splits are recorded."""
+        self.record_splits()
         return {"class_names": self.class_names}
 
     def load_state(self, state):
@@ -113,7 +98,7 @@ class SemanticSegmentation(App):
                            input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
 
     def evaluate(self, model, out_dir):
-        test = self._test_split()
+        test = self.test_split()
         if len(self.class_names) != model.output_shape[-1]:
             raise UserError(f"the model predicts {model.output_shape[-1]} classes but the run has {len(self.class_names)}")
         if test.class_names != self.class_names:
