@@ -42,7 +42,6 @@ def _undo(output, k, flip):
 
 def image_probabilities(model, image, stride, tta=False):
     """Softmax probabilities (H, W, C) float32 of one float32 (H, W, 3) image of any size."""
-    hw = tf.shape(image)[:2]
 
     def run(view):
         logits = model(pad_to_stride(view, stride)[None], training=False)[0]
@@ -52,7 +51,7 @@ def image_probabilities(model, image, stride, tta=False):
         return run(image)
     views, undo = _transforms(image)
     total = tf.add_n([back(run(view)) for view, back in zip(views, undo)])
-    return (total / len(views))[:hw[0], :hw[1]]
+    return total / len(views)  # each view is cropped to the image and turned back: (H, W, C)
 
 
 class SegmenterServing(tf.Module):
