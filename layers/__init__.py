@@ -7,7 +7,8 @@ from layers.image_preprocess import ImagePreprocess
 from layers.inception_block import InceptionBlock
 from layers.inverted_residual import InvertedResidual
 from layers.nin_block import NiNBlock
+from layers.pairwise_logits import PairwiseLogits
 from layers.residual_block import ResidualBlock
 
 __all__ = ["ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
-           "InceptionBlock", "InvertedResidual", "NiNBlock", "ResidualBlock"]
+           "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ResidualBlock"]
