@@ -4,7 +4,7 @@ Shared by every app that serves images, so each endpoint rejects bad requests th
 an InvalidArgumentError that names the `images` input and the bad indices, never an internal node.
 
 Before anything is decoded, each image's header is read in graph ops and the batch is refused when:
-- an element is not a JPEG/PNG/GIF/BMP/WebP file (by its first bytes);
+- an element is not a JPEG/PNG/GIF/BMP/WebP/binary PGM file (by its first bytes);
 - a header cannot be read (too short, no PNG IHDR chunk, an unknown WebP chunk, a zero side), a
   JPEG does not end with its end marker FF D9, a PNG with its IEND chunk (zero bytes after them
   are allowed, up to about 4 KB), or a GIF's data end inside a block: the signs of a truncated
@@ -13,7 +13,8 @@ Before anything is decoded, each image's header is read in graph ops and the bat
   the decoders allocate the whole image before reading its data (a 700-byte JPEG claiming
   6000 x 6000 makes TensorFlow's decoder take 110 MB, and the allocation grows with the claim).
   The sizes are the ones the decoders use: the JPEG frame (tf.image.extract_jpeg_shape: libjpeg
-  reads the markers, no pixel is decoded), PNG IHDR, the BMP header, the WebP VP8/VP8L/VP8X header,
+  reads the markers, no pixel is decoded), PNG IHDR, the BMP header, the WebP VP8/VP8L/VP8X header, the PGM header (data.images.pgm: a PGM missing samples
+  counts as truncated),
   and for a GIF the largest of its screen and every frame (TensorFlow's canvas), found by walking
   its blocks (one step per 255-byte sub-block: about 0.3 s per megabyte of GIF).
 Each error is an InvalidArgumentError naming `images` and the indices of the bad elements.
@@ -33,6 +34,7 @@ import tensorflow as tf
 
 from data.boxes.geometry import letterbox
 from data.images.files import decode_image, resize_uint8
+from data.images.pgm import pgm_complete, pgm_headers
 
 MAX_PIXELS = 40_000_000  # width x height an image's header may claim (the decoders allocate it all)
 
@@ -43,8 +45,8 @@ _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC
 
 
 def is_encoded_image(images):
-    """Bool per element: starts like a JPEG, PNG, GIF, BMP or WebP file (what data.images.files reads)."""
-    ok = tf.zeros(tf.shape(images), tf.bool)
+    """Bool per element: starts like a JPEG, PNG, GIF, BMP, WebP or binary PGM file (what data.images.files reads)."""
+    ok = _starts(images, b"P5")
     for magic in _MAGIC:
         ok = tf.logical_or(ok, _starts(images, magic))
     return tf.logical_or(ok, _is_webp(images))
@@ -125,6 +127,10 @@ def header_sizes(images):
     gif_h, gif_w, gif_ok = _gif_canvas(images, gif)
     height, width = tf.where(gif, gif_h, height), tf.where(gif, gif_w, width)
     readable = tf.where(gif, gif_ok, readable)
+    pgm = _starts(images, b"P5")
+    pgm_h, pgm_w, _, _ = pgm_headers(images)
+    height, width = tf.where(pgm, pgm_h, height), tf.where(pgm, pgm_w, width)
+    readable = tf.where(pgm, pgm_complete(images), readable)  # the header and every sample
     readable = tf.logical_and(readable, tf.logical_and(height > 0, width > 0))
     return height, width, readable
 
@@ -184,6 +190,7 @@ def ends_complete(images):
     jpeg_ok = tf.logical_and(last >= 1, tf.reduce_all(tf.equal(end[:, 6:], [0xFF, 0xD9]), axis=1))
     png_ok = tf.logical_and(last >= 7, tf.reduce_all(tf.equal(end, list(_PNG_END)), axis=1))
     ok = tf.where(_starts(images, b"\xff\xd8\xff"), jpeg_ok, tf.where(_starts(images, b"\x89PNG"), png_ok, True))
+    ok = tf.where(_starts(images, b"P5"), pgm_complete(images), ok)
     return tf.logical_and(ok, any_byte)
 
 
@@ -211,7 +218,7 @@ def _checked(images, max_pixels=None):
     with tf.control_dependencies(checks):
         images = tf.reshape(images, [-1])  # rank 1 from here on, also for a signature traced without a shape
         ok = is_encoded_image(images)
-        checks.append(_refuse(ok, "`images` holds bytes that are not a JPEG/PNG/GIF/BMP/WebP image, at indices:",
+        checks.append(_refuse(ok, "`images` holds bytes that are not a JPEG/PNG/GIF/BMP/WebP/PGM image, at indices:",
                               tf.where(~ok)[:, 0]))
     with tf.control_dependencies(checks):
         height, width, readable = header_sizes(images)

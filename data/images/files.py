@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".pgm")
 _COLOUR_MODES = {"L": 1, "RGB": 3}
 
 
@@ -111,11 +111,15 @@ def check_scan(scan, skip_bad):
 
 
 def decode_image(encoded, channels):
-    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 HxWxC tensor (first frame of a GIF).
+    """Encoded JPEG/PNG/GIF/BMP/WebP/binary PGM bytes -> uint8 HxWxC tensor (first frame of a GIF).
 
     Decoded as RGB first (the one channel count every decoder accepts: BMP and GIF refuse 1),
-    then converted to grey when `channels` is 1."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    then converted to grey when `channels` is 1; PGM (grey) by data.images.pgm, repeated to RGB."""
+    from data.images.pgm import decode_pgm
+
+    image = tf.cond(tf.strings.substr(encoded, 0, 2) == b"P5",
+                    lambda: tf.image.grayscale_to_rgb(decode_pgm(encoded)),
+                    lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8))
     if channels == 1:
         grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
         image = tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)

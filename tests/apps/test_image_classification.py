@@ -99,7 +99,7 @@ def test_serving_rejects_bad_requests(trained, sample_images, tmp_path):
     lines = {line.split(" ", 1)[0]: line for line in proc.stdout.splitlines()}
     assert "InvalidArgumentError" in lines["empty"] and "`images` is empty" in lines["empty"]
     assert "InvalidArgumentError" in lines["rank2"] and "`images` must be a 1-D batch" in lines["rank2"]
-    assert "InvalidArgumentError" in lines["not_image"] and "not a JPEG/PNG/GIF/BMP/WebP image, at indices:] [1]" in lines["not_image"]
+    assert "InvalidArgumentError" in lines["not_image"] and "not a JPEG/PNG/GIF/BMP/WebP/PGM image, at indices:] [1]" in lines["not_image"]
     assert "InvalidArgumentError" in lines["float"] and "expected to be a string tensor" in lines["float"]
 
 

@@ -98,7 +98,7 @@ def test_decodes_and_resizes_mixed_formats():
 @pytest.mark.parametrize("value, message", [
     (tf.constant([], tf.string), "`images` is empty"),
     (tf.constant([[b"x"]]), "`images` must be a 1-D batch"),
-    (tf.constant([b"GIF89a-not-really", b"plain text"]), "not a JPEG/PNG/GIF/BMP/WebP image, at indices:] [1]"),
+    (tf.constant([b"GIF89a-not-really", b"plain text"]), "not a JPEG/PNG/GIF/BMP/WebP/PGM image, at indices:] [1]"),
 ])
 def test_bad_batches_name_the_input(value, message):
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
