@@ -11,6 +11,7 @@ fine-tuning switch. Imports only `layers` and `data` (for embedded weights).
 from backbones import zoo  # noqa: F401,I001
 from backbones import squeezenet  # noqa: F401
 from backbones import efficientnet_lite  # noqa: F401
+from backbones import dlib_face  # noqa: F401
 from backbones import keras_applications  # noqa: F401
 from backbones.feature_pyramid import feature_pyramid
 from backbones.finetune import set_trainable_top

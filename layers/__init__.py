@@ -9,6 +9,7 @@ from layers.inverted_residual import InvertedResidual
 from layers.nin_block import NiNBlock
 from layers.pairwise_logits import PairwiseLogits
 from layers.residual_block import ResidualBlock
+from layers.zero_padded_add import ZeroPaddedAdd
 
 __all__ = ["ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
-           "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ResidualBlock"]
+           "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ResidualBlock", "ZeroPaddedAdd"]
