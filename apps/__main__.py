@@ -173,18 +173,21 @@ def _main(argv):
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    runs = len(argv) > 1 and argv[1] in VERBS and not {"-h", "--help"} & set(argv[2:])
+    runs = len(argv) > 1 and not argv[1].startswith("-") and not {"-h", "--help"} & set(argv[2:])
     _start_tensorflow(argv, find_devices=runs)  # every app imports TensorFlow: load it first, quietly
     if argv[0] == "list":
         print(list_text())
         return 0
     app_cls = get_app(argv[0])
+    verbs = VERBS + tuple(app_cls.extra_verbs)
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print(f"usage: python -m apps {argv[0]} {{{','.join(VERBS)}}} [--help] [--key value ...]")
+        print(f"usage: python -m apps {argv[0]} {{{','.join(verbs)}}} [--help] [--key value ...]")
+        for verb, what in app_cls.extra_verbs.items():
+            print(f"  {verb}: {what}")
         return 0
     verb = argv[1]
-    if verb not in VERBS:
-        raise UserError(f"unknown verb {verb!r}; choose one of {', '.join(VERBS)}")
+    if verb not in verbs:
+        raise UserError(f"unknown verb {verb!r}; choose one of {', '.join(verbs)}")
     args = build_parser(app_cls, verb).parse_args(argv[2:])
     cfg = resolve_config(app_cls, verb, args)
 
@@ -199,8 +202,10 @@ def _main(argv):
         runner.evaluate(app)
     elif verb == "predict":
         runner.predict(app, args.inputs)
-    else:
+    elif verb == "export":
         runner.export(app, args.export_dir)
+    else:
+        runner.run_extra_verb(app, verb)
     return 0
 
 

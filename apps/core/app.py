@@ -32,6 +32,7 @@ class App:
     predict_inputs = "FILE_OR_FOLDER"  # what `predict` takes, for the usage line and its help
     predict_inputs_help = "image files or folders"
     single_device = None  # why the app cannot train under a tf.distribute strategy (None: it can)
+    extra_verbs = {}  # the app's own verbs beside train/evaluate/predict/export: {verb: help}; method app.<verb>(model)
     serving_imports = ()  # modules a process must import before loading the export (custom ops), e.g. tensorflow_text
 
     def __init__(self, config, run_dir=None):

@@ -460,6 +460,17 @@ def predict(app, inputs):
     return records
 
 
+def run_extra_verb(app, verb):
+    """An app's own verb (App.extra_verbs, e.g. face_verification's `calibrate`) on the trained model;
+    what it returns is printed as JSON and written to <run_dir>/<verb>.json."""
+    with _os_errors_in_one_line(run_dir(app)):
+        model = load_trained(app)
+        result = getattr(app, verb)(model)
+        atomic_write_text(run_dir(app) / f"{verb}.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def export(app, base_dir=None):
     """Write the app's serving module as saved_models/<app>/<version>/ under the working directory (as
     runs/ is), or under `base_dir`, atomically."""

@@ -1,0 +1,260 @@
+"""The face-verification app: embeddings trained with triplet loss; what is specific to the task.
+
+    python -m apps face_verification train                     # dlib's ResNet fine-tuned on AT&T faces
+    python -m apps face_verification evaluate                  # accuracy, ROC, EER, TAR@FAR, top-1/top-5
+    python -m apps face_verification predict a.png b.png       # distance, decision, probability
+    python -m apps face_verification predict --gallery people/ face.png
+    python -m apps face_verification calibrate --data.source folder --data.path my_people/
+    python -m apps face_verification export
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from apps.core.app import App, SmokeExample
+from apps.core.errors import UserError
+from apps.core.files import atomic_write_text
+from apps.core.finetune import finetune_phases
+from apps.core.registry import register_app
+from apps.core.splits import RecordedSplits
+from apps.face_verification.config import FaceConfig
+from apps.face_verification.model import build_embedder, embedder_of, native_size
+from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_roc
+from apps.face_verification.serving import FaceServing
+from apps.face_verification.verification import (best_threshold, calibrated_probability, fit_calibration,
+                                                  identification_report, make_pairs, verification_report)
+from data.faces.pipeline import describe_identities, eval_batches, load_face_splits, split_record, train_epoch
+from data.faces.sources import load_identity_folders, read_lfw_pairs
+from data.images.files import image_paths, load_image_file
+from layers.losses.metric_learning import ActiveTripletFraction, make_metric_loss
+
+CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
+
+
+@register_app("face_verification")
+class FaceVerification(RecordedSplits, App):
+    """Face verification: an embedding network trained with triplet loss; same person or not, and who."""
+
+    Config = FaceConfig
+    default_data = "embedded AT&T faces, 40 people x 10 grey 92x112 images (AT&T Laboratories Cambridge)"
+    predict_inputs = "FACE_A FACE_B"
+    predict_inputs_help = "two face images (distance, decision, probability); more: each compared with the first; " \
+                          "with --gallery DIR: faces to identify"
+    file_sources = ("folder",)
+    extra_verbs = {"calibrate": "refit the distance threshold and probability calibration on --data.path identity "
+                                "folders (or --data.pairs), for the next predict and export"}
+
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
+        self.class_names = None
+
+    @property
+    def size(self):
+        return self.config.data.image_size or native_size(self.config.model)
+
+    def load_splits(self, record, names):
+        return load_face_splits(self.config.data, self.config.seed, self.size, record, names)
+
+    def make_split_record(self, splits):
+        return split_record(self.config.data, self.config.seed, splits)
+
+    def state(self):
+        self.record_splits()
+        note = describe_identities(self.splits["train"], self.config.data.images_per_identity)
+        if note:
+            print(note)
+        return {"identities": self.class_names}
+
+    def load_state(self, state):
+        self.class_names = state["identities"]
+
+    @classmethod
+    def smoke_example(cls, folder):
+        from data.faces.sources import load_embedded_faces
+
+        faces = load_embedded_faces()
+        pair = folder / "pair"  # predict takes the folder: its two faces are compared
+        pair.mkdir(parents=True, exist_ok=True)
+        paths = [pair / f"face{i}.png" for i in (0, 1)]
+        for i, path in enumerate(paths):
+            tf.io.write_file(str(path), tf.io.encode_png(faces.images[i * 10]))
+        flags = ["--model.backbone", "resnet", "--model.width", "4", "--model.depth", "1", "--model.weights", "none",
+                 "--data.image_size", "32", "--epochs", "1", "--data.identities_per_batch", "4",
+                 "--data.images_per_identity", "2", "--verbose", "line"]
+        return SmokeExample(flags, str(pair), {"images": [paths[0].read_bytes(), paths[1].read_bytes()]})
+
+    def build_model(self):
+        return build_embedder(self.config.model, self.size, pair_head=self.config.loss == "binary")
+
+    def build_dataset(self, split, epoch=0):
+        cfg = self.config
+        if split == "train":
+            return train_epoch(self.splits["train"], cfg.data, cfg.seed, epoch)
+        if not len(self.splits[split].labels):
+            return None
+        return eval_batches(self.splits[split], cfg.batch_size)
+
+    def compile_defaults(self):
+        cfg = self.config
+        loss = make_metric_loss(cfg.loss, cfg.margin)
+        metrics = [] if cfg.loss == "binary" else [ActiveTripletFraction(margin=cfg.margin, mining=_mining(cfg.loss))]
+        return {"loss": loss, "metrics": metrics}
+
+    def phases(self):
+        return finetune_phases(self.config.model, self.config.epochs)
+
+    # ---- evaluation -------------------------------------------------------------------------------------
+
+    def _embed(self, model):
+        embedder = embedder_of(model)
+        run = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
+
+        def embed(images):
+            return np.concatenate([run(tf.cast(images[i:i + 64], tf.float32)).numpy()
+                                   for i in range(0, len(images), 64)]) if len(images) else np.zeros((0, 1), np.float32)
+        return embed
+
+    def evaluate(self, model, out_dir):
+        cfg = self.config
+        embed = self._embed(model)
+        if cfg.data.pairs:
+            distances, same, fold, count = self._lfw_pairs(embed)
+            report = {"pairs_file": cfg.data.pairs}
+        else:
+            test = self.test_split()
+            embeddings = embed(test.images)
+            a, b, same, fold = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
+            distances = _distances(embeddings[a], embeddings[b])
+            report = {"identification": identification_report(embeddings, test.labels, cfg.seed)}
+            save_embedding_map(embeddings, test.labels, test.class_names, out_dir / "embedding.png", cfg.examples)
+            count = len(test.labels)
+        report = {**verification_report(distances, same, fold), **report, "images": count}
+        calibration = self._save_calibration(distances, same, "evaluate: test pairs")
+        report["calibration"] = calibration
+        save_roc(report, out_dir / "roc.png")
+        save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png")
+        roc = report.pop("roc")  # arrays: drawn, and written beside metrics.json as numbers
+        np.savetxt(out_dir / "roc.csv", np.stack([roc["far"], roc["tar"], roc["threshold"]], 1), delimiter=",",
+                   header="far,tar,threshold", comments="", fmt="%.6g")
+        print(_summary(report))
+        return report
+
+    def _lfw_pairs(self, embed):
+        cfg = self.config.data
+        file_a, file_b, same, fold = read_lfw_pairs(cfg.pairs, cfg.path)
+        files = sorted(set(file_a) | set(file_b))
+        index = {f: i for i, f in enumerate(files)}
+        images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3) for f in files])
+        embeddings = embed(images)
+        a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
+        return _distances(embeddings[a], embeddings[b]), same, fold, len(files)
+
+    def _save_calibration(self, distances, same, source):
+        slope, intercept = fit_calibration(distances, same)
+        calibration = {"threshold": float(best_threshold(distances, same)), "slope": float(slope),
+                       "intercept": float(intercept), "pairs": int(len(same)), "genuine": int(np.sum(same)),
+                       "source": source}
+        atomic_write_text(self.run_dir / CALIBRATION, json.dumps(calibration, indent=2) + "\n")
+        return calibration
+
+    def calibration(self, model):
+        """The run's calibration (evaluate or calibrate wrote it); made from the test split when there is none."""
+        path = self.run_dir / CALIBRATION
+        if path.is_file():
+            return json.loads(path.read_text())
+        print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
+        test = self.test_split()
+        embeddings = self._embed(model)(test.images)
+        a, b, same, _ = make_pairs(test.labels, self.config.eval_folds, self.config.impostors_per_fold, self.config.seed)
+        return self._save_calibration(_distances(embeddings[a], embeddings[b]), same, "test pairs (automatic)")
+
+    def calibrate(self, model):
+        """Refit the threshold and the probability calibration on the user's own faces: identity folders
+        (--data.path; all genuine pairs and sampled impostors) or an LFW pairs.txt (--data.pairs)."""
+        cfg = self.config
+        embed = self._embed(model)
+        if cfg.data.pairs:
+            distances, same, _, _ = self._lfw_pairs(embed)
+            source = f"calibrate: {cfg.data.pairs}"
+        else:
+            if not cfg.data.path:
+                raise UserError("calibrate needs your faces: --data.path FOLDER of <person>/<image> files "
+                                "(or --data.pairs pairs.txt with --data.path)")
+            faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files)
+            embeddings = embed(faces.images)
+            a, b, same, _ = make_pairs(faces.labels, 1, cfg.impostors_per_fold, cfg.seed)
+            distances = _distances(embeddings[a], embeddings[b])
+            source = f"calibrate: {cfg.data.path}"
+        if not np.any(same) or np.all(same):
+            raise UserError("calibration needs genuine and impostor pairs: give at least two people, one with 2+ images")
+        calibration = self._save_calibration(distances, same, source)
+        report = verification_report(distances, same, np.zeros(len(same), int))
+        return {**calibration, "accuracy_at_threshold": report["accuracy_at_threshold"], "auc": report["auc"],
+                "eer": report["eer"]}
+
+    # ---- predict and export -----------------------------------------------------------------------------
+
+    def predict(self, model, inputs):
+        embed = self._embed(model)
+        calibration = self.calibration(model)
+        threshold = calibration["threshold"]
+        paths = image_paths(inputs)
+        faces = np.stack([load_image_file(p, (self.size, self.size), 3) for p in paths])
+        embeddings = embed(faces)
+        if self.config.gallery:
+            return self._identify(embed, paths, embeddings, threshold)
+        if len(paths) < 2:
+            raise UserError("predict compares faces: give two images (or --gallery DIR and the faces to identify)")
+        records = []
+        for i in range(1, len(paths)):
+            d = float(_distances(embeddings[:1], embeddings[i:i + 1])[0])
+            p = float(calibrated_probability(d, calibration["slope"], calibration["intercept"]))
+            decision = "same person" if d <= threshold else "different people"
+            records.append(f"{paths[0]} vs {paths[i]}: distance {d:.4f} (threshold {threshold:.4f}) -> {decision}, "
+                           f"probability same {p:.3f}")
+        return records
+
+    def _identify(self, embed, paths, embeddings, threshold):
+        gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files)
+        enrolled = embed(gallery.images)
+        records = []
+        for path, e in zip(paths, embeddings):
+            d = _distances(np.repeat(e[None], len(enrolled), 0), enrolled)
+            best = int(np.argmin(d))
+            name = gallery.class_names[gallery.labels[best]] if d[best] <= threshold else "unknown"
+            records.append(f"{path}: {name} (closest {gallery.class_names[gallery.labels[best]]}, "
+                           f"distance {d[best]:.4f}, threshold {threshold:.4f})")
+        return records
+
+    def serving_model(self, model):
+        return FaceServing(embedder_of(model), self.size, self.calibration(model))
+
+    def extra_signatures(self, module):
+        return {"verify": module.verify.get_concrete_function()}
+
+
+def _mining(loss):
+    return loss if loss in ("batch_hard", "semi_hard", "batch_all") else "batch_all"
+
+
+def _distances(a, b):
+    """Squared Euclidean distances between rows of `a` and `b` (unit embeddings: 0..4)."""
+    return np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=-1)
+
+
+def _summary(report):
+    def rate(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    tar = ", ".join(f"TAR@FAR={far} {rate(t['tar'])} ({t['impostor_pairs']} impostor pairs)"
+                    for far, t in report["tar_at_far"].items())
+    line = (f"verification accuracy {rate(report['accuracy_mean'])} +- {rate(report['accuracy_std'])} "
+            f"({report['folds']} folds), AUC {report['auc']:.4f}, EER {report['eer']:.4f}, {tar}; "
+            f"{report['genuine_pairs']} genuine / {report['impostor_pairs']} impostor pairs")
+    ident = report.get("identification")
+    if ident:
+        line += (f"\nidentification top-1 {rate(ident['top1_accuracy'])}, top-5 {rate(ident['top5_accuracy'])} "
+                 f"({ident['probes']} probes, {ident['gallery_identities']} enrolled)")
+    return line

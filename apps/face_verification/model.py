@@ -1,0 +1,70 @@
+"""The embedding network: a suite backbone, global average pooling, a dense projection, L2 normalisation.
+
+f(x) lies on the unit sphere, so the squared distance d(x1, x2) = ||f(x1) - f(x2)||^2 is in [0, 4] and a
+triplet margin means the same on every data set. The model takes float RGB pixels 0..255 of size x size
+and preprocesses them inside (exports carry it). With dlib's face ResNet and its weights, the projection
+starts as dlib's own 256 -> 128 layer, so the untrained model already gives dlib's descriptors
+(normalised). For the binary loss, a PairwiseLogits head on top turns a batch's embeddings into
+same/different logits for every pair; `embedder_of` returns the embedding part for evaluation and export.
+
+    >>> model = build_embedder(ModelConfig(backbone="resnet", width=8), size=64)
+    >>> tuple(model(keras.ops.zeros((2, 64, 64, 3))).shape)
+    (2, 128)
+"""
+import dataclasses
+
+import keras
+
+from apps.core.config import field
+from apps.core.finetune import FinetuneConfig
+from backbones import BackboneOptions, backbone_names, build_backbone, get_backbone, preprocessing_layer
+from layers import PairwiseLogits
+
+# lenet5 ends in dense layers (fixed input size); the rest end in a feature map
+BACKBONES = [name for name in backbone_names() if name != "lenet5"]
+NATIVE_SIZE = {"dlib_face_resnet": 150}  # pretrained networks' own input sizes; the rest default to 96
+EMBEDDING = "embedding"
+
+
+@dataclasses.dataclass
+class ModelConfig(FinetuneConfig):
+    backbone: str = field("dlib_face_resnet", "embedding network's backbone (zoo or pretrained)", BACKBONES)
+    embedding_dim: int = field(128, "size of the L2-normalised embedding", min=2)
+    width: int = field(32, "zoo backbones: base channels", min=1)
+    depth: int = field(2, "zoo backbones: blocks per stage", min=1)
+    dropout: float = field(0.0, "dropout before the projection", min=0.0, max=1.0, max_exclusive=True)
+
+    def check(self, prefix=""):
+        if self.weights and not get_backbone(self.backbone).pretrained:
+            raise ValueError(f"config key '{prefix}weights' needs a pretrained '{prefix}backbone' "
+                             f"({', '.join(backbone_names(pretrained=True))}); zoo networks train from scratch")
+
+
+def native_size(cfg):
+    return NATIVE_SIZE.get(cfg.backbone, 96)
+
+
+def build_embedder(cfg, size, pair_head=False):
+    """float RGB (size, size, 3) 0..255 -> unit embeddings (embedding_dim,) named "embedding";
+    with `pair_head`, the model's output is instead the (B, B) same/different logits of PairwiseLogits."""
+    inputs = keras.Input((size, size, 3), name="images")
+    x = preprocessing_layer(cfg.backbone)(inputs)
+    backbone = build_backbone(cfg.backbone, (size, size, 3), BackboneOptions(width=cfg.width, depth=cfg.depth), cfg.weights)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x))
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    projection = keras.layers.Dense(cfg.embedding_dim, name="projection")
+    x = projection(x)
+    pretrained = getattr(backbone, "pretrained_projection", None)
+    if pretrained is not None and tuple(pretrained[0].shape) == tuple(projection.kernel.shape):
+        projection.set_weights(pretrained)
+    embedding = keras.layers.UnitNormalization(name=EMBEDDING)(x)
+    outputs = PairwiseLogits(name="pair_logits")(embedding) if pair_head else embedding
+    return keras.Model(inputs, outputs, name="face_embedder")
+
+
+def embedder_of(model):
+    """The part of `model` that maps images to embeddings (the model itself without a pair head)."""
+    if model.output.name and model.get_layer(EMBEDDING).output is model.output:
+        return model
+    return keras.Model(model.input, model.get_layer(EMBEDDING).output, name="face_embedder")

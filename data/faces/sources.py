@@ -1,0 +1,88 @@
+"""Face sets by identity: the embedded AT&T faces, identity folders (the LFW layout), a prepared tfds
+`lfw`, and LFW's pairs.txt. Faces come already detected and cropped: detection and alignment are out of
+scope (a face detector belongs before this app).
+
+Every loader returns an ImageSet (data.images.sources) whose `class_names` are the identities, with
+images as stored; data.faces.pipeline sizes them for the model.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from data.embedded import embedded_file
+from data.errors import DataError
+from data.images.sources import ImageSet, load_class_folder
+from data.tfds_sets import open_tfds
+
+ATT_FACES = "att_faces.npz"
+
+
+def load_embedded_faces():
+    """The AT&T (ORL) faces: 40 identities x 10 grey 112x92 images (credit AT&T Laboratories Cambridge)."""
+    with np.load(embedded_file(ATT_FACES)) as z:
+        return ImageSet(z["images"][..., None], z["labels"].astype(np.int32), [str(n) for n in z["identities"]],
+                        [str(f) for f in z["files"]])
+
+
+def load_identity_folders(root, size, skip_bad):
+    """Every readable image under `root/<identity>/` (JPEG/PNG/BMP/GIF/WebP/PGM), RGB, resized to size x size."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"identity-folder data not found: {root} (expected {root}/<person>/<image>, as LFW is laid out)")
+    return load_class_folder(root, (size, size), 3, skip_bad)
+
+
+def load_tfds_faces(name, data_dir):
+    """A prepared tfds face set whose examples have `image` and a person-name `label` (tfds `lfw`), all splits."""
+    builder = open_tfds(name, data_dir, "train")
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise DataError(f"tfds data set {name!r} has no 'image' and 'label' features (has {', '.join(features)})")
+    images, people = [], []
+    for split in builder.info.splits:
+        for example in builder.as_dataset(split=split).as_numpy_iterator():
+            images.append(example["image"])
+            label = example["label"]
+            people.append(label.decode() if isinstance(label, bytes) else str(label))
+    identities = sorted(set(people))
+    index = {p: i for i, p in enumerate(identities)}
+    return ImageSet(np.stack(images), np.array([index[p] for p in people], np.int32), identities)
+
+
+def read_lfw_pairs(path, root):
+    """LFW's pairs.txt -> (file_a, file_b, same, fold) lists, files relative to `root`.
+
+    The first line gives the folds and the pairs per class per fold ("10 300"); then per fold that many
+    matched lines "name n1 n2" and mismatched lines "name1 n1 name2 n2"; image n of a person is
+    <name>/<name>_<n:04d>.jpg. Every referenced file must exist under `root`."""
+    path, root = Path(path), Path(root) if root else None
+    if not path.is_file():
+        raise DataError(f"pairs file not found: {path}")
+    if root is None or not root.is_dir():
+        raise DataError(f"the pairs file {path} needs --data.path: the identity folders its names refer to")
+    lines = [line.split() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    try:
+        folds, per_fold = (int(v) for v in lines[0][:2])
+    except (IndexError, ValueError):
+        raise DataError(f"{path}:1: expected '<folds> <pairs per fold>' (e.g. '10 300'), got {' '.join(lines[0]) if lines else 'nothing'}") from None
+    if len(lines) < 1 + folds * 2 * per_fold:
+        raise DataError(f"{path}: the header promises {folds} folds x 2 x {per_fold} pairs, the file has {len(lines) - 1} lines")
+    file_a, file_b, same, fold = [], [], [], []
+    for number, fields in enumerate(lines[1:1 + folds * 2 * per_fold], start=2):
+        try:
+            if len(fields) == 3:
+                (a, na), (b, nb) = (fields[0], int(fields[1])), (fields[0], int(fields[2]))
+            elif len(fields) == 4:
+                (a, na), (b, nb) = (fields[0], int(fields[1])), (fields[2], int(fields[3]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataError(f"{path}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2', got {' '.join(fields)!r}") from None
+        file_a.append(f"{a}/{a}_{na:04d}.jpg")
+        file_b.append(f"{b}/{b}_{nb:04d}.jpg")
+        same.append(len(fields) == 3)
+        fold.append((number - 2) // (2 * per_fold))
+    missing = sorted({f for f in file_a + file_b if not (root / f).is_file()})
+    if missing:
+        raise DataError(f"{len(missing)} image(s) named by {path} are missing under {root}, e.g. {root / missing[0]}")
+    return file_a, file_b, np.array(same), np.array(fold)

@@ -1,0 +1,113 @@
+"""The face-verification app end to end on tiny settings: train, evaluate, predict (pairs and a gallery),
+calibrate, export with its `verify` signature; the user errors a person can meet."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data.faces.sources import load_embedded_faces
+from tests.conftest import last_line, run_main, run_ok
+
+APP = "face_verification"
+TINY = ["--model.backbone", "resnet", "--model.weights", "none", "--model.width", "4", "--model.depth", "1",
+        "--model.embedding_dim", "16", "--data.image_size", "32", "--epochs", "1", "--learning_rate", "0.003",
+        "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--verbose", "line"]
+
+
+def _face(path, index):
+    Image.fromarray(load_embedded_faces().images[index, ..., 0]).save(path)
+    return path
+
+
+def _people(root, people=(3, 7, 12), per_person=4):
+    """Identity folders of AT&T people (the test split's or not: calibration does not care)."""
+    faces = load_embedded_faces()
+    for person in people:
+        (root / f"s{person + 1}").mkdir(parents=True)
+        for k in range(per_person):
+            Image.fromarray(faces.images[person * 10 + k, ..., 0]).save(root / f"s{person + 1}" / f"{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("faces") / "run"
+    run_ok(APP, "train", "--run_dir", run_dir, *TINY)
+    return run_dir
+
+
+def test_evaluate_reports_verification_and_identification(trained):
+    proc = run_ok(APP, "evaluate", "--run_dir", trained)
+    metrics = json.loads((trained / "eval" / "metrics.json").read_text())
+    assert metrics["folds"] == 5 and metrics["genuine_pairs"] == 10 * 45 and metrics["images"] == 100
+    assert 0 <= metrics["accuracy_mean"] <= 1 and 0 <= metrics["auc"] <= 1 and 0 <= metrics["eer"] <= 1
+    assert set(metrics["tar_at_far"]) == {"0.01", "0.001"}
+    assert metrics["identification"]["probes"] == 90 and metrics["identification"]["gallery_identities"] == 10
+    for picture in ("roc.png", "distances.png", "embedding.png"):
+        assert (trained / "eval" / picture).stat().st_size > 1000
+    calibration = json.loads((trained / "calibration.json").read_text())
+    assert calibration["slope"] < 0 and 0 < calibration["threshold"] < 4
+    assert "verification accuracy" in proc.stdout and "identification top-1" in proc.stdout
+    history = (trained / "history.csv").read_text().splitlines()
+    assert "active_triplets" in history[0]  # the training curve of the share of active triplets
+
+
+def test_predict_pair_and_gallery(trained, tmp_path):
+    a, b, c = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1), _face(tmp_path / "c.png", 395)
+    proc = run_ok(APP, "predict", a, b, c, "--run_dir", trained)
+    lines = [line for line in proc.stdout.splitlines() if " vs " in line]
+    assert len(lines) == 2 and "distance" in lines[0] and "probability same" in lines[0]
+    assert ("same person" in lines[0]) or ("different people" in lines[0])
+    gallery = _people(tmp_path / "gallery", people=(0, 39), per_person=3)
+    proc = run_ok(APP, "predict", "--gallery", gallery, _face(tmp_path / "q.png", 5), "--run_dir", trained)
+    assert "closest s1" in proc.stdout or "closest s40" in proc.stdout
+
+
+def test_calibrate_on_own_folders(trained, tmp_path):
+    people = _people(tmp_path / "mine")
+    before = json.loads((trained / "calibration.json").read_text()) if (trained / "calibration.json").is_file() else None
+    proc = run_ok(APP, "calibrate", "--run_dir", trained, "--data.path", people)
+    result = json.loads((trained / "calibrate.json").read_text())
+    after = json.loads((trained / "calibration.json").read_text())
+    assert after["source"].startswith("calibrate:") and after["genuine"] == 3 * 6 and after["pairs"] == 18 + 3 * 16
+    assert result["threshold"] == after["threshold"]
+    assert after != before and "threshold" in proc.stdout
+
+
+def test_export_embeddings_and_verify_in_a_clean_process(trained, tmp_path):
+    run_ok(APP, "export", "--run_dir", trained, "--export_dir", tmp_path / "exports")
+    a, b = _face(tmp_path / "a.pgm", 0), _face(tmp_path / "b.png", 20)
+    Image.open(a).save(tmp_path / "a.pgm", format="PPM")  # binary PGM bytes, as the AT&T files are
+    code = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        m = tf.saved_model.load({str(tmp_path / 'exports' / '1')!r})
+        a, b = open({str(tmp_path / 'a.pgm')!r}, 'rb').read(), open({str(b)!r}, 'rb').read()
+        e = m.signatures['serving_default'](images=tf.constant([a, b]))['embeddings'].numpy()
+        v = m.signatures['verify'](images_a=tf.constant([a, a]), images_b=tf.constant([a, b]))
+        print(json.dumps({{"norms": [float(x) for x in (e ** 2).sum(1)], "d": [float(x) for x in v['distances']],
+                          "same": [bool(x) for x in v['same']], "p": [float(x) for x in v['probability']],
+                          "pair": float(((e[0] - e[1]) ** 2).sum())}}))
+    """)
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(last_line(proc.stdout))
+    assert np.allclose(out["norms"], 1, atol=1e-4)
+    assert out["d"][0] == pytest.approx(0, abs=1e-5) and out["same"][0] and out["p"][0] > out["p"][1]
+    assert out["d"][1] == pytest.approx(out["pair"], abs=1e-4)
+    calibration = json.loads((trained / "calibration.json").read_text())
+    assert out["same"][1] == (out["d"][1] <= calibration["threshold"])
+
+
+def test_user_errors(trained, tmp_path):
+    code, _, err = run_main(APP, "predict", _face(tmp_path / "a.png", 0), "--run_dir", trained)
+    assert code == 2 and "give two images" in err
+    code, _, err = run_main(APP, "calibrate", "--run_dir", trained)
+    assert code == 2 and "calibrate needs your faces: --data.path" in err
+    code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r", *TINY, "--data.test_fold", "7")
+    assert code == 2 and "--data.test_fold 7 must be below --data.folds 4" in err
+    code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r2", *TINY, "--loss", "triplets")
+    assert code == 2 and "loss" in err and "batch_hard" in err
