@@ -20,7 +20,7 @@ from data.faces.sources import load_embedded_faces, load_identity_folders, load_
 from data.fields import field
 from data.images.files import resize_uint8
 from data.images.pipeline import augment_batch
-from data.images.sources import ImageSet, list_class_images, load_class_members
+from data.images.sources import ImageSet, class_folder_record, list_class_images, load_class_members
 from data.split_record import check_recipe, new_record, report_new
 
 SPLITS = ("train", "val", "test")
@@ -89,14 +89,9 @@ def identity_splits(n_identities, cfg, seed):
 
 def split_record(cfg, seed, sets):
     """The run's split record: each split's files for a folder source, the recipe alone for fixed sets."""
-    identities = sets["train"].class_names
     if cfg.source != "folder":
-        return new_record(cfg.source, split_recipe(cfg, seed), identities)
-    members = {name: [{"path": f, "label": identities[label]} for f, label in zip(s.files, s.labels)]
-               for name, s in sets.items()}
-    used = {m["path"] for split in members.values() for m in split}
-    unused = [f for f in list_class_images(cfg.path) if f not in used]
-    return new_record(cfg.source, split_recipe(cfg, seed), identities, members, unused)
+        return new_record(cfg.source, split_recipe(cfg, seed), sets["train"].class_names)
+    return class_folder_record(cfg.source, split_recipe(cfg, seed), sets, cfg.path)
 
 
 def _load_source(cfg, size):

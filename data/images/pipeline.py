@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from data.errors import DataError
 from data.fields import field
-from data.images.sources import (EMBEDDED, ImageSet, list_class_images, load_class_folder, load_class_members, load_embedded,
-                                 load_idx_folder, load_tfds, seeded_split)
+from data.images.sources import (EMBEDDED, ImageSet, class_folder_record, list_class_images, load_class_folder,
+                                 load_class_members, load_embedded, load_idx_folder, load_tfds, seeded_split)
 from data.pipeline_options import finish
 from data.split_record import new_record, recorded_or_fresh, report_new
 
@@ -65,14 +65,9 @@ def split_recipe(cfg, seed):
 def split_record(cfg, seed, sets):
     """The split record of freshly made splits: the members (relative path, class name) of each split of a
     folder source; only the identity (source and recipe) of the others, whose splits are fixed already."""
-    class_names = sets["train"].class_names
     if cfg.source != "folder":
-        return new_record(cfg.source, split_recipe(cfg, seed), class_names)
-    members = {name: [{"path": f, "label": class_names[label]} for f, label in zip(s.files, s.labels)]
-               for name, s in sets.items()}
-    used = {m["path"] for split in members.values() for m in split}
-    unused = [f for f in list_class_images(cfg.path) if f not in used]
-    return new_record(cfg.source, split_recipe(cfg, seed), class_names, members, unused)
+        return new_record(cfg.source, split_recipe(cfg, seed), sets["train"].class_names)
+    return class_folder_record(cfg.source, split_recipe(cfg, seed), sets, cfg.path)
 
 
 def _recorded_splits(cfg, record, names):

@@ -15,7 +15,7 @@ from data.embedded import EMBEDDED_DIR
 from data.errors import DataError
 from data.images.idx import find_idx_pair, read_idx
 from data.images.files import IMAGE_EXTENSIONS, FolderScan, check_scan, inspect_image, load_image_file, scan_class_folders
-from data.split_record import report_gone
+from data.split_record import new_record, report_gone
 from data.tfds_sets import open_tfds
 
 EMBEDDED = {
@@ -87,6 +87,16 @@ def list_class_images(root):
         return []
     return sorted(p.relative_to(root).as_posix() for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                   for p in d.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def class_folder_record(source, recipe, sets, root):
+    """The split record of class-folder splits ({split: ImageSet with files}): each member's relative path
+    and class name, and the files of `root` that are in no split (data.split_record)."""
+    class_names = sets["train"].class_names
+    members = {name: [{"path": f, "label": class_names[label]} for f, label in zip(s.files, s.labels)]
+               for name, s in sets.items()}
+    used = {m["path"] for split in members.values() for m in split}
+    return new_record(source, recipe, class_names, members, [f for f in list_class_images(root) if f not in used])
 
 
 def load_class_members(root, members, class_names, size, channels, skip_bad, split):
