@@ -23,8 +23,8 @@ class FaceServing(tf.Module):
         self.intercept = tf.constant(calibration["intercept"], tf.float32)
         self.max_pixels = max_pixels
 
-    def _embed(self, images):
-        faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels)
+    def _embed(self, images, name="images"):
+        faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels, name)
         return self.embedder(tf.cast(faces, tf.float32), training=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
@@ -37,7 +37,7 @@ class FaceServing(tf.Module):
         check = tf.debugging.assert_equal(tf.size(images_a), tf.size(images_b),
                                           message="`images_a` and `images_b` must hold the same number of images (pairs)")
         with tf.control_dependencies([check]):
-            a, b = self._embed(images_a), self._embed(images_b)
+            a, b = self._embed(images_a, "images_a"), self._embed(images_b, "images_b")
         distances = tf.reduce_sum(tf.square(a - b), axis=-1)
         return {"distances": distances, "same": distances <= self.threshold,
                 "probability": tf.sigmoid(self.slope * distances + self.intercept), "threshold": self.threshold}

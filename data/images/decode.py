@@ -206,25 +206,25 @@ def _refuse(condition, message, indices, *data):
     return tf.debugging.Assert(tf.reduce_all(condition), [message, indices, *data], summarize=16)
 
 
-def _checked(images, max_pixels=None):
+def _checked(images, max_pixels=None, name="images"):
     """`images` after in-graph checks that it is a non-empty 1-D batch of encoded images whose headers
     can be read, whose ends are there (JPEG, PNG) and which claim at most `max_pixels` pixels each."""
     max_pixels = MAX_PIXELS if max_pixels is None else int(max_pixels)
     images = forget_shape(images)
     checks = [
-        tf.debugging.assert_rank(images, 1, message="`images` must be a 1-D batch of encoded JPEG/PNG strings"),
-        tf.debugging.assert_greater(tf.size(images), 0, message="`images` is empty: send at least one encoded image"),
+        tf.debugging.assert_rank(images, 1, message=f"`{name}` must be a 1-D batch of encoded JPEG/PNG strings"),
+        tf.debugging.assert_greater(tf.size(images), 0, message=f"`{name}` is empty: send at least one encoded image"),
     ]
     with tf.control_dependencies(checks):
         images = tf.reshape(images, [-1])  # rank 1 from here on, also for a signature traced without a shape
         ok = is_encoded_image(images)
-        checks.append(_refuse(ok, "`images` holds bytes that are not a JPEG/PNG/GIF/BMP/WebP/PGM image, at indices:",
+        checks.append(_refuse(ok, f"`{name}` holds bytes that are not a JPEG/PNG/GIF/BMP/WebP/PGM image, at indices:",
                               tf.where(~ok)[:, 0]))
     with tf.control_dependencies(checks):
         height, width, readable = header_sizes(images)
         is_jpeg = _starts(images, b"\xff\xd8\xff")
         whole = tf.logical_and(tf.logical_or(readable, is_jpeg), ends_complete(images))
-        checks.append(_refuse(whole, "`images` holds truncated or corrupt images (an unreadable header, a JPEG "
+        checks.append(_refuse(whole, f"`{name}` holds truncated or corrupt images (an unreadable header, a JPEG "
                               "without its end marker FF D9, a PNG without its IEND chunk or a GIF cut inside "
                               "a block), at indices:",
                               tf.where(~whole)[:, 0]))
@@ -232,7 +232,7 @@ def _checked(images, max_pixels=None):
         jpeg_h, jpeg_w = _jpeg_sizes(images, is_jpeg)
         pixels = tf.where(is_jpeg, jpeg_h * jpeg_w, height * width)
         small = pixels <= max_pixels
-        checks.append(_refuse(small, f"`images` holds images whose headers claim more than {max_pixels} pixels "
+        checks.append(_refuse(small, f"`{name}` holds images whose headers claim more than {max_pixels} pixels "
                               "(width x height), the serving limit, at indices:", tf.where(~small)[:, 0],
                               "claiming pixels:", tf.gather(pixels, tf.where(~small)[:, 0])))
     with tf.control_dependencies(checks):
@@ -245,10 +245,11 @@ def check_encoded_images(images, max_pixels=None):
     return _checked(images, max_pixels)
 
 
-def decode_image_batch(images, size, channels, max_pixels=None):
+def decode_image_batch(images, size, channels, max_pixels=None, name="images"):
     """Validate a 1-D string tensor of encoded images and decode + resize it to (n, h, w, channels) uint8;
-    `max_pixels`: the most pixels an image's header may claim (None: MAX_PIXELS)."""
-    return tf.map_fn(lambda b: resize_uint8(decode_image(b, channels), size), _checked(images, max_pixels),
+    `max_pixels`: the most pixels an image's header may claim (None: MAX_PIXELS); `name`: the input the
+    errors name."""
+    return tf.map_fn(lambda b: resize_uint8(decode_image(b, channels), size), _checked(images, max_pixels, name),
                      fn_output_signature=tf.TensorSpec([*size, channels], tf.uint8))
 
 

@@ -19,8 +19,8 @@ from data.generated.toy_text import ES, EN
 from tests.data.images.test_decode import huge_jpeg, huge_png
 
 INPUTS = {"image_classification": "images", "object_detection": "images", "semantic_segmentation": "images",
-          "transformer_translation": "sentences", "word_embeddings": "words"}
-IMAGE_APPS = ["image_classification", "object_detection", "semantic_segmentation"]
+          "face_verification": "images", "transformer_translation": "sentences", "word_embeddings": "words"}
+IMAGE_APPS = ["image_classification", "object_detection", "semantic_segmentation", "face_verification"]
 
 
 def _jpeg(size=(24, 32)):
@@ -57,6 +57,14 @@ def _segmenter(max_pixels=None):
     return SegmenterServing(build_segmenter(ModelConfig(width=2, depth=2), 2), ["a", "b"], 4, max_pixels=max_pixels)
 
 
+def _faces(max_pixels=None):
+    from apps.face_verification.model import ModelConfig, build_embedder
+    from apps.face_verification.serving import FaceServing
+
+    model = build_embedder(ModelConfig(backbone="resnet", weights=None, width=2, depth=1, embedding_dim=4), 16)
+    return FaceServing(model, 16, {"threshold": 1.0, "slope": -4.0, "intercept": 4.0}, max_pixels)
+
+
 def _translator():
     from apps.transformer_translation.model import Transformer
     from apps.transformer_translation.serving import TranslationServing
@@ -79,7 +87,7 @@ def _embeddings():
 
 
 BUILD = {"image_classification": _classifier, "object_detection": _detector, "semantic_segmentation": _segmenter,
-         "transformer_translation": _translator, "word_embeddings": _embeddings}
+         "face_verification": _faces, "transformer_translation": _translator, "word_embeddings": _embeddings}
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +162,17 @@ def test_image_pixel_limit_is_a_constructor_argument(app):
     allowed, refused = BUILD[app](max_pixels=768), BUILD[app](max_pixels=767)
     assert allowed.serve(tf.constant([good]))
     assert "claim more than 767 pixels" in _error(refused.serve, tf.constant([good]))
+
+
+def test_face_verify_refuses_unpaired_batches():
+    module = _faces()
+    good = _jpeg()
+    out = module.verify(tf.constant([good, good]), tf.constant([good, _jpeg((30, 20))]))
+    assert out["distances"].shape == (2,) and bool(out["same"][0]) and float(out["distances"][0]) < 1e-6
+    assert "`images_a` and `images_b` must hold the same number of images" in _error(
+        module.verify, tf.constant([good, good]), tf.constant([good]))
+    cut = _error(module.verify, tf.constant([good]), tf.constant([good[:-100]]))
+    assert "`images_b` holds truncated or corrupt images" in cut and "at indices:] [0]" in cut
 
 
 def test_translation_refuses_empty_batches_and_invalid_utf8(translator):
