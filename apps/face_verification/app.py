@@ -28,7 +28,7 @@ from apps.face_verification.verification import (best_threshold, calibrated_prob
 from data.faces.pipeline import describe_identities, eval_batches, load_face_splits, split_record, train_epoch
 from data.faces.sources import load_identity_folders, read_lfw_pairs
 from data.images.files import image_paths, load_image_file
-from layers.losses.metric_learning import ActiveTripletFraction, make_metric_loss
+from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_metric_loss
 
 CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
 
@@ -98,7 +98,8 @@ class FaceVerification(RecordedSplits, App):
 
     def compile_defaults(self):
         cfg = self.config
-        loss = make_metric_loss(cfg.loss, cfg.margin)
+        # --margin is the triplet margin: the pair loss has none, Circle keeps keras' own (0.4 on cosine similarity)
+        loss = make_metric_loss(cfg.loss, cfg.margin if cfg.loss in MININGS else None)
         metrics = [] if cfg.loss == "binary" else [ActiveTripletFraction(margin=cfg.margin, mining=_mining(cfg.loss))]
         return {"loss": loss, "metrics": metrics}
 
@@ -236,7 +237,7 @@ class FaceVerification(RecordedSplits, App):
 
 
 def _mining(loss):
-    return loss if loss in ("batch_hard", "semi_hard", "batch_all") else "batch_all"
+    return loss if loss in MININGS else "batch_all"
 
 
 def _distances(a, b):

@@ -102,6 +102,14 @@ def test_export_embeddings_and_verify_in_a_clean_process(trained, tmp_path):
     assert out["same"][1] == (out["d"][1] <= calibration["threshold"])
 
 
+@pytest.mark.parametrize("loss", ["binary", "circle"])
+def test_pair_and_circle_losses_train_and_evaluate(loss, tmp_path):
+    """The binary head's model outputs pair logits; evaluation and export take its embedding part."""
+    run_ok(APP, "train", "--run_dir", tmp_path / "run", *TINY, "--loss", loss)
+    run_ok(APP, "evaluate", "--run_dir", tmp_path / "run", "--examples", "2")
+    assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["genuine_pairs"] == 450
+
+
 def test_user_errors(trained, tmp_path):
     code, _, err = run_main(APP, "predict", _face(tmp_path / "a.png", 0), "--run_dir", trained)
     assert code == 2 and "give two images" in err
