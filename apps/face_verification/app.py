@@ -147,7 +147,7 @@ class FaceVerification(RecordedSplits, App):
         file_a, file_b, same, fold = read_lfw_pairs(cfg.pairs, cfg.path)
         files = sorted(set(file_a) | set(file_b))
         index = {f: i for i, f in enumerate(files)}
-        images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3) for f in files])
+        images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3, cfg.square) for f in files])
         embeddings = embed(images)
         a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
         return _distances(embeddings[a], embeddings[b]), same, fold, len(files)
@@ -183,7 +183,7 @@ class FaceVerification(RecordedSplits, App):
             if not cfg.data.path:
                 raise UserError("calibrate needs your faces: --data.path FOLDER of <person>/<image> files "
                                 "(or --data.pairs pairs.txt with --data.path)")
-            faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files)
+            faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files, cfg.data.square)
             embeddings = embed(faces.images)
             a, b, same, _ = make_pairs(faces.labels, 1, cfg.impostors_per_fold, cfg.seed)
             distances = _distances(embeddings[a], embeddings[b])
@@ -202,7 +202,7 @@ class FaceVerification(RecordedSplits, App):
         calibration = self.calibration(model)
         threshold = calibration["threshold"]
         paths = image_paths(inputs)
-        faces = np.stack([load_image_file(p, (self.size, self.size), 3) for p in paths])
+        faces = np.stack([load_image_file(p, (self.size, self.size), 3, self.config.data.square) for p in paths])
         embeddings = embed(faces)
         if self.config.gallery:
             return self._identify(embed, paths, embeddings, threshold)
@@ -218,7 +218,8 @@ class FaceVerification(RecordedSplits, App):
         return records
 
     def _identify(self, embed, paths, embeddings, threshold):
-        gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files)
+        gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files,
+                                        self.config.data.square)
         enrolled = embed(gallery.images)
         records = []
         for path, e in zip(paths, embeddings):
@@ -230,7 +231,7 @@ class FaceVerification(RecordedSplits, App):
         return records
 
     def serving_model(self, model):
-        return FaceServing(embedder_of(model), self.size, self.calibration(model))
+        return FaceServing(embedder_of(model), self.size, self.calibration(model), self.config.data.square)
 
     def extra_signatures(self, module):
         return {"verify": module.verify.get_concrete_function()}

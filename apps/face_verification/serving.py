@@ -4,27 +4,33 @@
     verify(images_a, images_b)       -> distances (n,) squared Euclidean, same (n,) bool = distance <= threshold,
                                         probability (n,) = sigmoid(slope * distance + intercept), threshold ()
 
-Faces are decoded (JPEG/PNG/GIF/BMP/WebP/binary PGM), turned RGB and resized to the model's size inside.
+Faces are decoded (JPEG/PNG/GIF/BMP/WebP/binary PGM), turned RGB, made square as in training (--data.square)
+and resized to the model's size inside.
 The threshold and the logistic calibration are the run's (evaluate or calibrate), baked in as constants.
 Bad requests are refused as the other exports refuse them: an INVALID_ARGUMENT naming the input.
 """
 import tensorflow as tf
 
-from data.images.decode import decode_image_batch
+from data.images.decode import check_encoded_images
+from data.images.files import decode_image, resize_uint8, to_square
 
 
 class FaceServing(tf.Module):
-    def __init__(self, embedder, size, calibration, max_pixels=None):
+    def __init__(self, embedder, size, calibration, square="stretch", max_pixels=None):
         super().__init__()
         self.embedder = embedder
         self.size = int(size)
+        self.square = square
         self.threshold = tf.constant(calibration["threshold"], tf.float32)
         self.slope = tf.constant(calibration["slope"], tf.float32)
         self.intercept = tf.constant(calibration["intercept"], tf.float32)
         self.max_pixels = max_pixels
 
     def _embed(self, images, name="images"):
-        faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels, name)
+        size = (self.size, self.size)
+        faces = tf.map_fn(lambda b: resize_uint8(to_square(decode_image(b, 3), self.square), size),
+                          check_encoded_images(images, self.max_pixels, name),
+                          fn_output_signature=tf.TensorSpec([*size, 3], tf.uint8))
         return self.embedder(tf.cast(faces, tf.float32), training=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])

@@ -18,7 +18,7 @@ import tensorflow as tf
 from data.errors import DataError
 from data.faces.sources import load_embedded_faces, load_identity_folders, load_tfds_faces
 from data.fields import field
-from data.images.files import resize_uint8
+from data.images.files import SQUARE_MODES, resize_uint8, to_square
 from data.images.pipeline import augment_batch
 from data.images.sources import ImageSet, class_folder_record, list_class_images, load_class_members
 from data.split_record import check_recipe, new_record, report_new
@@ -36,6 +36,10 @@ class FaceDataConfig:
     pairs: Optional[str] = field(None, "evaluate: an LFW pairs.txt (names under --data.path) instead of pairs drawn "
                                        "from the test identities")
     image_size: Optional[int] = field(None, "faces are resized to N x N (none: the backbone's own size)", min=16)
+    square: str = field("stretch", "how a face image that is not square becomes square before the resize: stretched, "
+                                   "or cropped to its largest square (center, top, bottom: 'bottom' drops the hair and "
+                                   "space above a loosely framed face), or padded (pad); training, predict and the "
+                                   "export alike", list(SQUARE_MODES))
     folds: int = field(4, "identities are cut into this many folds by a seeded permutation", min=2)
     test_fold: int = field(0, "the fold of identities held out as the test split", min=0)
     val_identities: int = field(0, "identities (from the non-test folds) held out for validation", min=0)
@@ -69,7 +73,7 @@ def load_face_splits(cfg, seed, size, record=None, names=SPLITS):
     for name in names:
         if name != "val" and len(sets[name].labels) == 0:
             raise DataError(f"the {name} split of source {cfg.source!r} is empty")
-    return {name: _sized(s, size) for name, s in sets.items()}
+    return {name: _sized(s, size, cfg.square) for name, s in sets.items()}
 
 
 def identity_splits(n_identities, cfg, seed):
@@ -100,7 +104,7 @@ def _load_source(cfg, size):
     if cfg.source == "folder":
         if not cfg.path:
             raise DataError("the folder source needs --data.path (a folder of <person>/<image> files)")
-        return load_identity_folders(cfg.path, size, cfg.skip_bad_files)
+        return load_identity_folders(cfg.path, size, cfg.skip_bad_files, cfg.square)
     if cfg.source == "tfds":
         return load_tfds_faces(cfg.tfds_name, cfg.data_dir)
     raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
@@ -111,19 +115,19 @@ def _recorded(cfg, record, size, names):
         raise DataError("the run was trained on identity folders: pass --data.path")
     known = {m["path"] for split in record["members"].values() for m in split} | set(record["unused"])
     report_new(sum(f not in known for f in list_class_images(cfg.path)), f"image file(s) under {cfg.path}")
-    return {name: _sized(load_class_members(cfg.path, record["members"][name], record["class_names"], (size, size), 3,
-                                            cfg.skip_bad_files, name), size) for name in names}
+    return {name: load_class_members(cfg.path, record["members"][name], record["class_names"], (size, size), 3,
+                                     cfg.skip_bad_files, name, cfg.square) for name in names}
 
 
-def _sized(image_set, size):
-    """RGB (grey repeated) size x size uint8 images, resized as the exported model resizes them."""
+def _sized(image_set, size, square):
+    """RGB (grey repeated) size x size uint8 images, made square and resized as the exported model does it."""
     images = image_set.images
     if not len(images):
         return dataclasses.replace(image_set, images=np.zeros((0, size, size, 3), np.uint8))
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
     if images.shape[1:3] != (size, size):
-        images = resize_uint8(images, (size, size)).numpy()
+        images = np.stack([resize_uint8(to_square(image, square), (size, size)).numpy() for image in images])
     return dataclasses.replace(image_set, images=images)
 
 

@@ -24,12 +24,13 @@ def load_embedded_faces():
                         [str(f) for f in z["files"]])
 
 
-def load_identity_folders(root, size, skip_bad):
-    """Every readable image under `root/<identity>/` (JPEG/PNG/BMP/GIF/WebP/PGM), RGB, resized to size x size."""
+def load_identity_folders(root, size, skip_bad, square="stretch"):
+    """Every readable image under `root/<identity>/` (JPEG/PNG/BMP/GIF/WebP/PGM), RGB, made square
+    (data.images.files.to_square) and resized to size x size."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"identity-folder data not found: {root} (expected {root}/<person>/<image>, as LFW is laid out)")
-    return load_class_folder(root, (size, size), 3, skip_bad)
+    return load_class_folder(root, (size, size), 3, skip_bad, square)
 
 
 def load_tfds_faces(name, data_dir):

@@ -239,10 +239,10 @@ def _checked(images, max_pixels=None, name="images"):
         return tf.identity(images)
 
 
-def check_encoded_images(images, max_pixels=None):
+def check_encoded_images(images, max_pixels=None, name="images"):
     """The serving checks of `images` (rank, headers, ends, pixel count), for training's file scans to
-    refuse exactly what the exported models refuse."""
-    return _checked(images, max_pixels)
+    refuse exactly what the exported models refuse; `name`: the input the errors name."""
+    return _checked(images, max_pixels, name)
 
 
 def decode_image_batch(images, size, channels, max_pixels=None, name="images"):

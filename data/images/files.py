@@ -132,9 +132,26 @@ def resize_uint8(image, size):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def load_image_file(path, size, channels):
-    """Read one checked image file to a uint8 (h, w, channels) array."""
-    return resize_uint8(read_image_file(path, channels), size).numpy()
+SQUARE_MODES = ("stretch", "center", "top", "bottom", "pad")
+
+
+def to_square(image, mode):
+    """An (h, w, c) image made square before a square resize: `stretch` leaves it (the resize stretches),
+    `center`/`top`/`bottom` crop the largest square (horizontally centred; `bottom` keeps the lower part,
+    e.g. a face without the hair of a loosely framed portrait), `pad` pads it with zeros around the centre."""
+    if mode == "stretch":
+        return image
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(h, w) if mode != "pad" else tf.maximum(h, w)
+    if mode == "pad":
+        return tf.image.pad_to_bounding_box(image, (side - h) // 2, (side - w) // 2, side, side)
+    top = {"center": (h - side) // 2, "top": 0, "bottom": h - side}[mode]
+    return tf.image.crop_to_bounding_box(image, top, (w - side) // 2, side, side)
+
+
+def load_image_file(path, size, channels, square="stretch"):
+    """Read one checked image file to a uint8 (h, w, channels) array (`square`: see to_square)."""
+    return resize_uint8(to_square(read_image_file(path, channels), square), size).numpy()
 
 
 def read_image_file(path, channels=3):

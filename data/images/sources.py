@@ -66,15 +66,15 @@ def load_idx_folder(folder, class_names=None):
     return out
 
 
-def load_class_folder(root, size, channels, skip_bad):
-    """One ImageSet of every readable image under `root/<class>/`, resized to `size`."""
+def load_class_folder(root, size, channels, skip_bad, square="stretch"):
+    """One ImageSet of every readable image under `root/<class>/`, resized to `size` (square: files.to_square)."""
     scan = scan_class_folders(root)
     check_scan(scan, skip_bad)
-    return _image_set(Path(root), scan, size, channels)
+    return _image_set(Path(root), scan, size, channels, square)
 
 
-def _image_set(root, scan, size, channels):
-    images = np.stack([load_image_file(p, size, channels) for p, _ in scan.files]) if scan.files \
+def _image_set(root, scan, size, channels, square="stretch"):
+    images = np.stack([load_image_file(p, size, channels, square) for p, _ in scan.files]) if scan.files \
         else np.zeros((0, *size, channels), np.uint8)
     labels = np.array([label for _, label in scan.files], np.int32)
     return ImageSet(images, labels, scan.class_names, [p.relative_to(root).as_posix() for p, _ in scan.files])
@@ -99,7 +99,7 @@ def class_folder_record(source, recipe, sets, root):
     return new_record(source, recipe, class_names, members, [f for f in list_class_images(root) if f not in used])
 
 
-def load_class_members(root, members, class_names, size, channels, skip_bad, split):
+def load_class_members(root, members, class_names, size, channels, skip_bad, split, square="stretch"):
     """An ImageSet of exactly the recorded `members` ({"path": relative path, "label": class name}) of
     `root`: members gone since are reported (data.split_record.report_gone), the others checked as a scan does."""
     root = Path(root)
@@ -121,7 +121,7 @@ def load_class_members(root, members, class_names, size, channels, skip_bad, spl
     scan = FolderScan(list(class_names), files, bad, [(p, m) for p, m in modes.items() if m != usual])
     if members:
         check_scan(scan, skip_bad)
-    return _image_set(root, scan, size, channels)
+    return _image_set(root, scan, size, channels, square)
 
 
 def load_tfds(name, data_dir, split):

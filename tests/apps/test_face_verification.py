@@ -15,7 +15,7 @@ from tests.conftest import last_line, run_main, run_ok
 APP = "face_verification"
 TINY = ["--model.backbone", "resnet", "--model.weights", "none", "--model.width", "4", "--model.depth", "1",
         "--model.embedding_dim", "16", "--data.image_size", "32", "--epochs", "1", "--learning_rate", "0.003",
-        "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--verbose", "line"]
+        "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--data.square", "bottom", "--verbose", "line"]
 
 
 def _face(path, index):
@@ -100,6 +100,9 @@ def test_export_embeddings_and_verify_in_a_clean_process(trained, tmp_path):
     assert out["d"][1] == pytest.approx(out["pair"], abs=1e-4)
     calibration = json.loads((trained / "calibration.json").read_text())
     assert out["same"][1] == (out["d"][1] <= calibration["threshold"])
+    predicted = run_ok(APP, "predict", tmp_path / "a.pgm", b, "--run_dir", trained).stdout
+    distance = float(predicted.split("distance ")[1].split()[0])  # the same crop, resize and network as the export
+    assert distance == pytest.approx(out["d"][1], abs=2e-4)
 
 
 @pytest.mark.parametrize("loss", ["binary", "circle"])

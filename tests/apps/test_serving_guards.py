@@ -62,7 +62,7 @@ def _faces(max_pixels=None):
     from apps.face_verification.serving import FaceServing
 
     model = build_embedder(ModelConfig(backbone="resnet", weights=None, width=2, depth=1, embedding_dim=4), 16)
-    return FaceServing(model, 16, {"threshold": 1.0, "slope": -4.0, "intercept": 4.0}, max_pixels)
+    return FaceServing(model, 16, {"threshold": 1.0, "slope": -4.0, "intercept": 4.0}, max_pixels=max_pixels)
 
 
 def _translator():

@@ -84,3 +84,15 @@ def test_folder_split_record_pins_the_files(tmp_path):
     assert again["test"].files == splits["test"].files
     with pytest.raises(DataError, match="test_fold 0 -> 1"):
         load_face_splits(dataclasses.replace(cfg, test_fold=1), 0, 32, record=read_record(tmp_path / "splits.json"))
+
+
+def test_square_bottom_keeps_the_lower_square_of_each_face():
+    from data.faces.sources import load_embedded_faces
+    from data.images.files import resize_uint8
+
+    faces = load_embedded_faces()
+    splits = load_face_splits(FaceDataConfig(square="bottom"), seed=0, size=46, names=("test",))
+    first = splits["test"].files[0]
+    raw = faces.images[faces.files.index(first)]  # 112 x 92 x 1
+    expected = resize_uint8(np.repeat(raw[-92:], 3, axis=-1), (46, 46)).numpy()
+    np.testing.assert_array_equal(splits["test"].images[0], expected)

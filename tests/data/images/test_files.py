@@ -71,3 +71,19 @@ def test_decompression_bombs_are_reported_by_path(class_folder, monkeypatch, rec
     assert [p.name for p, _ in scan.bad] == ["huge.png"] and len(scan.files) == 36
     with pytest.raises(DataError, match=r"1 bad image file\(s\): .*huge.png: too many pixels to decode safely \(Image size \(4800 pixels\)"):
         check_scan(scan, skip_bad=False)
+
+
+def test_to_square_modes():
+    import numpy as np
+    import tensorflow as tf
+
+    from data.images.files import to_square
+
+    image = tf.constant(np.arange(5 * 3).reshape(5, 3, 1), tf.uint8)  # taller than wide
+    rows = {mode: to_square(image, mode).numpy()[..., 0] for mode in ("center", "top", "bottom", "pad", "stretch")}
+    assert rows["top"].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert rows["center"][0].tolist() == [3, 4, 5] and rows["bottom"][-1].tolist() == [12, 13, 14]
+    assert rows["pad"].shape == (5, 5) and rows["pad"][:, 0].tolist() == [0] * 5 and rows["pad"][0, 1:4].tolist() == [0, 1, 2]
+    assert rows["stretch"].shape == (5, 3)
+    wide = to_square(tf.zeros((2, 6, 3), tf.uint8), "bottom")
+    assert wide.shape == (2, 2, 3)
