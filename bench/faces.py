@@ -139,10 +139,13 @@ def balanced(same, seed):
 
 
 def score(app, model, seed):
-    """Thresholds from the training people, scores on the test people (see the docstring); plus the test
-    distances and flags (for pooling) and the training pairs' distances (for the export's calibration)."""
+    """Thresholds from the training folds' people (the held-out validation people when the run has
+    --data.val_identities, else the people trained on), scores on the test people (see the docstring); plus
+    the test distances and flags (for pooling) and the threshold pairs' distances."""
     embed = embedder_fn(model)
-    train_set, test_set = app.splits["train"], app.splits["test"]
+    train_set, test_set = app.splits["val"], app.splits["test"]
+    if not len(train_set.labels):
+        train_set = app.splits["train"]
     start = time.perf_counter()
     e_train, e_test = embed(train_set.images), embed(test_set.images)
     embed_seconds = time.perf_counter() - start

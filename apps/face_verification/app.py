@@ -25,7 +25,8 @@ from apps.face_verification.pictures import save_distance_histogram, save_embedd
 from apps.face_verification.serving import FaceServing
 from apps.face_verification.verification import (best_threshold, calibrated_probability, fit_calibration,
                                                   identification_report, make_pairs, verification_report)
-from data.faces.pipeline import describe_identities, eval_batches, load_face_splits, split_record, train_epoch
+from data.faces.pipeline import (describe_identities, eval_batches, load_face_splits, split_record, square_mode,
+                                 train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
 from data.images.files import image_paths, load_image_file
 from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_metric_loss
@@ -147,7 +148,7 @@ class FaceVerification(RecordedSplits, App):
         file_a, file_b, same, fold = read_lfw_pairs(cfg.pairs, cfg.path)
         files = sorted(set(file_a) | set(file_b))
         index = {f: i for i, f in enumerate(files)}
-        images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3, cfg.square) for f in files])
+        images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3, square_mode(cfg)) for f in files])
         embeddings = embed(images)
         a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
         return _distances(embeddings[a], embeddings[b]), same, fold, len(files)
@@ -183,7 +184,7 @@ class FaceVerification(RecordedSplits, App):
             if not cfg.data.path:
                 raise UserError("calibrate needs your faces: --data.path FOLDER of <person>/<image> files "
                                 "(or --data.pairs pairs.txt with --data.path)")
-            faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files, cfg.data.square)
+            faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files, square_mode(cfg.data))
             embeddings = embed(faces.images)
             a, b, same, _ = make_pairs(faces.labels, 1, cfg.impostors_per_fold, cfg.seed)
             distances = _distances(embeddings[a], embeddings[b])
@@ -202,7 +203,7 @@ class FaceVerification(RecordedSplits, App):
         calibration = self.calibration(model)
         threshold = calibration["threshold"]
         paths = image_paths(inputs)
-        faces = np.stack([load_image_file(p, (self.size, self.size), 3, self.config.data.square) for p in paths])
+        faces = np.stack([load_image_file(p, (self.size, self.size), 3, square_mode(self.config.data)) for p in paths])
         embeddings = embed(faces)
         if self.config.gallery:
             return self._identify(embed, paths, embeddings, threshold)
@@ -219,7 +220,7 @@ class FaceVerification(RecordedSplits, App):
 
     def _identify(self, embed, paths, embeddings, threshold):
         gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files,
-                                        self.config.data.square)
+                                        square_mode(self.config.data))
         enrolled = embed(gallery.images)
         records = []
         for path, e in zip(paths, embeddings):
@@ -231,7 +232,7 @@ class FaceVerification(RecordedSplits, App):
         return records
 
     def serving_model(self, model):
-        return FaceServing(embedder_of(model), self.size, self.calibration(model), self.config.data.square)
+        return FaceServing(embedder_of(model), self.size, self.calibration(model), square_mode(self.config.data))
 
     def extra_signatures(self, module):
         return {"verify": module.verify.get_concrete_function()}

@@ -1,5 +1,5 @@
 """Configuration of the face-verification app; the defaults fine-tune dlib's face ResNet on the embedded
-AT&T faces with batch-hard triplets, offline."""
+AT&T faces with semi-hard triplets (FaceNet), offline."""
 import dataclasses
 from typing import Optional
 
@@ -21,7 +21,7 @@ class FaceConfig(FitConfig):
     warmup_epochs: float = field(1.0, "linear warm-up length in epochs", min=0.0)
     data: FaceDataConfig = field(FaceDataConfig())
     model: ModelConfig = field(ModelConfig(weights="dlib"))
-    loss: str = field("batch_hard", "triplet mining (batch_hard, semi_hard, batch_all), the binary same/different "
+    loss: str = field("semi_hard", "triplet mining (batch_hard, semi_hard, batch_all), the binary same/different "
                                     "head on |f(a) - f(b)|, or keras' Circle loss", LOSSES)
     margin: float = field(0.2, "triplet margin alpha, in squared distance between unit embeddings (0..4)", min=0.0)
     eval_folds: int = field(5, "evaluate: identity-disjoint folds of the test people (threshold chosen on the others)", min=2)

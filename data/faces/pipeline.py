@@ -36,10 +36,12 @@ class FaceDataConfig:
     pairs: Optional[str] = field(None, "evaluate: an LFW pairs.txt (names under --data.path) instead of pairs drawn "
                                        "from the test identities")
     image_size: Optional[int] = field(None, "faces are resized to N x N (none: the backbone's own size)", min=16)
-    square: str = field("stretch", "how a face image that is not square becomes square before the resize: stretched, "
-                                   "or cropped to its largest square (center, top, bottom: 'bottom' drops the hair and "
-                                   "space above a loosely framed face), or padded (pad); training, predict and the "
-                                   "export alike", list(SQUARE_MODES))
+    square: Optional[str] = field(None, "how a face image that is not square becomes square before the resize: "
+                                        "stretched, cropped to its largest square (center, top, bottom: 'bottom' drops "
+                                        "the hair and space above a loosely framed face) or padded (pad); training, "
+                                        "predict and the export alike (none: bottom for att_faces, whose 92x112 "
+                                        "portraits show the hair above the face; stretch otherwise)",
+                                  list(SQUARE_MODES))
     folds: int = field(4, "identities are cut into this many folds by a seeded permutation", min=2)
     test_fold: int = field(0, "the fold of identities held out as the test split", min=0)
     val_identities: int = field(0, "identities (from the non-test folds) held out for validation", min=0)
@@ -49,6 +51,11 @@ class FaceDataConfig:
     flip: bool = field(True, "random horizontal flips")
     crop_padding: int = field(6, "random crops after padding by N pixels (0: off)", min=0)
     color_jitter: float = field(0.2, "random brightness/contrast strength, 0..1", min=0.0, max=1.0)
+
+
+def square_mode(cfg):
+    """--data.square, or the source's own framing when it is not set (see the field)."""
+    return cfg.square or ("bottom" if cfg.source == "att_faces" else "stretch")
 
 
 def split_recipe(cfg, seed):
@@ -73,7 +80,7 @@ def load_face_splits(cfg, seed, size, record=None, names=SPLITS):
     for name in names:
         if name != "val" and len(sets[name].labels) == 0:
             raise DataError(f"the {name} split of source {cfg.source!r} is empty")
-    return {name: _sized(s, size, cfg.square) for name, s in sets.items()}
+    return {name: _sized(s, size, square_mode(cfg)) for name, s in sets.items()}
 
 
 def identity_splits(n_identities, cfg, seed):
@@ -104,7 +111,7 @@ def _load_source(cfg, size):
     if cfg.source == "folder":
         if not cfg.path:
             raise DataError("the folder source needs --data.path (a folder of <person>/<image> files)")
-        return load_identity_folders(cfg.path, size, cfg.skip_bad_files, cfg.square)
+        return load_identity_folders(cfg.path, size, cfg.skip_bad_files, square_mode(cfg))
     if cfg.source == "tfds":
         return load_tfds_faces(cfg.tfds_name, cfg.data_dir)
     raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
@@ -116,7 +123,7 @@ def _recorded(cfg, record, size, names):
     known = {m["path"] for split in record["members"].values() for m in split} | set(record["unused"])
     report_new(sum(f not in known for f in list_class_images(cfg.path)), f"image file(s) under {cfg.path}")
     return {name: load_class_members(cfg.path, record["members"][name], record["class_names"], (size, size), 3,
-                                     cfg.skip_bad_files, name, cfg.square) for name in names}
+                                     cfg.skip_bad_files, name, square_mode(cfg)) for name in names}
 
 
 def _sized(image_set, size, square):
