@@ -1,5 +1,6 @@
-"""Shared measuring tools of the benchmarks: matmul peak, model FLOPs, step timers."""
+"""Shared measuring tools of the benchmarks: matmul peak, model FLOPs, step timers, app flags."""
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -69,3 +70,20 @@ class StepTimer(keras.callbacks.Callback):
     def steady_step_time(self, skip=20):
         times = self.step_times[skip:] if len(self.step_times) > 2 * skip else self.step_times
         return statistics.median(times)
+
+
+def app_flags(extra):
+    """['--key', 'value', '--k2=v2'] -> {'key': 'value', 'k2': 'v2'}."""
+    flags, rest = {}, list(extra)
+    while rest:
+        key = rest.pop(0)
+        if not key.startswith("--"):
+            sys.exit(f"unexpected argument {key!r}: app flags come as --key value")
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif rest:
+            value = rest.pop(0)
+        else:
+            sys.exit(f"app flag {key} needs a value")
+        flags[key[2:]] = value
+    return flags

@@ -71,7 +71,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import forward_flops, matmul_peak_gflops  # noqa: E402
+from bench.common import app_flags, forward_flops, matmul_peak_gflops  # noqa: E402
 
 FOLDS = 4
 SCRATCH = {"model.backbone": "resnet", "model.weights": None, "data.image_size": 96, "model.width": 32,
@@ -410,23 +410,6 @@ def verdicts(result):
     if "latency" in result:
         out["latency median <= 5 ms"] = result["latency"]["serving_default_batch1"]["median_ms"] <= GOALS["latency_ms"]
     return out
-
-
-def app_flags(extra):
-    """['--key', 'value', '--k2=v2'] -> {'key': 'value', 'k2': 'v2'}."""
-    flags, rest = {}, list(extra)
-    while rest:
-        key = rest.pop(0)
-        if not key.startswith("--"):
-            sys.exit(f"unexpected argument {key!r}: app flags come as --key value")
-        if "=" in key:
-            key, value = key.split("=", 1)
-        elif rest:
-            value = rest.pop(0)
-        else:
-            sys.exit(f"app flag {key} needs a value")
-        flags[key[2:]] = value
-    return flags
 
 
 def main():

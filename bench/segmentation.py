@@ -47,7 +47,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import SHARED, StepTimer, forward_flops, matmul_peak_gflops  # noqa: E402
+from bench.common import SHARED, StepTimer, app_flags, forward_flops, matmul_peak_gflops  # noqa: E402
 
 MEMBRANE_PATH = SHARED / "segmentation" / "membrane"
 MEMBRANE = {"data.source": "folder", "data.path": str(MEMBRANE_PATH), "data.crop_size": 256, "data.rotate90": True,
@@ -218,23 +218,6 @@ def latency(args, flags):
                                              "min_seconds": round(min(times), 3), "max_seconds": round(max(times), 3)}
     result["run_dir"] = str(app.run_dir)
     return result
-
-
-def app_flags(extra):
-    """['--key', 'value', '--k2=v2'] -> {'key': 'value', 'k2': 'v2'}."""
-    flags, rest = {}, list(extra)
-    while rest:
-        key = rest.pop(0)
-        if not key.startswith("--"):
-            sys.exit(f"unexpected argument {key!r}: app flags come as --key value")
-        if "=" in key:
-            key, value = key.split("=", 1)
-        elif rest:
-            value = rest.pop(0)
-        else:
-            sys.exit(f"app flag {key} needs a value")
-        flags[key[2:]] = value
-    return flags
 
 
 def main():
