@@ -1,4 +1,5 @@
 """Custom Keras layers: one class per file, registered for serialisation; imports nothing from apps."""
+from layers.ada_in import AdaIN
 from layers.conv_bn_act import ConvBNAct
 from layers.dense_block import DenseBlock
 from layers.depthwise_separable_conv import DepthwiseSeparableConv
@@ -11,5 +12,5 @@ from layers.pairwise_logits import PairwiseLogits
 from layers.residual_block import ResidualBlock
 from layers.zero_padded_add import ZeroPaddedAdd
 
-__all__ = ["ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
+__all__ = ["AdaIN", "ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
            "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ResidualBlock", "ZeroPaddedAdd"]
