@@ -1,6 +1,7 @@
 """Shared measuring tools of the benchmarks: matmul peak, model FLOPs, step timers, app flags."""
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,3 +88,29 @@ def app_flags(extra):
             sys.exit(f"app flag {key} needs a value")
         flags[key[2:]] = value
     return flags
+
+
+class Budget(keras.callbacks.Callback):
+    """Epoch-end times and steps since it was made, and (with `seconds`) a stop once that much wall time
+    has passed (`hit` then True): training at a fixed time budget."""
+
+    def __init__(self, seconds=None):
+        super().__init__()
+        self.start, self.seconds, self.epoch_ends, self.hit, self.steps = time.perf_counter(), seconds, [], False, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.seconds and time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = self.hit = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append(time.perf_counter() - self.start)
+
+
+def configured_app(app_cls, flags, prefix, run_dir=None):
+    """An app with its defaults, `flags` ({dotted key: value}) on top, line progress, in `run_dir` (else a new
+    temporary folder named `prefix`...)."""
+    from apps.core.config import apply_overrides
+
+    out = Path(run_dir or tempfile.mkdtemp(prefix=prefix))
+    return app_cls(apply_overrides(app_cls.Config(), {"run_dir": str(out), "verbose": "line", **flags}))

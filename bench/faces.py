@@ -71,7 +71,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import app_flags, forward_flops, matmul_peak_gflops  # noqa: E402
+from bench.common import Budget, app_flags, configured_app, forward_flops, matmul_peak_gflops  # noqa: E402
 
 FOLDS = 4
 SCRATCH = {"model.backbone": "resnet", "model.weights": None, "data.image_size": 96, "model.width": 32,
@@ -81,29 +81,10 @@ GOALS = {"accuracy": 0.97, "eer": 0.03, "tar_at_far_1e-2": 0.90, "latency_ms": 5
 ALL = 10 ** 9  # impostor pairs asked for: more than there are, so every one is used
 
 
-class Budget(keras.callbacks.Callback):
-    """Epoch-end times since it was made, and (with `seconds`) a stop once that much wall time has passed."""
-
-    def __init__(self, seconds=None):
-        super().__init__()
-        self.start, self.seconds, self.epoch_ends, self.hit = time.perf_counter(), seconds, [], False
-        self.steps = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.seconds and time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = self.hit = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_ends.append(time.perf_counter() - self.start)
-
-
 def make_app(flags, run_dir=None):
-    from apps.core.config import apply_overrides
     from apps.face_verification.app import FaceVerification
 
-    out = Path(run_dir or tempfile.mkdtemp(prefix="bench-faces-"))
-    return FaceVerification(apply_overrides(FaceVerification.Config(), {"run_dir": str(out), "verbose": "line", **flags}))
+    return configured_app(FaceVerification, flags, "bench-faces-", run_dir)
 
 
 def train(app, seconds=None):

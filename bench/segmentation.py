@@ -37,7 +37,6 @@ import gc
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import SHARED, StepTimer, app_flags, forward_flops, matmul_peak_gflops  # noqa: E402
+from bench.common import SHARED, Budget, StepTimer, app_flags, configured_app, forward_flops, matmul_peak_gflops  # noqa: E402
 
 MEMBRANE_PATH = SHARED / "segmentation" / "membrane"
 MEMBRANE = {"data.source": "folder", "data.path": str(MEMBRANE_PATH), "data.crop_size": 256, "data.rotate90": True,
@@ -56,27 +55,10 @@ VARIANTS = {"scratch": {}, "pretrained": {"model.backbone": "squeezenet", "model
 SCORES = ("foreground_iou", "pixel_error", "adapted_rand_error", "mean_iou", "predicted_foreground")
 
 
-class Budget(keras.callbacks.Callback):
-    """Epoch-end times since it was made, and (with `seconds`) a stop once that much wall time has passed."""
-
-    def __init__(self, seconds=None):
-        super().__init__()
-        self.start, self.seconds, self.epoch_ends, self.hit = time.perf_counter(), seconds, [], False
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.seconds and time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = self.hit = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_ends.append(time.perf_counter() - self.start)
-
-
 def make_app(flags, run_dir=None):
-    from apps.core.config import apply_overrides
     from apps.semantic_segmentation.app import SemanticSegmentation
 
-    out = Path(run_dir or tempfile.mkdtemp(prefix="bench-segmentation-"))
-    return SemanticSegmentation(apply_overrides(SemanticSegmentation.Config(), {"run_dir": str(out), "verbose": "line", **flags}))
+    return configured_app(SemanticSegmentation, flags, "bench-segmentation-", run_dir)
 
 
 def train(app, seconds=None):
