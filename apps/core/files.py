@@ -54,12 +54,19 @@ def write_error_message(e, path):
 def atomic_write_text(path, text):
     """Write `text` to `path` through a temporary file in the same folder, then rename it over `path`;
     an OSError becomes a UserError naming the path (the old file, if any, is left as it was)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` (bytes) to `path` through a temporary file in the same folder, flushed to disk and
+    renamed over `path`: a reader finds the old file or the new one, never half of one. An OSError becomes
+    a UserError naming `path`, not the temporary file."""
     path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,16 +9,12 @@ half a picture.
     save_distance_histogram(d, pairs.same, report["threshold"], run / "distances.png")
     save_embedding_map(embeddings, labels, class_names, run / "embeddings.png")
 """
-import contextlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from apps.core.errors import UserError
-from apps.core.files import os_error_message
+from apps.core.files import atomic_write_bytes
 from apps.core.plots import plt
 from apps.face_verification.verification import l2_normalise
 
@@ -26,26 +22,13 @@ LEGEND_PEOPLE = 20  # more people than this and the map is coloured without a le
 
 
 def _save(fig, path, dpi=100):
-    """Render `fig` to PNG bytes, write them to a temporary file beside `path` and rename it over `path`."""
+    """Render `fig` to PNG bytes and write them to `path` atomically."""
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi)
     finally:
         plt.close(fig)
-    path, tmp = Path(path), None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        e.filename = str(path)
-        raise UserError(os_error_message(e, "write")) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_roc(report, path):

@@ -25,13 +25,11 @@ pixels 0..255, with the backbone's preprocessing inside the feature model (Style
   image equals an uninterrupted run's; L-BFGS-B's iteration memory cannot be saved through scipy, so it
   restarts from the saved image (the same objective, a slightly different path).
 """
-import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
@@ -41,7 +39,7 @@ import tensorflow as tf
 
 from apps.core.config import check_config, field
 from apps.core.errors import UserError
-from apps.core.files import os_error_message, remove_leftovers, run_lock
+from apps.core.files import atomic_write_bytes, os_error_message, remove_leftovers, run_lock
 from apps.style_transfer.features import BACKBONES, DEFAULT_LOSS_WEIGHTS, StyleFeatures
 from data.errors import DataError
 from data.images.files import read_image_file, resize_uint8
@@ -160,32 +158,10 @@ def _to_uint8(image):
     return np.clip(np.round(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
 
 
-def _atomic_write(path, write):
-    """write(file object) into a temporary file beside `path`, flushed to disk, renamed over `path` (as
-    apps.core.files.atomic_write_text does for text): a reader never sees half a file."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        e.filename = str(path)
-        raise UserError(os_error_message(e, "write")) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-
-
 def write_png(path, image):
     data = tf.io.encode_png(_to_uint8(image)).numpy()
-    _atomic_write(path, lambda f: f.write(data))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
 
 
 def _fingerprint(cfg, features, content, style):
@@ -230,7 +206,8 @@ class _Checkpoint:
                   **{f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer_values)}}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _atomic_write(self.path, lambda f: f.write(buffer.getvalue()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, buffer.getvalue())
 
 
 def run_gatys(content_image, style_image, cfg: GatysConfig, out_dir, progress=True, features=None,
