@@ -4,8 +4,6 @@ import collections
 import io
 import pickle
 import struct
-import sys
-import types
 import zipfile
 
 import h5py
@@ -18,6 +16,7 @@ from backbones import convert_efficientnet_lite as convert
 from backbones import torch_pickle
 from backbones.efficientnet_lite import (DEFAULT_WEIGHTS, FEATURE_LAYERS, PYRAMID_LAYERS, efficientnet_lite0,
                                          load_efficientnet_lite0_weights)
+from tests.backbones.fake_torch import FakeTensor, fake_torch  # noqa: F401 (a fixture)
 
 
 # --- torch.save files written the way torch writes them, with stand-ins for torch's globals ---------
@@ -25,30 +24,6 @@ from backbones.efficientnet_lite import (DEFAULT_WEIGHTS, FEATURE_LAYERS, PYRAMI
 class StorageRef:
     def __init__(self, key, numel):
         self.key, self.numel = key, numel
-
-
-class FakeTensor:
-    def __init__(self, storage, offset, size, stride):
-        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
-
-    def __reduce__(self):
-        return sys.modules["torch._utils"]._rebuild_tensor_v2, self.args
-
-
-@pytest.fixture
-def fake_torch(monkeypatch):
-    """Modules `torch` and `torch._utils` just real enough for pickle to name their globals."""
-    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("only pickled, never called")
-
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
-    FloatStorage = type("FloatStorage", (), {"__module__": "torch"})
-    utils._rebuild_tensor_v2, torch.FloatStorage, torch._utils = _rebuild_tensor_v2, FloatStorage, utils
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return torch
 
 
 def torch_pickle_bytes(obj, torch, legacy):
@@ -70,8 +45,8 @@ STORAGE = np.arange(12, dtype="<f4")
 def state_dict():
     storage = StorageRef("0", STORAGE.size)
     return collections.OrderedDict([
-        ("w", FakeTensor(storage, 0, (2, 3), (3, 1))),   # rows of the first 6 values
-        ("t", FakeTensor(storage, 6, (3, 2), (1, 3))),   # a transposed view of the last 6
+        ("w", FakeTensor(storage, (2, 3), (3, 1), offset=0)),   # rows of the first 6 values
+        ("t", FakeTensor(storage, (3, 2), (1, 3), offset=6)),   # a transposed view of the last 6
     ])
 
 

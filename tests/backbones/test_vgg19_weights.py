@@ -7,8 +7,6 @@ import glob
 import io
 import pickle
 import struct
-import sys
-import types
 import zipfile
 
 import h5py
@@ -20,6 +18,7 @@ from PIL import Image
 from backbones import BackboneError, build_backbone, feature_extractor, preprocessing_layer
 from backbones.torch_pickle import LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, read_torch_file
 from backbones.vgg19_weights import CHANNELS, LAYERS, is_torch_save_file, load_vgg19_weights, read_vgg19_quantised
+from tests.backbones.fake_torch import FakeTensor, fake_torch  # noqa: F401 (a fixture)
 from tests.conftest import shared_data
 
 REAL = "weights/vgg19_imagenet_notop_q.bin"
@@ -42,31 +41,6 @@ def bias(index, width):
 class StorageRef:
     def __init__(self, key, kind, array):
         self.key, self.kind, self.array = key, kind, array
-
-
-class FakeTensor:
-    def __init__(self, storage, size, stride):
-        self.args = (storage, 0, tuple(size), tuple(stride), False, collections.OrderedDict())
-
-    def __reduce__(self):
-        return sys.modules["torch._utils"]._rebuild_tensor_v2, self.args
-
-
-@pytest.fixture
-def fake_torch(monkeypatch):
-    """Modules `torch` and `torch._utils` just real enough for pickle to name their globals."""
-    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("only pickled, never called")
-
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
-    for name in ("ByteStorage", "FloatStorage"):
-        setattr(torch, name, type(name, (), {"__module__": "torch"}))
-    utils._rebuild_tensor_v2, torch._utils = _rebuild_tensor_v2, utils
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return torch
 
 
 def quantised_state(layers=LAYERS, drop=(), change=None):
