@@ -96,17 +96,6 @@ def train(app, seconds=None):
     return model, clock, time.perf_counter() - clock.start
 
 
-def embedder_fn(model):
-    import tensorflow as tf
-
-    from apps.face_verification.model import embedder_of
-
-    embedder = embedder_of(model)
-    run = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
-    return lambda images: np.concatenate([run(tf.cast(images[i:i + 64], tf.float32)).numpy()
-                                          for i in range(0, len(images), 64)])
-
-
 def pair_set(labels, seed):
     """(i, j, same) of every genuine and every impostor pair of these images."""
     from apps.face_verification.verification import make_pairs
@@ -126,7 +115,9 @@ def score(app, model, seed):
     """Thresholds from the training folds' people (the held-out validation people when the run has
     --data.val_identities, else the people trained on), scores on the test people (see the docstring); plus
     the test distances and flags (for pooling) and the threshold pairs' distances."""
-    embed = embedder_fn(model)
+    from apps.face_verification.model import embedding_function
+
+    embed = embedding_function(model)
     train_set, test_set = app.splits["val"], app.splits["test"]
     if not len(train_set.labels):
         train_set = app.splits["train"]

@@ -20,11 +20,12 @@ from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
 from apps.core.splits import RecordedSplits
 from apps.face_verification.config import FaceConfig
-from apps.face_verification.model import build_embedder, embedder_of, native_size
+from apps.face_verification.model import build_embedder, embedder_of, embedding_function, native_size
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_roc
 from apps.face_verification.serving import FaceServing
 from apps.face_verification.verification import (best_threshold, calibrated_probability, fit_calibration,
-                                                  identification_report, make_pairs, verification_report)
+                                                  identification_report, make_pairs, pair_distances,
+                                                  verification_report)
 from data.faces.pipeline import (describe_identities, eval_batches, load_face_splits, split_record, square_mode,
                                  train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
@@ -109,26 +110,22 @@ class FaceVerification(RecordedSplits, App):
 
     # ---- evaluation -------------------------------------------------------------------------------------
 
-    def _embed(self, model):
-        embedder = embedder_of(model)
-        run = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
-
-        def embed(images):
-            return np.concatenate([run(tf.cast(images[i:i + 64], tf.float32)).numpy()
-                                   for i in range(0, len(images), 64)]) if len(images) else np.zeros((0, 1), np.float32)
-        return embed
+    def _test_pairs(self, embed):
+        """The test split, its embeddings, and its LFW-style pairs (Pairs) with their distances."""
+        cfg = self.config
+        test = self.test_split()
+        embeddings = embed(test.images)
+        pairs = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
+        return test, embeddings, pairs, pair_distances(embeddings, pairs.i, pairs.j)
 
     def evaluate(self, model, out_dir):
         cfg = self.config
-        embed = self._embed(model)
+        embed = embedding_function(model)
         if cfg.data.pairs:
             distances, same, fold, count = self._lfw_pairs(embed)
             report = {"pairs_file": cfg.data.pairs}
         else:
-            test = self.test_split()
-            embeddings = embed(test.images)
-            a, b, same, fold = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
-            distances = _distances(embeddings[a], embeddings[b])
+            test, embeddings, (_, _, same, fold), distances = self._test_pairs(embed)
             report = {"identification": identification_report(embeddings, test.labels, cfg.seed)}
             save_embedding_map(embeddings, test.labels, test.class_names, out_dir / "embedding.png", cfg.examples)
             count = len(test.labels)
@@ -151,7 +148,7 @@ class FaceVerification(RecordedSplits, App):
         images = np.stack([load_image_file(Path(cfg.path) / f, (self.size, self.size), 3, square_mode(cfg)) for f in files])
         embeddings = embed(images)
         a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
-        return _distances(embeddings[a], embeddings[b]), same, fold, len(files)
+        return pair_distances(embeddings, a, b), same, fold, len(files)
 
     def _save_calibration(self, distances, same, source):
         slope, intercept = fit_calibration(distances, same)
@@ -167,16 +164,14 @@ class FaceVerification(RecordedSplits, App):
         if path.is_file():
             return json.loads(path.read_text())
         print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
-        test = self.test_split()
-        embeddings = self._embed(model)(test.images)
-        a, b, same, _ = make_pairs(test.labels, self.config.eval_folds, self.config.impostors_per_fold, self.config.seed)
-        return self._save_calibration(_distances(embeddings[a], embeddings[b]), same, "test pairs (automatic)")
+        _, _, pairs, distances = self._test_pairs(embedding_function(model))
+        return self._save_calibration(distances, pairs.same, "test pairs (automatic)")
 
     def calibrate(self, model):
         """Refit the threshold and the probability calibration on the user's own faces: identity folders
         (--data.path; all genuine pairs and sampled impostors) or an LFW pairs.txt (--data.pairs)."""
         cfg = self.config
-        embed = self._embed(model)
+        embed = embedding_function(model)
         if cfg.data.pairs:
             distances, same, _, _ = self._lfw_pairs(embed)
             source = f"calibrate: {cfg.data.pairs}"
@@ -187,7 +182,7 @@ class FaceVerification(RecordedSplits, App):
             faces = load_identity_folders(cfg.data.path, self.size, cfg.data.skip_bad_files, square_mode(cfg.data))
             embeddings = embed(faces.images)
             a, b, same, _ = make_pairs(faces.labels, 1, cfg.impostors_per_fold, cfg.seed)
-            distances = _distances(embeddings[a], embeddings[b])
+            distances = pair_distances(embeddings, a, b)
             source = f"calibrate: {cfg.data.path}"
         if not np.any(same) or np.all(same):
             raise UserError("calibration needs genuine and impostor pairs: give at least two people, one with 2+ images")
@@ -199,7 +194,7 @@ class FaceVerification(RecordedSplits, App):
     # ---- predict and export -----------------------------------------------------------------------------
 
     def predict(self, model, inputs):
-        embed = self._embed(model)
+        embed = embedding_function(model)
         calibration = self.calibration(model)
         threshold = calibration["threshold"]
         paths = image_paths(inputs)
@@ -209,9 +204,10 @@ class FaceVerification(RecordedSplits, App):
             return self._identify(embed, paths, embeddings, threshold)
         if len(paths) < 2:
             raise UserError("predict compares faces: give two images (or --gallery DIR and the faces to identify)")
+        others = np.arange(1, len(paths))
+        distances = pair_distances(embeddings, np.zeros_like(others), others)  # each face against the first
         records = []
-        for i in range(1, len(paths)):
-            d = float(_distances(embeddings[:1], embeddings[i:i + 1])[0])
+        for i, d in zip(others, distances.tolist()):
             p = float(calibrated_probability(d, calibration["slope"], calibration["intercept"]))
             decision = "same person" if d <= threshold else "different people"
             records.append(f"{paths[0]} vs {paths[i]}: distance {d:.4f} (threshold {threshold:.4f}) -> {decision}, "
@@ -222,9 +218,11 @@ class FaceVerification(RecordedSplits, App):
         gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files,
                                         square_mode(self.config.data))
         enrolled = embed(gallery.images)
+        n, m = len(embeddings), len(enrolled)  # every face against every enrolled image
+        distances = pair_distances(np.concatenate([embeddings, enrolled]), np.repeat(np.arange(n), m),
+                                   n + np.tile(np.arange(m), n)).reshape(n, m)
         records = []
-        for path, e in zip(paths, embeddings):
-            d = _distances(np.repeat(e[None], len(enrolled), 0), enrolled)
+        for path, d in zip(paths, distances):
             best = int(np.argmin(d))
             name = gallery.class_names[gallery.labels[best]] if d[best] <= threshold else "unknown"
             records.append(f"{path}: {name} (closest {gallery.class_names[gallery.labels[best]]}, "
@@ -240,11 +238,6 @@ class FaceVerification(RecordedSplits, App):
 
 def _mining(loss):
     return loss if loss in MININGS else "batch_all"
-
-
-def _distances(a, b):
-    """Squared Euclidean distances between rows of `a` and `b` (unit embeddings: 0..4)."""
-    return np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=-1)
 
 
 def _summary(report):

@@ -14,6 +14,8 @@ same/different logits for every pair; `embedder_of` returns the embedding part f
 import dataclasses
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from apps.core.config import field
 from apps.core.finetune import FinetuneConfig
@@ -68,3 +70,17 @@ def embedder_of(model):
     if model.output.name and model.get_layer(EMBEDDING).output is model.output:
         return model
     return keras.Model(model.input, model.get_layer(EMBEDDING).output, name="face_embedder")
+
+
+def embedding_function(model, batch_size=64):
+    """images (n, size, size, 3) uint8 or float -> their embeddings as float32 NumPy (n, dim), through a
+    tf.function over batches of `batch_size` (evaluation, predict, the benchmark)."""
+    embedder = embedder_of(model)
+    run = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
+
+    def embed(images):
+        if not len(images):
+            return np.zeros((0, embedder.output_shape[-1]), np.float32)
+        return np.concatenate([run(tf.cast(images[i:i + batch_size], tf.float32)).numpy()
+                               for i in range(0, len(images), batch_size)])
+    return embed

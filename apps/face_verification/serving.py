@@ -11,8 +11,7 @@ Bad requests are refused as the other exports refuse them: an INVALID_ARGUMENT n
 """
 import tensorflow as tf
 
-from data.images.decode import check_encoded_images
-from data.images.files import decode_image, resize_uint8, to_square
+from data.images.decode import decode_image_batch
 
 
 class FaceServing(tf.Module):
@@ -27,10 +26,7 @@ class FaceServing(tf.Module):
         self.max_pixels = max_pixels
 
     def _embed(self, images, name="images"):
-        size = (self.size, self.size)
-        faces = tf.map_fn(lambda b: resize_uint8(to_square(decode_image(b, 3), self.square), size),
-                          check_encoded_images(images, self.max_pixels, name),
-                          fn_output_signature=tf.TensorSpec([*size, 3], tf.uint8))
+        faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels, name, self.square)
         return self.embedder(tf.cast(faces, tf.float32), training=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])

@@ -33,7 +33,7 @@ an animated GIF's frames each take memory in the decoder (at most what its compr
 import tensorflow as tf
 
 from data.boxes.geometry import letterbox
-from data.images.files import decode_image, resize_uint8
+from data.images.files import decode_image, resize_uint8, to_square
 from data.images.pgm import pgm_complete, pgm_headers
 
 MAX_PIXELS = 40_000_000  # width x height an image's header may claim (the decoders allocate it all)
@@ -245,11 +245,12 @@ def check_encoded_images(images, max_pixels=None, name="images"):
     return _checked(images, max_pixels, name)
 
 
-def decode_image_batch(images, size, channels, max_pixels=None, name="images"):
+def decode_image_batch(images, size, channels, max_pixels=None, name="images", square="stretch"):
     """Validate a 1-D string tensor of encoded images and decode + resize it to (n, h, w, channels) uint8;
     `max_pixels`: the most pixels an image's header may claim (None: MAX_PIXELS); `name`: the input the
-    errors name."""
-    return tf.map_fn(lambda b: resize_uint8(decode_image(b, channels), size), _checked(images, max_pixels, name),
+    errors name; `square`: how an image becomes square before a square resize (data.images.files.to_square)."""
+    return tf.map_fn(lambda b: resize_uint8(to_square(decode_image(b, channels), square), size),
+                     _checked(images, max_pixels, name),
                      fn_output_signature=tf.TensorSpec([*size, channels], tf.uint8))
 
 
