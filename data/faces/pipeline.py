@@ -20,7 +20,7 @@ from data.faces.sources import load_embedded_faces, load_identity_folders, load_
 from data.fields import field
 from data.images.files import SQUARE_MODES, resize_uint8, to_square
 from data.images.pipeline import augment_batch
-from data.images.sources import ImageSet, class_folder_record, list_class_images, load_class_members
+from data.images.sources import class_folder_record, list_class_images, load_class_members
 from data.split_record import check_recipe, new_record, report_new
 
 SPLITS = ("train", "val", "test")
@@ -201,7 +201,3 @@ def eval_batches(image_set, batch_size):
     """Deterministic (float images, labels) batches of a held-out split."""
     ds = tf.data.Dataset.from_tensor_slices((image_set.images, image_set.labels)).batch(batch_size)
     return ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
-
-
-def as_image_set(images, labels, identities):
-    return ImageSet(images, np.asarray(labels, np.int32), list(identities))
