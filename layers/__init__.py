@@ -9,8 +9,10 @@ from layers.inception_block import InceptionBlock
 from layers.inverted_residual import InvertedResidual
 from layers.nin_block import NiNBlock
 from layers.pairwise_logits import PairwiseLogits
+from layers.reflection_pad_2d import ReflectionPad2D
 from layers.residual_block import ResidualBlock
 from layers.zero_padded_add import ZeroPaddedAdd
 
 __all__ = ["AdaIN", "ConvBNAct", "DenseBlock", "DepthwiseSeparableConv", "FireModule", "ImagePreprocess",
-           "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ResidualBlock", "ZeroPaddedAdd"]
+           "InceptionBlock", "InvertedResidual", "NiNBlock", "PairwiseLogits", "ReflectionPad2D",
+           "ResidualBlock", "ZeroPaddedAdd"]

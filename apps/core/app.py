@@ -72,6 +72,11 @@ class App:
         """Task metrics as a dict (also written to out_dir as JSON and pictures)."""
         raise NotImplementedError
 
+    def uses_trained_model(self, verb):
+        """Whether `verb` needs the run's trained model (style transfer's Gatys `predict` optimises pixels
+        instead, and is handed None)."""
+        return True
+
     def predict(self, model, inputs):
         """Postprocessed predictions for user inputs (paths, strings) as printable records."""
         raise NotImplementedError

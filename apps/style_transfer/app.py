@@ -1,0 +1,269 @@
+"""The neural style-transfer app: Gatys' optimisation, and feed-forward networks trained with fit().
+
+    python -m apps style_transfer predict photo.jpg --style scream          # Gatys (no trained model)
+    python -m apps style_transfer train                                     # Johnson net for --style
+    python -m apps style_transfer train --model.arch adain --run_dir runs/adain --data.styles paintings/
+    python -m apps style_transfer predict photo.jpg                         # the trained network
+    python -m apps style_transfer evaluate                                  # losses on held-out photos, sheet
+    python -m apps style_transfer export                                    # images -> stylized PNG bytes
+
+Every result is measured the same way, whichever method made it: the content, style and total-variation
+terms of the --features loss (Gatys' formulas on the chosen network's layers).
+"""
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from apps.core.app import App, SmokeExample
+from apps.core.errors import UserError
+from apps.core.files import atomic_write_text
+from apps.core.registry import register_app
+from apps.style_transfer.config import StyleConfig
+from apps.style_transfer.features import FeatureConfig
+from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
+from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
+from apps.style_transfer.pictures import save_loss_curves, save_sheet
+from apps.style_transfer.serving import AdaINServing, StylizerServing, stylize_any_size
+from data.images.files import image_paths, picture_names, read_image_file
+from data.style.pipeline import load_photos, load_styles, split_photos, train_epoch, val_batches
+from data.style.sources import read_picture
+from layers.losses.style import gram_matrix, perceptual_loss
+
+STRIDE = {"johnson": 4, "adain": 8}  # the networks' downsampling: inputs are padded to a multiple of it
+EVAL_SIDE = 512  # evaluate: photos are stylised with this long side (or their own, if smaller)
+
+
+@register_app("style_transfer")
+class StyleTransfer(App):
+    """Neural style transfer: Gatys' pixel optimisation, Johnson's one-style network, AdaIN for any style."""
+
+    Config = StyleConfig
+    default_data = ("embedded: 3 photos (dog, horses, person; one held out) and 2 paintings (Starry Night, "
+                    "The Scream), public domain")
+    predict_inputs = "PHOTO"
+    predict_inputs_help = "photos (files or folders) to stylise; --style names the painting (gatys, adain)"
+
+    def __init__(self, config, run_dir=None):
+        super().__init__(config, run_dir)
+        self._photos, self._styles, self._features, self._split = {}, None, None, None
+        self.learned = None  # state.json of a trained run
+
+    @property
+    def arch(self):
+        return self.config.model.arch
+
+    # ---- data ---------------------------------------------------------------------------------------------
+
+    def split(self):
+        if self._split is None:
+            self._split = split_photos(self.config.data, self.config.seed)
+        return self._split
+
+    def photos(self, name):
+        if name not in self._photos:
+            self._photos[name] = load_photos(self.split()[name], self.config.data)
+        return self._photos[name]
+
+    def training_styles(self):
+        if self._styles is None:
+            self._styles = load_styles(self.config.data)
+        return self._styles
+
+    def style_image(self, name_or_path=None):
+        """The style as uint8 [h, w, 3], at about the area of a training crop (the Gram matrices are
+        normalised by position, so the scale of the strokes is set by this size)."""
+        image = read_picture(name_or_path or self.config.style, "style")
+        side = self.config.data.image_size
+        return tf.image.resize(image, size_for_area(image.shape, side * side), antialias=True).numpy()
+
+    def state(self):
+        split = self.split()
+        return {"arch": self.arch, "style": str(self.config.style) if self.arch == "johnson" else None,
+                "train_photos": [str(p) for p in split["train"]], "held_out_photos": [str(p) for p in split["val"]]}
+
+    def load_state(self, state):
+        self.learned = state
+
+    @classmethod
+    def smoke_example(cls, folder):
+        photo = folder / "photo.png"  # the embedded person, small: the smoke test passes its bytes on a command line
+        tf.io.write_file(str(photo), tf.io.encode_png(read_picture("person", "content", long_side=72)))
+        flags = ["--model.width", "4", "--model.residual_blocks", "1", "--data.image_size", "64",
+                 "--data.crops_per_epoch", "8", "--epochs", "1", "--batch_size", "4", "--verbose", "line"]
+        return SmokeExample(flags, str(photo), {"images": [photo.read_bytes()]})
+
+    # ---- training -----------------------------------------------------------------------------------------
+
+    def features(self):
+        """The loss network of a one-style model and of every measurement (--features)."""
+        if self._features is None:
+            self._features = self.config.features.build()
+        return self._features
+
+    def adain_features(self):
+        cfg = self.config.features
+        if cfg.backbone not in ADAIN_LAYERS:
+            raise UserError(f"adain has no encoder layers for {cfg.backbone}; choose one of {', '.join(ADAIN_LAYERS)}")
+        encoder, style_layers = ADAIN_LAYERS[cfg.backbone]
+        return dataclasses.replace(cfg, content_layer=encoder, style_layers=style_layers).build()
+
+    def build_model(self):
+        net = self.config.model
+        if self.arch == "johnson":
+            return transform_net(net.width, net.residual_blocks)
+        return adain_model(self.adain_features(), decoder_width=net.decoder_width or None,
+                           style_weight=net.style_weight or None)
+
+    def build_dataset(self, split, epoch=0):
+        cfg = self.config
+        styles = self.training_styles() if self.arch == "adain" else None
+        if split == "train":
+            return train_epoch(self.photos("train"), cfg.data, cfg.batch_size, cfg.seed, epoch, styles)
+        return val_batches(self.photos("val"), cfg.data, cfg.batch_size, styles)
+
+    def compile_defaults(self):
+        if self.arch == "adain":
+            return {"loss": None}  # the model adds AdaIN's content and style losses itself
+        alpha, beta, tv_weight = self.config.features.loss_weights()
+        return {"loss": JohnsonLoss(self.features(), self.style_image(), alpha, beta, tv_weight)}
+
+    # ---- stylising ----------------------------------------------------------------------------------------
+
+    def stylizer(self, model):
+        """stylize(float image [H, W, 3] 0..255, style uint8 or None, strength) -> float [H, W, 3]."""
+        arch = (self.learned or {}).get("arch", self.arch)
+        if arch == "johnson":
+            net = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+            return lambda image, style=None, strength=1.0: stylize_any_size(net, image, STRIDE["johnson"]).numpy()
+        run = tf.function(adain_pass(model), reduce_retracing=True)
+
+        def stylize(image, style, strength=1.0):
+            style = stylize_any_size(lambda s: s, tf.cast(style, tf.float32), STRIDE["adain"])[None]
+            return stylize_any_size(run, image, STRIDE["adain"], style, tf.constant([strength], tf.float32)).numpy()
+
+        return stylize
+
+    def measure(self, content, style, result):
+        """{content, style, tv, loss} of a result against its content and style (the --features loss)."""
+        f = self.features()
+        alpha, beta, tv_weight = self.config.features.loss_weights()
+        to_batch = lambda x: tf.cast(x, tf.float32)[None]  # noqa: E731
+        style = tf.image.resize(style, size_for_area(style.shape, content.shape[0] * content.shape[1]), antialias=True)
+        grams = {n: gram_matrix(a, normalize=True) for n, a in f(to_batch(style)).items() if n in f.style_weights}
+        parts = perceptual_loss(f(to_batch(content))[f.content_layer], grams, f(to_batch(result)), alpha=alpha,
+                                beta=beta, tv_weight=tv_weight, images=to_batch(result), content_layer=f.content_layer,
+                                style_layers_weights=f.style_weights, normalized_grams=True)
+        return {k: float(v) for k, v in parts.items()}
+
+    # ---- verbs --------------------------------------------------------------------------------------------
+
+    def uses_trained_model(self, verb):
+        return verb != "predict" or self._predict_method() == "model"
+
+    def _predict_method(self):
+        method = self.config.method
+        if method == "auto":
+            method = "model" if (self.run_dir / "model.keras").is_file() else "gatys"
+            print(f"method: {method} ({'the run has a trained model' if method == 'model' else 'no trained model in '}"
+                  f"{'' if method == 'model' else self.run_dir})")
+        return method
+
+    def evaluate(self, model, out_dir):
+        cfg = self.config
+        paths = [Path(p) for p in (self.learned or {}).get("held_out_photos") or []]
+        held_out = bool(paths) and all(p.is_file() for p in paths)
+        if not held_out:
+            paths = [Path(p) for p in (self.learned or {}).get("train_photos", [])] or self.split()["train"]
+            print("note: the run holds no photo out; measured on its training photos")
+        stylize = self.stylizer(model)
+        style = self.style_image((self.learned or {}).get("style"))
+        rows, measured, seconds, overlap = [], [], [], []
+        for path in paths:
+            content = read_picture(path, "content", long_side=EVAL_SIDE)
+            image = tf.cast(content, tf.float32)
+            start = time.perf_counter()
+            result = stylize(image, style, cfg.strength)
+            seconds.append(time.perf_counter() - start)
+            measured.append(self.measure(content, style, result))
+            overlap.append(overlap_difference(lambda x: stylize(x, style, cfg.strength), image))
+            if len(rows) < cfg.examples:
+                rows.append([("content: " + path.name, content), ("style", style.astype(np.uint8)),
+                             (f"{self.arch}", np.clip(np.round(result), 0, 255).astype(np.uint8))])
+        save_sheet(rows, out_dir / "sheet.png")
+        report = {k: float(np.mean([m[k] for m in measured])) for k in measured[0]}
+        report.update(photos=len(paths), held_out=held_out, seconds_per_photo=float(np.median(seconds)),
+                      overlap_difference=float(np.mean(overlap)), long_side=EVAL_SIDE)
+        return report
+
+    def predict(self, model, inputs):
+        method = "model" if model is not None else "gatys"
+        out_dir = self.run_dir / "predictions"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = image_paths(inputs)
+        style_name = self.config.style
+        if method == "model" and (self.learned or {}).get("arch") == "johnson":
+            style_name = self.learned["style"]
+        style = read_picture(style_name, "style")
+        records = []
+        for path, name in zip(paths, picture_names(paths)):
+            stem = name[:-len(".png")]
+            if method == "gatys":
+                result = self._gatys(path, style_name, out_dir / "gatys" / f"{stem}-{Path(str(style_name)).stem}")
+                content = read_image_file(path, 3).numpy()
+            else:
+                content = read_image_file(path, 3).numpy()
+                result = self.stylizer(model)(tf.cast(content, tf.float32), self.style_image(style_name),
+                                              self.config.strength)
+                result = np.clip(np.round(result), 0, 255).astype(np.uint8)
+            write_png(out_dir / f"{stem}_stylized.png", result)
+            save_sheet([[("content", content), ("style", style), (method, result)]], out_dir / f"{stem}_sheet.png")
+            records.append(f"{path}: {result.shape[0]}x{result.shape[1]} stylised ({method}) -> "
+                           f"{out_dir / (stem + '_stylized.png')}, {out_dir / (stem + '_sheet.png')}")
+        return records
+
+    def _gatys(self, path, style_name, folder):
+        """Gatys' optimisation in its own folder of the run directory; its settings' hash names it, so that
+        the same command resumes (kill -9 included) and other settings start afresh."""
+        cfg = self.config
+        settings = {"features": dataclasses.asdict(cfg.features), "seed": cfg.seed, "style": str(style_name),
+                    "gatys": {k: v for k, v in dataclasses.asdict(cfg.gatys).items()
+                              if k not in ("steps", "save_every", "checkpoint_every")}}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+        folder = folder.with_name(f"{folder.name}-{digest}")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "settings.json", json.dumps({**settings, "gatys": dataclasses.asdict(cfg.gatys)},
+                                                               indent=2) + "\n")
+        print(f"gatys: {cfg.gatys.steps} {cfg.gatys.optimizer} steps in {folder}")
+        result = run_gatys(path, read_picture(style_name, "style"), cfg.gatys, folder, cfg.features, cfg.seed,
+                           features=self.features())
+        save_loss_curves(result.history, folder / "losses.png")
+        return result.image
+
+    def serving_model(self, model):
+        if (self.learned or {}).get("arch", self.arch) == "johnson":
+            return StylizerServing(model, STRIDE["johnson"])
+        return AdaINServing(model, STRIDE["adain"])
+
+
+def adain_pass(model):
+    """(content [1, H, W, 3], style [1, h, w, 3], strength [1]) -> stylised [1, H, W, 3]: the AdaIN model's
+    inference pass on inputs already padded to its stride."""
+    return lambda content, style, strength: model({"content": content, "style": style, "strength": strength},
+                                                  training=False)
+
+
+def overlap_difference(stylize, image, share=0.75):
+    """Mean absolute difference (0..255) over the overlap of two crops of `image` stylised apart: the left
+    and right `share` of its width. A network whose output depends only on nearby pixels gives ~0; what
+    it changes is what flickers when video frames shift."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    width = max(1, int(round(w * share)))
+    left = stylize(image[:, :width])
+    right = stylize(image[:, w - width:])
+    begin = w - width  # the overlap: columns begin..width of the image
+    return float(np.mean(np.abs(left[:, begin:width] - right[:, :width - begin])))

@@ -1,0 +1,96 @@
+"""The exported feed-forward stylisers: encoded images (any size) in, PNG bytes of the stylised images at
+each input's own size out; decoding, padding to the network's stride, and encoding are inside.
+
+Requests are checked before decoding (data.images.decode): not an image, truncated, or a header claiming
+more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its index.
+"""
+import tensorflow as tf
+
+from data.images.decode import check_encoded_images
+from data.images.files import decode_image
+
+
+def pad_to_stride(image, stride):
+    """[H, W, 3] -> ([H', W', 3] with H', W' the next multiples of `stride`, edge pixels repeated; (H, W)).
+    Repeating the edge (not zeros) keeps a dark frame out of the result; it works for any size, where
+    reflection needs the image to be larger than the padding."""
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    rows = tf.minimum(tf.range(-(-h // stride) * stride), h - 1)
+    cols = tf.minimum(tf.range(-(-w // stride) * stride), w - 1)
+    return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1), (h, w)
+
+
+def stylize_any_size(stylize, image, stride, *args):
+    """`stylize(batch [1, H', W', 3] float 0..255, *args)` on one float image of any size, cropped back."""
+    padded, (h, w) = pad_to_stride(image, stride)
+    return stylize(padded[None], *args)[0, :h, :w]
+
+
+def to_png(image):
+    return tf.io.encode_png(tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8))
+
+
+class StylizerServing(tf.Module):
+    """One-style network (Johnson et al.): `serve(images)` -> {"stylized": PNG bytes}."""
+
+    def __init__(self, net, stride, max_pixels=None):
+        super().__init__()
+        self.net = net
+        self.stride = int(stride)
+        self.max_pixels = max_pixels
+
+    def _stylize(self, batch):
+        return self.net(batch, training=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve(self, images):
+        images = check_encoded_images(images, self.max_pixels)
+        return {"stylized": tf.map_fn(
+            lambda b: to_png(stylize_any_size(self._stylize, tf.cast(decode_image(b, 3), tf.float32), self.stride)),
+            images, fn_output_signature=tf.string)}
+
+
+class AdaINServing(tf.Module):
+    """Arbitrary style (AdaIN): `serve(images, styles, strength)` -> {"stylized": PNG bytes}. `styles` and
+    `strength` hold one entry per image, or one for all of them; strength 0 keeps the content, 1 is the
+    full style. Style images larger than `style_side` on their long side are shrunk to it (the statistics
+    of a painting do not need its full resolution)."""
+
+    def __init__(self, model, stride, style_side=512, max_pixels=None):
+        super().__init__()
+        self.model = model  # {"content" [1, H, W, 3], "style" [1, h, w, 3], "strength" [1]} -> [1, H, W, 3]
+        self.stride = int(stride)
+        self.style_side = int(style_side)
+        self.max_pixels = max_pixels
+
+    def _stylize(self, content, style, strength):
+        return self.model({"content": content, "style": style, "strength": strength}, training=False)
+
+    def _style(self, encoded):
+        style = tf.cast(decode_image(encoded, 3), tf.float32)
+        size = tf.cast(tf.shape(style)[:2], tf.float32)
+        scale = tf.minimum(1.0, self.style_side / tf.reduce_max(size))
+        style = tf.image.resize(style, tf.cast(tf.round(size * scale), tf.int32), antialias=True)
+        return pad_to_stride(style, self.stride)[0][None]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"),
+                                  tf.TensorSpec([None], tf.string, name="styles"),
+                                  tf.TensorSpec([None], tf.float32, name="strength")])
+    def serve(self, images, styles, strength):
+        images = check_encoded_images(images, self.max_pixels)
+        styles = check_encoded_images(styles, self.max_pixels, name="styles")
+        n = tf.size(images)
+        for name, values in (("styles", styles), ("strength", strength)):
+            tf.debugging.assert_equal(tf.logical_or(tf.size(values) == 1, tf.size(values) == n), True,
+                                      message=f"{name} must hold one entry, or one per image")
+        tf.debugging.assert_equal(tf.reduce_all((strength >= 0.0) & (strength <= 1.0)), True,
+                                  message="strength must lie in 0..1")
+        styles = tf.broadcast_to(styles, [n]) if tf.size(styles) == 1 else styles
+        strength = tf.broadcast_to(strength, [n]) if tf.size(strength) == 1 else strength
+
+        def one(args):
+            encoded, style, alpha = args
+            image = tf.cast(decode_image(encoded, 3), tf.float32)
+            return to_png(stylize_any_size(self._stylize, image, self.stride, self._style(style), alpha[None]))
+
+        return {"stylized": tf.map_fn(one, (images, styles, strength), fn_output_signature=tf.string)}

@@ -1,0 +1,1 @@
+"""Photos and paintings for neural style transfer."""

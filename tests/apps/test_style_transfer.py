@@ -1,0 +1,152 @@
+"""The style-transfer app end to end on tiny settings: the photo pipeline (seeded, stateless epochs, held-out
+photos), a Johnson net and an AdaIN model trained through the runner, evaluate (losses, overlap, sheet),
+predict with the trained model and with Gatys' optimisation (which resumes in its own folder), the exports
+(PNG bytes at the input's size; AdaIN with styles and strength), and the user errors a person can meet."""
+import io
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from data.errors import DataError
+from data.style.pipeline import StyleDataConfig, load_photos, load_styles, split_photos, train_epoch, val_batches
+from tests.conftest import last_line, run_main, run_ok
+
+APP = "style_transfer"
+TINY = ["--model.width", "4", "--model.residual_blocks", "1", "--data.image_size", "48", "--data.crops_per_epoch", "8",
+        "--epochs", "1", "--batch_size", "4", "--verbose", "line"]
+GATYS = ["--gatys.steps", "3", "--gatys.image_size", "48", "--gatys.save_every", "0"]
+
+
+def _photo(path, size=(40, 56), seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[0], 0:size[1]]
+    image = np.stack([x * 4 % 256, y * 5 % 256, (x + y) * 3 % 256], -1) + rng.integers(0, 30, (*size, 3))
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _png_size(data):
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_photo_pipeline_is_seeded_and_holds_photos_out(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for k in range(9):
+        _photo(folder / ("sub" if k % 2 else "") / f"p{k}.png", (30 + k, 50), seed=k)
+    cfg = StyleDataConfig(content=str(folder), image_size=32, crops_per_epoch=10, held_out=0.2)
+    split = split_photos(cfg, seed=3)
+    assert len(split["val"]) == 2 and len(split["train"]) == 7 and not set(split["val"]) & set(split["train"])
+    assert split == split_photos(cfg, seed=3) and split != split_photos(cfg, seed=4)
+    photos = load_photos(split["train"], cfg)
+    assert min(photos.sizes.min(axis=1)) == 48  # held with the short side at 1.5 x image_size
+    first = [x.numpy() for x, _ in train_epoch(photos, cfg, 4, seed=1, epoch=2)]
+    again = [x.numpy() for x, _ in train_epoch(photos, cfg, 4, seed=1, epoch=2)]
+    other = [x.numpy() for x, _ in train_epoch(photos, cfg, 4, seed=1, epoch=3)]
+    assert len(first) == 2 and first[0].shape == (4, 32, 32, 3)  # 10 crops: two full batches
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)) and not np.array_equal(first[0], other[0])
+    assert 0 <= first[0].min() and first[0].max() <= 255
+    x, y = next(iter(val_batches(load_photos(split["val"], cfg), cfg, 4)))
+    assert x.shape == (4, 32, 32, 3) and np.array_equal(x, y)  # whole batches: the 2 photos twice
+    assert np.array_equal(x[:2], x[2:]) and not np.array_equal(x[0], x[1])
+    styles = load_styles(cfg)  # the embedded paintings
+    batch = next(iter(train_epoch(photos, cfg, 4, seed=1, epoch=0, styles=styles)))
+    assert {k: tuple(v.shape) for k, v in batch.items()} == {"content": (4, 32, 32, 3), "style": (4, 32, 32, 3),
+                                                              "strength": (4,)}
+
+
+def test_photo_errors_name_the_file_and_the_folder(tmp_path):
+    with pytest.raises(DataError, match="content not found: .*nowhere"):
+        split_photos(StyleDataConfig(content=str(tmp_path / "nowhere")), 0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="content folder .*empty holds no"):
+        split_photos(StyleDataConfig(content=str(tmp_path / "empty")), 0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    cfg = StyleDataConfig(content=str(folder), held_out=0.0, image_size=32)
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_photos(split_photos(cfg, 0)["train"], cfg)
+    cfg.skip_bad_files = True
+    assert len(load_photos(split_photos(cfg, 0)["train"], cfg).paths) == 1
+
+
+@pytest.fixture(scope="module")
+def johnson(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("style") / "johnson"
+    run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--style", "scream")
+    return run_dir
+
+
+def test_johnson_evaluate_predict_and_export(johnson, tmp_path):
+    state = json.loads((johnson / "state.json").read_text())
+    assert state["arch"] == "johnson" and state["style"] == "scream" and len(state["held_out_photos"]) == 1
+    run_ok(APP, "evaluate", "--run_dir", johnson)
+    metrics = json.loads((johnson / "eval" / "metrics.json").read_text())
+    assert metrics["photos"] == 1 and metrics["held_out"] is True
+    assert metrics["loss"] > 0 and metrics["style"] > 0 and metrics["overlap_difference"] >= 0
+    assert (johnson / "eval" / "sheet.png").stat().st_size > 1000
+    photo = _photo(tmp_path / "odd.png", (37, 51))  # not a multiple of the stride: padded, cropped back
+    out = run_ok(APP, "predict", str(photo), "--run_dir", johnson).stdout
+    assert "method: model" in out and "37x51 stylised (model)" in out
+    assert Image.open(johnson / "predictions" / "odd_stylized.png").size == (51, 37)
+    assert (johnson / "predictions" / "odd_sheet.png").is_file()
+    run_ok(APP, "export", "--run_dir", johnson, "--export_dir", tmp_path / "exports")
+    serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
+    images = [photo.read_bytes(), _photo(tmp_path / "b.png", (20, 9)).read_bytes()]
+    stylized = serve(images=tf.constant(images))["stylized"].numpy()
+    assert [_png_size(s) for s in stylized] == [(51, 37), (9, 20)]
+
+
+def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
+    run_dir = tmp_path / "adain"
+    run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--model.arch", "adain")
+    assert "val_loss" in (run_dir / "history.csv").read_text().splitlines()[0]
+    run_ok(APP, "evaluate", "--run_dir", run_dir)
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["photos"] == 1
+    photo = _photo(tmp_path / "p.png", (33, 41))
+    out = run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "starry_night", "--strength", "0.5").stdout
+    assert "33x41 stylised (model)" in out
+    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
+    serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
+    style = _photo(tmp_path / "s.png", (64, 64), seed=5).read_bytes()
+    images = tf.constant([photo.read_bytes(), photo.read_bytes()])
+    weak, strong = serve(images=images, styles=tf.constant([style]), strength=tf.constant([0.0, 1.0]))["stylized"].numpy()
+    assert _png_size(weak) == _png_size(strong) == (41, 33)
+    assert not np.array_equal(np.asarray(Image.open(io.BytesIO(weak))), np.asarray(Image.open(io.BytesIO(strong))))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="strength must lie in 0..1"):
+        serve(images=images, styles=tf.constant([style]), strength=tf.constant([2.0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="styles must hold one entry, or one per image"):
+        serve(images=images, styles=tf.constant([style] * 3), strength=tf.constant([1.0]))
+
+
+def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    photo = _photo(tmp_path / "photo.png", (36, 48))
+    out = run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "scream", *GATYS).stdout
+    assert "method: gatys" in out and "36x48 stylised (gatys)" in out
+    folders = list((run_dir / "predictions" / "gatys").iterdir())
+    assert len(folders) == 1 and (folders[0] / "checkpoints" / "state.npz").is_file()
+    assert (folders[0] / "losses.png").is_file() and (run_dir / "predictions" / "photo_sheet.png").is_file()
+    first = np.asarray(Image.open(run_dir / "predictions" / "photo_stylized.png"))
+    # The same command finds its finished run; more steps continue it; another style starts its own folder.
+    run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "scream", *GATYS)
+    assert np.array_equal(first, np.asarray(Image.open(run_dir / "predictions" / "photo_stylized.png")))
+    run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "starry_night", *GATYS)
+    assert len(list((run_dir / "predictions" / "gatys").iterdir())) == 2
+
+
+def test_user_errors_are_one_line(tmp_path):
+    photo = _photo(tmp_path / "photo.png")
+    code, _, err = run_main(APP, "predict", str(photo), "--run_dir", tmp_path / "r", "--style", "monet", *GATYS)
+    assert code == 2 and last_line(err).startswith("error: style image not found: monet (give an image file")
+    code, _, err = run_main(APP, "predict", str(photo), "--run_dir", tmp_path / "r", "--method", "model")
+    assert code == 2 and "no trained model at" in last_line(err)
+    code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "t", *TINY, "--data.image_size", "50")
+    assert code == 2 and "'data.image_size' (50) must be a multiple of 8" in last_line(err)
+    code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "t", *TINY, "--data.content", str(tmp_path / "none"))
+    assert code == 2 and "content not found" in last_line(err)
