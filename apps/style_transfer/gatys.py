@@ -275,6 +275,7 @@ class _Run:
             image = state["image"]
             slots = [state[k] for k in sorted((k for k in state if k.startswith("optimizer_")),
                                               key=lambda k: int(k.split("_")[1]))]
+            print(f"resuming from step {step} of {self.cfg.steps} ({self.checkpoint.path})")
             begin = self.ends[scale - 1] if scale else 0
             if not begin <= step <= self.ends[scale]:
                 raise UserError(f"{self.checkpoint.path} stopped at step {step} of scale {self.sizes[scale]}, "

@@ -4,6 +4,12 @@ predict with the trained model and with Gatys' optimisation (which resumes in it
 (PNG bytes at the input's size; AdaIN with styles and strength), and the user errors a person can meet."""
 import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +18,7 @@ from PIL import Image
 
 from data.errors import DataError
 from data.style.pipeline import StyleDataConfig, load_photos, load_styles, split_photos, train_epoch, val_batches
-from tests.conftest import last_line, run_main, run_ok
+from tests.conftest import ROOT, last_line, run_cli, run_main, run_ok
 
 APP = "style_transfer"
 TINY = ["--model.width", "4", "--model.residual_blocks", "1", "--data.image_size", "48", "--data.crops_per_epoch", "8",
@@ -150,3 +156,39 @@ def test_user_errors_are_one_line(tmp_path):
     assert code == 2 and "'data.image_size' (50) must be a multiple of 8" in last_line(err)
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "t", *TINY, "--data.content", str(tmp_path / "none"))
     assert code == 2 and "content not found" in last_line(err)
+
+
+@pytest.mark.slow
+def test_gatys_killed_with_sigkill_resumes_to_the_uninterrupted_image(tmp_path):
+    """predict's optimisation, killed -9 twice mid-run (checkpoints every step, kills inside saves too),
+    then finished: the image equals an uninterrupted run's (Adam's moments and step count are saved)."""
+    photo = _photo(tmp_path / "photo.png", (36, 48))
+    flags = ["--style", "scream", "--gatys.steps", "150", "--gatys.image_size", "48", "--gatys.save_every", "0",
+             "--gatys.checkpoint_every", "1", "--gatys.init", "noise", "--method", "gatys"]
+    run_cli(APP, "predict", photo, "--run_dir", tmp_path / "whole", *flags)
+    args = [sys.executable, "-m", "apps", APP, "predict", str(photo), "--run_dir", str(tmp_path / "killed"), *flags]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    kills = 0
+    for _ in range(2):
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        state = None
+        while proc.poll() is None and time.time() < deadline:
+            found = list((tmp_path / "killed").glob("predictions/gatys/*/checkpoints/state.npz"))
+            if found and state is None:
+                state = found[0].stat().st_mtime_ns
+            elif found and found[0].stat().st_mtime_ns != state:  # it saves every step now: kill mid-run
+                time.sleep(0.3)
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills == 2, "the optimisation finished before it could be killed; give it more steps"
+    out = run_cli(APP, "predict", photo, "--run_dir", tmp_path / "killed", *flags).stdout
+    resumed_at = int(re.search(r"resuming from step (\d+) of 150", out).group(1))
+    assert 0 < resumed_at < 150
+    whole = np.asarray(Image.open(tmp_path / "whole" / "predictions" / "photo_stylized.png"))
+    resumed = np.asarray(Image.open(tmp_path / "killed" / "predictions" / "photo_stylized.png"))
+    assert np.array_equal(whole, resumed)
