@@ -114,3 +114,16 @@ def configured_app(app_cls, flags, prefix, run_dir=None):
 
     out = Path(run_dir or tempfile.mkdtemp(prefix=prefix))
     return app_cls(apply_overrides(app_cls.Config(), {"run_dir": str(out), "verbose": "line", **flags}))
+
+
+def time_calls(fn, warmup, calls, digits=2):
+    """Milliseconds of `calls` calls of fn() after `warmup` untimed ones: median, min, max."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_ms": round(1000 * statistics.median(times), digits), "min_ms": round(1000 * min(times), digits),
+            "max_ms": round(1000 * max(times), digits), "calls": calls}

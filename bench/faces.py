@@ -71,7 +71,7 @@ import apps  # noqa: F401,E402  (sets TensorFlow's environment before it is impo
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import Budget, app_flags, configured_app, forward_flops, matmul_peak_gflops  # noqa: E402
+from bench.common import Budget, app_flags, configured_app, forward_flops, matmul_peak_gflops, time_calls  # noqa: E402
 
 FOLDS = 4
 SCRATCH = {"model.backbone": "resnet", "model.weights": None, "data.image_size": 96, "model.width": 32,
@@ -307,18 +307,6 @@ def margin_of(cfg):
     from layers.losses.metric_learning import MININGS
 
     return cfg.margin if cfg.loss in MININGS else {"binary": None, "circle": "keras default 0.4 (gamma 80)"}[cfg.loss]
-
-
-def time_calls(fn, warmup, calls):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": round(1000 * statistics.median(times), 2), "min_ms": round(1000 * min(times), 2),
-            "max_ms": round(1000 * max(times), 2), "calls": calls}
 
 
 def serve_latency(export_dir, png, png2, args):
