@@ -619,12 +619,12 @@ def bad_requests(example_request, rng):
 # has no documented results: any result for a bad request counts against it.
 DOCUMENTED = {
     "transformer_translation": {
-        "empty string": ("apps/transformer_translation/serving.py: an empty (or all-whitespace) sentence: an empty "
+        "empty string": ("layers/decoding/translator.py: an empty (or all-whitespace) sentence: an empty "
                          "translation, `truncated` False",
                          lambda out, i: out["translations"][i] == b"" and not out["truncated"][i]),
-        "whitespace only": ("apps/transformer_translation/serving.py: the same (all-whitespace)",
+        "whitespace only": ("layers/decoding/translator.py: the same (all-whitespace)",
                             lambda out, i: out["translations"][i] == b"" and not out["truncated"][i]),
-        "very long text (1 MB)": ("apps/transformer_translation/serving.py: a long sentence: the first max_length - 1 "
+        "very long text (1 MB)": ("layers/decoding/translator.py: a long sentence: the first max_length - 1 "
                                   "subword tokens are translated and `truncated` is True",
                                   lambda out, i: bool(out["truncated"][i])),
     },

@@ -67,7 +67,7 @@ def _faces(max_pixels=None):
 
 def _translator():
     from apps.transformer_translation.model import Transformer
-    from apps.transformer_translation.serving import TranslationServing
+    from layers.decoding.translator import TranslationServing
     from data.text.subword import EOS, Subwords, train_sentencepiece
 
     source = train_sentencepiece([w.capitalize() + "." for w in EN] + [" ".join(EN)] * 3, vocab_size=300)

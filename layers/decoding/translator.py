@@ -1,8 +1,17 @@
-"""The exported translator: a batch of source strings in, translated strings out, with normalisation,
-SentencePiece tokenisation (tensorflow-text ops), beam search and detokenisation inside the graph.
+"""The exported translator of any sequence-to-sequence model: a batch of source strings in, translated
+strings out, with normalisation, SentencePiece tokenisation (tensorflow-text ops), beam search and
+detokenisation inside the graph. Shared by the translation apps (the Transformer, the recurrent
+seq2seq with attention); the model only has to offer the decoding interface of layers/decoding/search.py:
+
+    state = model.start_decoding(source_ids, max_length)
+    log_probs, state, weights = model.decode_step(tokens, index, state)   # weights [N, S]
 
 A process that loads the SavedModel must `import tensorflow_text` first, which registers the
 SentencePiece ops (the model needs nothing else from this project).
+
+    module = TranslationServing(model, source_proto, target_proto, max_length=40, beam=4, alpha=0.6)
+    module.serve(tf.constant(["I am hungry."]))["translations"]
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 What the signatures do with unusual requests (tested in tests/apps/test_serving_guards.py):
 - an empty batch, or a sentence that is not valid UTF-8: INVALID_ARGUMENT naming `sentences`
@@ -44,7 +53,7 @@ def checked_text(texts, name, what):
 
 class TranslationServing(tf.Module):
     """`serve(sentences)` -> {"translations", "truncated"}; `attention(sentences)` adds the ids and the
-    last decoder block's cross-attention weights, for plots."""
+    model's attention over the source at each target step (the `weights` of `decode_step`), for plots."""
 
     def __init__(self, model, source_proto, target_proto, max_length, beam=4, alpha=0.6):
         super().__init__()
