@@ -203,3 +203,7 @@ class TranslationApp(App):
 
     def serving_model(self, model):
         return self._serving(model)
+
+    def extra_signatures(self, module):
+        """`attention`: sentences in; translations and the attention weights over the source tokens out."""
+        return {"attention": module.attention.get_concrete_function()}
