@@ -24,15 +24,13 @@ from apps.core.errors import UserError
 from apps.core.files import atomic_write_text
 from apps.core.registry import register_app
 from apps.style_transfer.config import StyleConfig
-from apps.style_transfer.features import FeatureConfig
 from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
 from apps.style_transfer.pictures import save_loss_curves, save_sheet
-from apps.style_transfer.serving import AdaINServing, StylizerServing, stylize_any_size
+from apps.style_transfer.serving import AdaINServing, StylizerServing, adain_pass, stylize_any_size
 from data.images.files import image_paths, picture_names, read_image_file, resize_uint8
 from data.style.pipeline import load_photos, load_styles, split_photos, train_epoch, val_batches
 from data.style.sources import read_picture
-from layers.losses.style import gram_matrix, perceptual_loss
 
 STRIDE = {"johnson": 4, "adain": 8}  # the networks' downsampling: inputs are padded to a multiple of it
 EVAL_SIDE = 512  # evaluate: photos are stylised with this long side (or their own, if smaller)
@@ -143,7 +141,7 @@ class StyleTransfer(App):
         run = tf.function(adain_pass(model), reduce_retracing=True)
 
         def stylize(image, style, strength=1.0):
-            style = stylize_any_size(lambda s: s, tf.cast(style, tf.float32), STRIDE["adain"])[None]
+            style = tf.cast(style, tf.float32)[None]  # any size: only its feature statistics are used
             return stylize_any_size(run, image, STRIDE["adain"], style, tf.constant([strength], tf.float32)).numpy()
 
         return stylize
@@ -151,13 +149,10 @@ class StyleTransfer(App):
     def measure(self, content, style, result):
         """{content, style, tv, loss} of a result against its content and style (the --features loss)."""
         f = self.features()
-        alpha, beta, tv_weight = self.config.features.loss_weights()
         to_batch = lambda x: tf.cast(x, tf.float32)[None]  # noqa: E731
         style = tf.image.resize(style, size_for_area(style.shape, content.shape[0] * content.shape[1]), antialias=True)
-        grams = {n: gram_matrix(a, normalize=True) for n, a in f(to_batch(style)).items() if n in f.style_weights}
-        parts = perceptual_loss(f(to_batch(content))[f.content_layer], grams, f(to_batch(result)), alpha=alpha,
-                                beta=beta, tv_weight=tv_weight, images=to_batch(result), content_layer=f.content_layer,
-                                style_layers_weights=f.style_weights, normalized_grams=True)
+        parts = f.loss(f(to_batch(content))[f.content_layer], f.style_grams(to_batch(style)), to_batch(result),
+                       self.config.features.loss_weights())
         return {k: float(v) for k, v in parts.items()}
 
     # ---- verbs --------------------------------------------------------------------------------------------
@@ -254,12 +249,6 @@ class StyleTransfer(App):
             return StylizerServing(model, STRIDE["johnson"])
         return AdaINServing(model, STRIDE["adain"])
 
-
-def adain_pass(model):
-    """(content [1, H, W, 3], style [1, h, w, 3], strength [1]) -> stylised [1, H, W, 3]: the AdaIN model's
-    inference pass on inputs already padded to its stride."""
-    return lambda content, style, strength: model({"content": content, "style": style, "strength": strength},
-                                                  training=False)
 
 
 def overlap_difference(stylize, image, share=0.75):

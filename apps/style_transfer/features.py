@@ -24,6 +24,7 @@ import keras
 from apps.core.config import field
 from backbones.preprocessing import preprocessing_layer
 from backbones.registry import BackboneError, build_backbone, get_backbone
+from layers.losses.style import gram_matrix, perceptual_loss
 
 _VGG_STYLE = "block1_conv1:0.2,block2_conv1:0.2,block3_conv1:0.2,block4_conv1:0.2,block5_conv1:0.2"
 # backbone -> (content layer, style layers "name:weight,...")
@@ -145,3 +146,16 @@ class StyleFeatures:
         if len(images.shape) == 3:
             images = images[None]
         return self.model(images, training=False)
+
+    def style_grams(self, style):
+        """{style layer: Gram matrix normalised by positions} of style images: the style loss's targets."""
+        maps = self(style)
+        return {n: gram_matrix(maps[n], normalize=True) for n in self.style_layers}
+
+    def loss(self, content_target, style_grams, images, weights):
+        """Gatys' loss of `images` (perceptual_loss: {"loss", "content", "style", "tv"}) against the content
+        layer's target activations and `style_grams`, with `weights` = (alpha, beta, tv_weight)."""
+        alpha, beta, tv_weight = weights
+        return perceptual_loss(content_target, style_grams, self(images), alpha=alpha, beta=beta, tv_weight=tv_weight,
+                               images=images, content_layer=self.content_layer,
+                               style_layers_weights=self.style_weights, normalized_grams=True)

@@ -43,7 +43,6 @@ from apps.core.files import atomic_write_bytes, os_error_message, remove_leftove
 from apps.style_transfer.features import FeatureConfig
 from data.errors import DataError
 from data.images.files import read_image_file, resize_uint8
-from layers.losses.style import gram_matrix, perceptual_loss
 
 PARTS = ("loss", "content", "style", "tv")
 CHECKPOINT = Path("checkpoints") / "state.npz"
@@ -247,18 +246,11 @@ class _Run:
         f = self.features
         try:
             content_target = f(content)[f.content_layer]
-            grams = {n: gram_matrix(a, normalize=True) for n, a in f(style).items() if n in f.style_weights}
+            grams = f.style_grams(style)
         except (tf.errors.OpError, ValueError):  # pooling past 1 pixel: an invalid-argument or a oneDNN error
             raise UserError(f"{f.backbone_name} cannot take images of {h}x{w} pixels (scale {self.sizes[scale]}): its "
                             "pooling shrinks them to nothing; raise image_size or the smallest of scales") from None
-        alpha, beta, tv_weight = self.weights
-
-        def loss_of(images):
-            return perceptual_loss(content_target, grams, f(images), alpha=alpha, beta=beta,
-                                   tv_weight=tv_weight, images=images, content_layer=f.content_layer,
-                                   style_layers_weights=f.style_weights, normalized_grams=True)
-
-        return content, loss_of
+        return content, lambda images: f.loss(content_target, grams, images, self.weights)
 
     def _start_image(self, content):
         if self.cfg.init == "content":

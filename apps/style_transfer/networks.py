@@ -36,7 +36,7 @@ from keras import ops
 
 from apps.style_transfer.features import DEFAULT_LOSS_WEIGHTS, StyleFeatures
 from layers import ReflectionPad2D
-from layers.losses.style import adain, adain_content_loss, adain_style_loss, gram_matrix, perceptual_loss
+from layers.losses.style import adain, adain_content_loss, adain_style_loss
 
 # backbone -> (encoder layer, layers where the style statistics are matched): relu4_1 and relu1_1 ..
 # relu4_1 for VGG (Huang & Belongie); for SqueezeNet the first layer at stride 8 and the first layers
@@ -115,15 +115,11 @@ class JohnsonLoss(keras.losses.Loss):
         self.alpha, self.beta, self.tv_weight = (d if v is None else float(v)
                                                  for v, d in zip((alpha, beta, tv_weight), defaults))
         self.features = features
-        style = features(style_image)
-        self.style_grams = {n: gram_matrix(style[n], normalize=True) for n in features.style_layers}
+        self.style_grams = features.style_grams(style_image)
 
     def call(self, y_true, y_pred):
         f = self.features
-        content = f.model(y_true, training=False)[f.content_layer]
-        return perceptual_loss(content, self.style_grams, f.model(y_pred, training=False), self.alpha, self.beta,
-                               self.tv_weight, images=y_pred, content_layer=f.content_layer,
-                               style_layers_weights=f.style_weights, normalized_grams=True)["loss"]
+        return f.loss(f(y_true)[f.content_layer], self.style_grams, y_pred, (self.alpha, self.beta, self.tv_weight))["loss"]
 
     def get_config(self):
         # The base config only, so that model.save() of a model compiled with this loss works; the feature

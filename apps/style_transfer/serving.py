@@ -30,6 +30,13 @@ def to_png(image):
     return tf.io.encode_png(tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8))
 
 
+def adain_pass(model):
+    """(content [1, H, W, 3], style [1, h, w, 3], strength [1]) -> stylised [1, H, W, 3]: the AdaIN model's
+    inference pass, the content already padded to its stride."""
+    return lambda content, style, strength: model({"content": content, "style": style, "strength": strength},
+                                                  training=False)
+
+
 class StylizerServing(tf.Module):
     """One-style network (Johnson et al.): `serve(images)` -> {"stylized": PNG bytes}."""
 
@@ -64,7 +71,7 @@ class AdaINServing(tf.Module):
         self.max_pixels = max_pixels
 
     def _stylize(self, content, style, strength):
-        return self.model({"content": content, "style": style, "strength": strength}, training=False)
+        return adain_pass(self.model)(content, style, strength)
 
     def _style(self, encoded):
         style = tf.cast(decode_image(encoded, 3), tf.float32)

@@ -10,7 +10,8 @@ import numpy as np
 
 from data.embedded import embedded_file
 from data.errors import DataError
-from data.images.files import IMAGE_EXTENSIONS, image_paths, inspect_image, read_image_file, resize_uint8
+from data.images.files import (IMAGE_EXTENSIONS, FolderScan, check_scan, image_paths, inspect_image, read_image_file,
+                               resize_uint8)
 
 EMBEDDED_STYLES = ("starry_night", "scream")  # Van Gogh, Munch
 EMBEDDED_PHOTOS = ("dog", "horses", "person")
@@ -59,25 +60,19 @@ def picture_paths(source, embedded_names, what):
 def load_pictures(paths, short_side, skip_bad, what):
     """(list of uint8 [h, w, 3] with short side `short_side` and the long side at most 2x that,
     centre-cropped; list of the paths kept). A broken file stops with its name, or is skipped (and
-    counted) with `skip_bad`."""
-    images, kept, bad = [], [], []
+    counted in a warning) with `skip_bad`, as every image loader of the suite does (check_scan)."""
+    scan = FolderScan([], [], [], [])
     for path in paths:
-        mode, reason = inspect_image(path)
-        if reason is not None:
-            bad.append((path, reason))
-            continue
-        image = read_image_file(path, 3)
-        images.append(_short_side(image, short_side).numpy())
-        kept.append(path)
-    if bad and not skip_bad:
-        listing = "; ".join(f"{p}: {r}" for p, r in bad[:3])
-        raise DataError(f"{len(bad)} bad {what} file(s): {listing}{' ...' if len(bad) > 3 else ''}. Fix or remove "
-                        "them, or pass --data.skip_bad_files true")
-    if bad:
-        print(f"skipped {len(bad)} unreadable {what} file(s), e.g. {bad[0][0]}")
-    if not images:
+        _, reason = inspect_image(path)
+        if reason is None:
+            scan.files.append((path, 0))
+        else:
+            scan.bad.append((path, reason))
+    if skip_bad and not scan.files:
         raise DataError(f"no readable {what} images in {', '.join(map(str, paths[:3]))}")
-    return images, kept
+    check_scan(scan, skip_bad)  # the suite's policy for bad files: stop naming them, or skip them with a warning
+    kept = [path for path, _ in scan.files]
+    return [_short_side(read_image_file(path, 3), short_side).numpy() for path in kept], kept
 
 
 def _short_side(image, side):
