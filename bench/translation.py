@@ -6,8 +6,8 @@
 Data: ../shared/data/translation/spa-eng.txt (118,964 pairs), deduplicated, split by source sentence
 with seed 0 into a 2,000-pair test split, 1,000 dev pairs, and the rest for training. Training stops
 at the end of the first step after --minutes of wall time (XLA compilation and validation included).
-Reported: sacreBLEU (single and multi-reference) and chrF on the test split (beam 4, length penalty
-0.6), training tokens/s, the training-step MFU against a float32 matmul peak measured in the same run,
+Reported: sacreBLEU (single and multi-reference) and chrF on the test split (greedy, and beam 4 with
+length penalty 0.6), training tokens/s, the training-step MFU against a float32 matmul peak measured in the same run,
 and the SavedModel's per-sentence latency (batch of 1, greedy and beam 4) on short test sentences,
 measured in a fresh process that imports only TensorFlow and tensorflow-text.
 
@@ -51,14 +51,15 @@ def forward_flops(m, rows, source_length, target_length, source_real=None, targe
     return m["encoder_layers"] * encoder + m["decoder_layers"] * decoder + 2 * t_tok * d * v
 
 
-def epoch_flops(batches, m):
+def epoch_flops(batches, m, forward=forward_flops):
+    """Training FLOPs of an epoch (padded shapes, and real tokens only) and its real source and target tokens."""
     padded = useful = 0.0
     real_source = real_target = 0
     for rows, src, t_in, _ in batches.buckets:
         n_batches = -(-len(src) // rows)
-        padded += n_batches * forward_flops(m, rows, src.shape[1], src.shape[1])
+        padded += n_batches * forward(m, rows, src.shape[1], src.shape[1])
         s, t = int((src != PAD).sum()), int((t_in != PAD).sum())
-        useful += forward_flops(m, len(src), src.shape[1], src.shape[1], s, t)  # spans: the bucket's mean real lengths
+        useful += forward(m, len(src), src.shape[1], src.shape[1], s, t)  # spans: the bucket's mean real lengths
         real_source, real_target = real_source + s, real_target + t
     return 3 * padded, 3 * useful, real_source, real_target
 
@@ -104,22 +105,26 @@ def latency(export_dir, sentences, trials=3):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main():
-    from apps.core import runner
-    from apps.core.config import apply_overrides
-    from apps.transformer_translation.app import TransformerTranslationApp
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", default=str(SHARED / "translation" / "spa-eng.txt"))
+def arguments(description, default_pairs=None):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--pairs", default=default_pairs or str(SHARED / "translation" / "spa-eng.txt"))
     p.add_argument("--minutes", type=float, default=60.0, help="training wall-time budget")
     p.add_argument("--timing_only", action="store_true", help="train --timing_steps steps; report throughput and MFU only")
     p.add_argument("--timing_steps", type=int, default=300)
     p.add_argument("--run_dir", default=None)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override recipe flags")
-    args = p.parse_args()
-    flags = {**RECIPE, "data.path": args.pairs, "run_dir": args.run_dir or tempfile.mkdtemp(prefix="bench-translation-")}
+    return p.parse_args()
+
+
+def run(app_class, recipe, forward, args):
+    """Train `app_class` with `recipe` (+ --set) for --minutes, then evaluate, export and time the export;
+    prints the result as JSON and returns it. `forward` counts a batch's forward FLOPs (see forward_flops)."""
+    from apps.core import runner
+    from apps.core.config import apply_overrides
+
+    flags = {**recipe, "data.path": args.pairs, "run_dir": args.run_dir or tempfile.mkdtemp(prefix="bench-translation-")}
     flags.update(dict(kv.split("=", 1) for kv in args.set))
-    app = TransformerTranslationApp(apply_overrides(TransformerTranslationApp.Config(), flags))
+    app = app_class(apply_overrides(app_class.Config(), flags))
     peak_before = matmul_peak_gflops()
     timer, budget = StepTimer(), TimeBudget(args.minutes * 60)
     if args.timing_only:
@@ -137,7 +142,7 @@ def main():
 
     m = {**vars(app.config.model), "target_vocab": len(app.prepared.target)}
     batches = app._split("train")
-    padded, useful, real_source, real_target = epoch_flops(batches, m)
+    padded, useful, real_source, real_target = epoch_flops(batches, m, forward)
     steps = len(batches)
     skip = min(50, len(timer.step_times) // 4)  # compilation of each bucket's step
     steady = timer.step_times[skip:]
@@ -153,15 +158,17 @@ def main():
               "source_plus_target_tokens_per_s": round((real_source + real_target) / steps / mean_step)}
     print(json.dumps(result, indent=2), flush=True)
     if args.timing_only:
-        return
+        return result
     result["epochs_done"] = round(len(timer.step_times) / steps, 2)
     out = Path(flags["run_dir"]) / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    metrics = app.evaluate(model, out)
-    result["evaluate_minutes"] = round((time.perf_counter() - start) / 60, 1)
-    result.update({k: metrics[k] for k in ("bleu", "bleu_multi_reference", "references_per_source", "chrf",
-                                          "token_accuracy", "bleu_signature", "chrf_signature")})
+    for beam in (1, 4):  # greedy and beam search on the same test pairs
+        app.config.beam_size = beam
+        start = time.perf_counter()
+        metrics = app.evaluate(model, out)
+        result[f"evaluate_minutes_beam{beam}"] = round((time.perf_counter() - start) / 60, 1)
+        result[f"beam{beam}"] = {k: metrics[k] for k in ("bleu", "bleu_multi_reference", "references_per_source",
+                                                          "chrf", "token_accuracy", "bleu_signature", "chrf_signature")}
     short = [s for s, _ in app.prepared.splits["test"] if len(s.split()) <= 6][:100]
     for beam in (1, 4):
         app.config.beam_size = beam
@@ -170,6 +177,14 @@ def main():
         result[f"latency_ms_beam{beam}"] = {"best": round(1000 * min(seconds), 1), "trials": [round(1000 * s, 1) for s in seconds]}
     result["latency_sentences"] = f"{len(short)} test sources of <= 6 words, batch of 1, median per trial"
     print(json.dumps(result, indent=2))
+    (Path(flags["run_dir"]) / "bench_result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main():
+    from apps.transformer_translation.app import TransformerTranslationApp
+
+    run(TransformerTranslationApp, RECIPE, forward_flops, arguments(__doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

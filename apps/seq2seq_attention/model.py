@@ -138,9 +138,7 @@ class Seq2Seq(keras.Model):
         return memory, states
 
     def _attend(self, query, memory):
-        context, weights = self.attention(query[:, None], memory["values"], projected_keys=memory["keys"],
-                                          mask=memory["mask"])
-        return context[:, 0], weights[:, 0]
+        return self.attention(query, memory["values"], projected_keys=memory["keys"], mask=memory["mask"])
 
     def _step(self, token_embedding, states, memory):
         """One target position: (a_t [N, embedding_dim], new states (same structure), weights [N, S])."""

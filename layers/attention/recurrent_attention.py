@@ -18,7 +18,9 @@ costs one query position (Tq = 1). In teacher forcing, Tq is the target length.
     attention = BahdanauAttention(128)
     context, weights = attention(query, encoder_states, mask=source_mask)   # [B, Tq, dv], [B, Tq, S]
     keys = attention.project_keys(encoder_states)                            # once per sentence
-    context, weights = attention(state[:, None], encoder_states, projected_keys=keys, mask=source_mask)
+    context, weights = attention(state, encoder_states, projected_keys=keys, mask=source_mask)  # [B, dv], [B, S]
+
+A query without a time axis ([B, dq], a decoder step's state) gives a context [B, dv] and weights [B, S].
 
 `mask` is True on real keys: [B, S] (data.text.subword PAD ids -> layers.attention.masks.padding_mask)
 or anything that broadcasts to [B, Tq, S]. Masked keys get exactly zero weight; a row without any
@@ -74,7 +76,10 @@ class _RecurrentAttention(keras.layers.Layer):
     def call(self, query, values, projected_keys=None, mask=None):
         keys = self.project_keys(values) if projected_keys is None else projected_keys
         weights = masked_softmax(self._scores(query, keys), mask)
-        return ops.matmul(ops.cast(weights, values.dtype), values), weights
+        context = ops.matmul(ops.cast(weights, values.dtype), values)
+        if len(query.shape) == 2:  # one query per row: [B, dv], [B, S]
+            return context[:, 0], weights[:, 0]
+        return context, weights
 
     def compute_mask(self, query, previous_mask=None):
         # the key mask passed as `mask` is not a mask of the outputs (Keras would attach it to them)
@@ -83,6 +88,11 @@ class _RecurrentAttention(keras.layers.Layer):
     def compute_output_shape(self, query_shape, values_shape):
         rows = tuple(query_shape[:-1])
         return (*rows, values_shape[-1]), (*rows, values_shape[1])
+
+
+def _as_rows(query):
+    """A query [B, dq] as [B, 1, dq]; [B, Tq, dq] unchanged."""
+    return ops.expand_dims(query, 1) if len(query.shape) == 2 else query
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -114,8 +124,11 @@ class BahdanauAttention(_RecurrentAttention):
         return self.key_dense(values)
 
     def _scores(self, query, keys):
-        hidden = ops.tanh(ops.expand_dims(self.query_dense(query), 2) + ops.expand_dims(keys, 1))  # [B, Tq, S, units]
-        return ops.squeeze(self.score_dense(hidden), -1)
+        # W1 q before adding the time axis, and v^T as a product and sum: on inputs of rank 3 and more, Dense is
+        # a tensordot, whose gradient inside a decoder's time loop needs shapes XLA cannot know (jit_compile fails)
+        projected = _as_rows(self.query_dense(query))
+        hidden = ops.tanh(ops.expand_dims(projected, 2) + ops.expand_dims(keys, 1))  # [B, Tq, S, units]
+        return ops.sum(hidden * ops.cast(self.score_dense.kernel[:, 0], hidden.dtype), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -165,7 +178,7 @@ class LuongAttention(_RecurrentAttention):
         return self.key_dense(values)
 
     def _scores(self, query, keys):
-        return ops.matmul(query, ops.swapaxes(keys, -1, -2))
+        return ops.matmul(_as_rows(query), ops.swapaxes(keys, -1, -2))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "score": self.score}
