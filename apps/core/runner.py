@@ -150,12 +150,17 @@ def _train(app, extra_callbacks):
             if removed := remove_leftovers(files):
                 print(f"removed {removed} temporary file(s) an interrupted save left in {files}")
             record = _read_record(files, app.name)
+            # A resumed run goes on with what it learned of its data (e.g. fitted anchors), not a recomputation
+            # under today's flags; a run from before state.json existed recomputes it in step 3.
+            resumed = _read_state(out) if record["model"] is not None else None
+            if resumed is not None:
+                app.load_state(resumed)
             if not chief:
                 return record, None, None
             train_epoch = app.build_dataset("train", epoch=0)
-            # A resumed run's state is taken once its checkpoints are found to fit (step 3); a new one has
-            # nothing to overwrite (_read_record refuses unrecorded models and checkpoints).
-            learned = app.state() if record["model"] is None else None
+            # A new run's state is taken here (it has nothing to overwrite: _read_record refuses unrecorded
+            # models and checkpoints).
+            learned = app.state() if record["model"] is None else resumed
             return record, train_epoch, learned
 
         record, train_epoch, learned = _on_every_worker(strategy, check_folder)
@@ -417,17 +422,25 @@ def atomic_save_model(model, path):
             os.remove(tmp)
 
 
+def _read_state(out):
+    """The app's learned state recorded in run directory `out` (state.json), or None without one."""
+    path = out / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+
+
 def load_trained(app):
     """The run's final model, with the app's learned state restored."""
     out = run_dir(app)
     path = out / "model.keras"
     if not path.is_file():
         raise UserError(f"no trained model at {path}; run `python -m apps {app.name} train` first (or pass --run_dir)")
-    if (out / "state.json").is_file():
-        try:
-            state = json.loads((out / "state.json").read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {out / 'state.json'}: {e}") from None
+    state = _read_state(out)
+    if state is not None:
         app.load_state(state)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)  # inference only

@@ -6,6 +6,11 @@
     python -m apps object_detection export
     python -m apps object_detection train --data.source voc --data.path raccoon/ \\
         --model.backbone squeezenet --model.weights imagenet --data.image_size 256
+
+`train` first reports the training boxes as the anchors see them (printed, and drawn to
+<run_dir>/data_report.png) and, when the configured anchors cover under 95% of them, fits anchor_size
+and aspect_ratios to them (anchor_fit.py; --model.anchors config keeps the configured ones). The run
+records its anchors, and resume, evaluate, predict and the export use them.
 """
 import numpy as np
 import tensorflow as tf
@@ -15,8 +20,10 @@ from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
 from apps.core.splits import RecordedSplits
-from apps.object_detection.boxes import BoxCoder, detect
+from apps.object_detection.anchor_fit import anchor_record, choose_anchors, coverage
+from apps.object_detection.boxes import Anchors, BoxCoder, detect
 from apps.object_detection.config import DetectionConfig
+from apps.object_detection.data_report import REPORT, box_statistics, draw_report, summary_lines
 from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
@@ -42,15 +49,67 @@ class ObjectDetection(RecordedSplits, App):
         self._coder = None
         self.class_names = None
         self.image_size = config.data.image_size
+        self.anchors = None  # the run's Anchors: chosen as training starts, or its record; None: configured
+        self._anchor_record = None  # what state() keeps of them
+        self._report = None  # (statistics, AnchorChoice) to draw, when this process chose the anchors
 
     @property
     def coder(self):
         if self._coder is None:
             try:
-                self._coder = BoxCoder.from_config(self.image_size, self.config.model)
+                self._coder = BoxCoder.from_config(self.image_size, self.config.model, self.anchors)
             except ValueError as e:
                 raise UserError(str(e)) from None
         return self._coder
+
+    def _configured_anchors(self):
+        try:
+            return Anchors.configured(self.config.model)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+    def _choose_anchors(self):
+        """As training starts: the run's anchors if it has recorded state (a resumed run), else the data
+        report and the configured anchors or, with --model.anchors fit, anchors fitted to the training boxes."""
+        if self._anchor_record is not None:  # a resumed run's (the runner passed its state to load_state)
+            return
+        self._configured_anchors()
+        train = self.splits["train"]
+        stats = box_statistics(train)
+        choice = choose_anchors(stats.boxes, self.image_size, self.config.model, self.config.seed)
+        print("\n".join(summary_lines(stats, choice, self.image_size, self._held_out(choice))))
+        self._report = (stats, choice)
+        self.anchors, self._coder = choice.anchors, None
+        self._anchor_record = choice.record(self.config.model.anchors)
+
+    def _held_out(self, choice):
+        """(boxes, configured coverage, used coverage) of the validation split, or None without one."""
+        val = self.splits["val"]
+        boxes = np.concatenate(val.canvas_boxes() + [np.zeros((0, 4), np.float32)]) if val is not None else []
+        if not len(boxes) or choice.before is None:
+            return None
+        coders = (BoxCoder.from_config(self.image_size, self.config.model, a) for a in (None, choice.anchors))
+        return (boxes, *(coverage(c, boxes) for c in coders))
+
+    def _use_anchors(self, record):
+        """The anchors of a run's state; a run recorded before anchors were (None) used the configured ones."""
+        configured = self._configured_anchors()
+        if record is None:
+            self.anchors = configured
+            self._anchor_record = anchor_record(configured, configured, "config")
+        else:
+            try:
+                self.anchors = Anchors(float(record["anchor_size"]), tuple(float(r) for r in record["aspect_ratios"]))
+                flags = record.get("configured") or {}
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise UserError(f"the run's state ({self.run_dir / 'state.json'}) has a malformed anchors record: "
+                                f"{e!r}") from None
+            self._anchor_record = record
+            print(f"anchors: the run's ({self.anchors.describe()})")
+            if (flags.get("anchor_size"), flags.get("aspect_ratios")) != (configured.size, list(configured.ratios)):
+                print(f"note: the run's anchors ({self.anchors.describe()}) are used; the anchor flags now "
+                      f"({configured.describe()}) would apply to a new run (another --run_dir)")
+        self._coder = None
 
     def load_splits(self, record, names):
         return load_detection_splits(self.config.data, self.config.seed, record, names)
@@ -60,13 +119,20 @@ class ObjectDetection(RecordedSplits, App):
 
     def state(self):
         """Called by the runner on the chief alone, as training starts: the splits are recorded, so that the
-        other workers, a resumed run and `evaluate` see the same images."""
+        other workers, a resumed run and `evaluate` see the same images, the anchors likewise, and the data
+        report is drawn."""
         self.record_splits()
-        return {"class_names": self.class_names, "image_size": self.image_size}
+        self._choose_anchors()
+        if self._report is not None:
+            draw_report(*self._report, self.image_size, self.run_dir / REPORT)
+            print(f"data report drawn to {self.run_dir / REPORT}")
+            self._report = None
+        return {"class_names": self.class_names, "image_size": self.image_size, "anchors": self._anchor_record}
 
     def load_state(self, state):
         self.class_names = state["class_names"]
         self.image_size = state["image_size"]
+        self._use_anchors(state.get("anchors"))
 
     @classmethod
     def smoke_example(cls, folder):
@@ -90,6 +156,7 @@ class ObjectDetection(RecordedSplits, App):
 
     def build_dataset(self, split, epoch=0):
         cfg = self.config
+        self._choose_anchors()  # before the coder encodes a box
         if split == "train":
             data = train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
             return data.map(self._encode, num_parallel_calls=2, deterministic=True)

@@ -5,6 +5,8 @@ encoding from Keras' bounding-box utilities. keras-hub's NonMaxSuppression layer
 across classes (one NMS over each anchor's best class), so per-class NMS uses TensorFlow's
 combined_non_max_suppression instead.
 """
+import dataclasses
+
 import keras
 import keras_hub
 import numpy as np
@@ -24,6 +26,23 @@ def aspect_ratios(text):
     return ratios
 
 
+@dataclasses.dataclass(frozen=True)
+class Anchors:
+    """The anchor settings a run may fit to its data (anchor_fit.py); the levels and the number of scales
+    are the model's structure and stay as configured."""
+
+    size: float  # anchor side at scale 1 = size * 2**level pixels
+    ratios: tuple  # height / width
+
+    @classmethod
+    def configured(cls, m):
+        """The anchors of a DetectorConfig's flags."""
+        return cls(float(m.anchor_size), tuple(aspect_ratios(m.aspect_ratios)))
+
+    def describe(self):
+        return f"anchor_size {self.size:g}, aspect_ratios {','.join(f'{r:g}' for r in self.ratios)}"
+
+
 class BoxCoder:
     """The anchors of one square canvas size and the encoding of boxes relative to them.
 
@@ -36,15 +55,20 @@ class BoxCoder:
         generator = keras_hub.layers.AnchorGenerator("yxyx", min_level, max_level, num_scales, list(ratios), anchor_size)
         with tf.init_scope():  # eager, even when first used inside a traced function
             levels = generator(np.zeros((size, size, 3), np.float32))
-            self.anchors = np.concatenate([np.asarray(levels[f"P{i}"]) for i in range(min_level, max_level + 1)])
+            self.levels = {i: np.asarray(levels[f"P{i}"]) for i in range(min_level, max_level + 1)}
+        self.anchors = np.concatenate(list(self.levels.values()))
         self.anchors_per_cell = num_scales * len(ratios)
+        self.positive_iou = positive_iou
         self.matcher = keras_hub.layers.BoxMatcher([negative_iou, positive_iou], [BACKGROUND, IGNORE, 1],
                                                    force_match_for_each_col=True)
 
     @classmethod
-    def from_config(cls, size, m):
-        return cls(size, m.min_level, m.max_level, m.num_scales, aspect_ratios(m.aspect_ratios), m.anchor_size,
-                   m.positive_iou, m.negative_iou)
+    def from_config(cls, size, m, anchors=None):
+        """The coder of a DetectorConfig, with `anchors` (an Anchors: fitted, or a run's record) instead of the
+        configured anchor_size and aspect_ratios when given."""
+        anchors = anchors or Anchors.configured(m)
+        return cls(size, m.min_level, m.max_level, m.num_scales, anchors.ratios, anchors.size, m.positive_iou,
+                   m.negative_iou)
 
     def encode(self, boxes, labels):
         """Padded boxes (b, m, 4) and labels (b, m) (-1: no box) -> targets (b, anchors, 5):

@@ -23,6 +23,9 @@ class DetectorConfig(FinetuneConfig):
     num_scales: int = field(3, "anchor sizes per level", min=1)
     aspect_ratios: str = field("0.5,1,2", "anchor height/width ratios, comma-separated")
     anchor_size: float = field(2.0, "anchor side at scale 1 = anchor_size * 2**level pixels", min=0.0, min_exclusive=True)
+    anchors: str = field("fit", "fit: when the configured anchors cover under 0.95 of the training boxes, anchor_size and "
+                         "aspect_ratios fitted to them (the run records them); config: the configured ones",
+                         ["fit", "config"])
     positive_iou: float = field(0.5, "anchors with IoU >= this with a box learn it", min=0.0, max=1.0, min_exclusive=True)
     negative_iou: float = field(0.4, "anchors with IoU < this with every box are background (between: ignored)",
                                 min=0.0, max=1.0)

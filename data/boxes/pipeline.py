@@ -69,13 +69,17 @@ class DetectionSet:
                             pick(self.labels), pick(self.crowd), pick(self.names), self.class_names,
                             None if self.members is None else pick(self.members))
 
+    def canvas_boxes(self):
+        """Each image's boxes in canvas pixels, where the anchors see them: [(k, 4) float32 yxyx]."""
+        return [b * np.tile(s, 2) for b, s in zip(self.boxes, self.scale)]
+
     def padded(self, max_boxes=None):
         """Canvas boxes (n, M, 4) and labels (n, M), padded with -1; M = the most boxes of any image."""
         m = max_boxes or max([len(b) for b in self.boxes] + [1])
         boxes = -np.ones((len(self), m, 4), np.float32)
         labels = -np.ones((len(self), m), np.int32)
-        for i, (b, lab) in enumerate(zip(self.boxes, self.labels)):
-            boxes[i, :len(b)] = b * np.tile(self.scale[i], 2)
+        for i, (b, lab) in enumerate(zip(self.canvas_boxes(), self.labels)):
+            boxes[i, :len(b)] = b
             labels[i, :len(b)] = lab
         return boxes, labels
 

@@ -38,11 +38,14 @@ def photos(tmp_path_factory):
 def test_train_writes_the_run(trained):
     run_dir, proc = trained
     assert "4/4 - " in proc.stdout  # 64 scenes in batches of 16
-    for name in ("model.keras", "state.json", "learning_curves.png"):
+    for name in ("model.keras", "state.json", "learning_curves.png", "data_report.png"):
         assert (run_dir / name).is_file(), name
     header = (run_dir / "history.csv").read_text().splitlines()[0]
     assert {"box_loss", "cls_loss", "val_loss"} <= set(header.split(","))
-    assert json.loads((run_dir / "state.json").read_text()) == {"class_names": [str(i) for i in range(10)], "image_size": 64}
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["class_names"] == [str(i) for i in range(10)] and state["image_size"] == 64
+    # digits of 13..29 px on a 64-pixel canvas, under the default anchors' 16 px and up: fitted (test_detection_anchors)
+    assert state["anchors"]["fitted"] and len(state["anchors"]["aspect_ratios"]) == 3
 
 
 def test_evaluate_reports_map_per_class_and_pr_curve(trained):
