@@ -144,8 +144,13 @@ def _check_options(s):
                                 f"(only {default})")
 
 
+def _head_mask(yolo):
+    """The anchors a [yolo] head uses: `mask`, or without one the first `num` (darknet's default 1)."""
+    return yolo.ints("mask", list(range(yolo.int("num", 1))))
+
+
 def _head_filters(conv, yolo, num_classes):
-    anchors = len(yolo.ints("mask", list(range(yolo.int("num", 1)))))
+    anchors = len(_head_mask(yolo))
     written = conv.int("filters")
     if written != anchors * (5 + yolo.int("classes", 20)):
         raise BackboneError(f"{conv.where}: the convolution before [yolo] has filters={written}; its {anchors} anchors "
@@ -214,7 +219,7 @@ def _head(s, index, num_classes):
     if len(anchors) % 2:
         raise BackboneError(f"{s.where}: [yolo] anchors= needs (w, h) pairs; got {len(anchors)} numbers")
     pairs = list(zip(anchors[::2], anchors[1::2]))
-    mask = s.ints("mask", list(range(len(pairs))))
+    mask = _head_mask(s)
     if not all(0 <= m < len(pairs) for m in mask):
         raise BackboneError(f"{s.where}: [yolo] mask={s.options.get('mask')} names anchors beyond the {len(pairs)} given")
     classes = s.int("classes", 20) if num_classes is None else num_classes
@@ -257,7 +262,7 @@ def _load_conv(model, conv, head, where):
         if head is None or spec.batch_normalize or current[0].shape[:3] != kernel.shape[:3]:
             raise BackboneError(f"{where} do not fit model {model.name!r}: layer conv_{spec.index} has a kernel of "
                                 f"shape {tuple(current[0].shape)}, the file {kernel.shape}")
-        kernel, bias = _box_channels(current, kernel, conv.bias, len(head.ints("mask", [0])), spec, model, where)
+        kernel, bias = _box_channels(current, kernel, conv.bias, len(_head_mask(head)), spec, model, where)
         layer.set_weights([kernel, bias])
         return
     if spec.batch_normalize:

@@ -1,4 +1,5 @@
-"""Benchmark: the Transformer translation app on the full English-Spanish Anki pairs.
+"""Benchmark: the Transformer translation app on the full English-Spanish Anki pairs; its `run()` and
+`arguments()` are the harness of every translation benchmark (bench/seq2seq.py: the recurrent model).
 
     .venv/bin/python bench/translation.py --minutes 60          # train <= 60 min, evaluate, latency
     .venv/bin/python bench/translation.py --timing_only         # a few hundred steps: tokens/s and MFU only
@@ -105,9 +106,9 @@ def latency(export_dir, sentences, trials=3):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def arguments(description, default_pairs=None):
+def arguments(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--pairs", default=default_pairs or str(SHARED / "translation" / "spa-eng.txt"))
+    p.add_argument("--pairs", default=str(SHARED / "translation" / "spa-eng.txt"))
     p.add_argument("--minutes", type=float, default=60.0, help="training wall-time budget")
     p.add_argument("--timing_only", action="store_true", help="train --timing_steps steps; report throughput and MFU only")
     p.add_argument("--timing_steps", type=int, default=300)

@@ -110,3 +110,8 @@ class App:
 
     def load_state(self, state):
         pass
+
+    def resume_state(self, state):
+        """A resumed training run's recorded state(), before its datasets are built: take from it what must
+        not be learned again under today's flags (detection: its fitted anchors). The runner then calls
+        state() again, which checks today's flags against the run's data as a new run would."""

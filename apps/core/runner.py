@@ -150,17 +150,15 @@ def _train(app, extra_callbacks):
             if removed := remove_leftovers(files):
                 print(f"removed {removed} temporary file(s) an interrupted save left in {files}")
             record = _read_record(files, app.name)
-            # A resumed run goes on with what it learned of its data (e.g. fitted anchors), not a recomputation
-            # under today's flags; a run from before state.json existed recomputes it in step 3.
             resumed = _read_state(out) if record["model"] is not None else None
             if resumed is not None:
-                app.load_state(resumed)
+                app.resume_state(resumed)
             if not chief:
                 return record, None, None
             train_epoch = app.build_dataset("train", epoch=0)
-            # A new run's state is taken here (it has nothing to overwrite: _read_record refuses unrecorded
-            # models and checkpoints).
-            learned = app.state() if record["model"] is None else resumed
+            # A resumed run's state is taken once its checkpoints are found to fit (step 3); a new one has
+            # nothing to overwrite (_read_record refuses unrecorded models and checkpoints).
+            learned = app.state() if record["model"] is None else None
             return record, train_epoch, learned
 
         record, train_epoch, learned = _on_every_worker(strategy, check_folder)

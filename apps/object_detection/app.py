@@ -71,7 +71,7 @@ class ObjectDetection(RecordedSplits, App):
     def _choose_anchors(self):
         """As training starts: the run's anchors if it has recorded state (a resumed run), else the data
         report and the configured anchors or, with --model.anchors fit, anchors fitted to the training boxes."""
-        if self._anchor_record is not None:  # a resumed run's (the runner passed its state to load_state)
+        if self._anchor_record is not None:  # a resumed run's (resume_state) or a loaded run's
             return
         self._configured_anchors()
         train = self.splits["train"]
@@ -132,6 +132,10 @@ class ObjectDetection(RecordedSplits, App):
     def load_state(self, state):
         self.class_names = state["class_names"]
         self.image_size = state["image_size"]
+        self._use_anchors(state.get("anchors"))
+
+    def resume_state(self, state):
+        """A resumed run trains on with the anchors its weights learned, whatever the anchor flags say now."""
         self._use_anchors(state.get("anchors"))
 
     @classmethod

@@ -13,7 +13,7 @@ softmax of the scores over the source weights the values into a context vector.
 Both split the key projection from the call so that decoding pays for it once per sentence:
 `project_keys(values)` gives W2 k (Bahdanau), W_a k (Luong general) or the values themselves (dot),
 which a decoder keeps in its beam-search cache and passes back as `projected_keys`; a step then
-costs one query position (Tq = 1). In teacher forcing, Tq is the target length.
+costs one query position (a [B, dq] query). In teacher forcing, Tq is the target length.
 
     attention = BahdanauAttention(128)
     context, weights = attention(query, encoder_states, mask=source_mask)   # [B, Tq, dv], [B, Tq, S]
@@ -97,8 +97,8 @@ def _as_rows(query):
 
 @keras.saving.register_keras_serializable(package="suite")
 class BahdanauAttention(_RecurrentAttention):
-    """(query [B, Tq, dq], values [B, S, dv]) -> (context [B, Tq, dv], weights [B, Tq, S]) with
-    additive scores v^T tanh(W1 q + W2 k) of width `units`. Memory grows as B * Tq * S * units.
+    """(query [B, Tq, dq] or [B, dq], values [B, S, dv]) -> (context [B, Tq, dv], weights [B, Tq, S]; without
+    Tq, [B, dv] and [B, S]) with additive scores v^T tanh(W1 q + W2 k) of width `units`. Memory grows as B * Tq * S * units.
 
     >>> context, weights = BahdanauAttention(8)(keras.ops.ones((2, 1, 4)), keras.ops.ones((2, 5, 6)))
     >>> tuple(context.shape), tuple(weights.shape)
@@ -136,8 +136,8 @@ class BahdanauAttention(_RecurrentAttention):
 
 @keras.saving.register_keras_serializable(package="suite")
 class LuongAttention(_RecurrentAttention):
-    """(query [B, Tq, dq], values [B, S, dv]) -> (context [B, Tq, dv], weights [B, Tq, S]) with
-    multiplicative scores: "general" q^T W_a k, W_a [dv, units], where `units` must be the query's
+    """(query [B, Tq, dq] or [B, dq], values [B, S, dv]) -> (context [B, Tq, dv], weights [B, Tq, S]; without
+    Tq, [B, dv] and [B, S]) with multiplicative scores: "general" q^T W_a k, W_a [dv, units], where `units` must be the query's
     width dq; "dot" q^T k, no weights, where dq must equal dv (`units` optional, checked if given).
 
     >>> attention = LuongAttention(4, score="general")

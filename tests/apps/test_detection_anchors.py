@@ -158,7 +158,7 @@ def test_runs_recorded_before_anchors_use_the_configured_ones(tmp_path, capsys):
     app.load_state({"class_names": ["a", "b"], "image_size": 64})
     np.testing.assert_array_equal(app.coder.anchors, configured)
     app = ObjectDetection(cfg, tmp_path / "old")
-    app.load_state({"class_names": [str(i) for i in range(10)], "image_size": 64})  # the runner, resuming
+    app.resume_state({"class_names": [str(i) for i in range(10)], "image_size": 64})  # the runner, resuming
     app.build_dataset("train")
     np.testing.assert_array_equal(app.coder.anchors, configured)
     assert not app.state()["anchors"]["fitted"] and not (tmp_path / "old" / "data_report.png").exists()
