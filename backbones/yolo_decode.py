@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from data.boxes.geometry import letterbox as suite_letterbox
+from data.boxes.geometry import letterbox as suite_letterbox, per_class_nms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,15 +97,12 @@ def detect_yolo(outputs, heads, input_hw, scale=None, offset=None, image_hw=None
             offset4 = offset4[:, None, :]
         boxes = (boxes - offset4) / scale4
     # NMS before clipping, as darknet (it clips only to draw)
-    nms = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :], scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False, clip_boxes=False)
-    found = nms.nmsed_boxes
+    found, scores, classes, valid = per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)
     if image_hw is not None:
         hw = tf.cast(image_hw, tf.float32)
         limit = tf.concat([hw, hw], -1)
         found = tf.clip_by_value(found, 0.0, limit[:, None, :] if limit.shape.rank == 2 else limit)
-    return found, nms.nmsed_scores, tf.cast(nms.nmsed_classes, tf.int32), nms.valid_detections
+    return found, scores, classes, valid
 
 
 def darknet_resize(images, size):

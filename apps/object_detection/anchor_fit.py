@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from apps.object_detection.boxes import Anchors, BoxCoder
+from apps.object_detection.boxes import Anchors, BoxCoder, ratios_text
 
 # Fit only when fewer than 95% of the training boxes reach positive_iou with some anchor: below that,
 # more than one box in 20 is learnt only through the forced low-IoU match, a loss worth new anchors (the
@@ -188,7 +188,7 @@ class AnchorChoice:
             c, a = self.configured, self.anchors
             return (f"anchors: coverage {self.before.share:.2f} -> {self.after.share:.2f} (mean best IoU "
                     f"{self.before.mean_iou:.2f} -> {self.after.mean_iou:.2f}); anchor_size {c.size:g} -> {a.size:g}, "
-                    f"aspect_ratios {_ratios(c.ratios)} -> {_ratios(a.ratios)}")
+                    f"aspect_ratios {ratios_text(c.ratios)} -> {ratios_text(a.ratios)}")
         covered = f"coverage {self.before.share:.2f}, " if self.before else ""
         return f"anchors: as configured ({self.configured.describe()}): {covered}{self.reason}"
 
@@ -201,10 +201,6 @@ def anchor_record(anchors, configured, mode, fitted=False, coverage=None):
     """What a run keeps of its anchors (in its state): those used, and the flags they came from."""
     return {"anchor_size": anchors.size, "aspect_ratios": list(anchors.ratios), "fitted": fitted, "coverage": coverage,
             "configured": {"anchors": mode, "anchor_size": configured.size, "aspect_ratios": list(configured.ratios)}}
-
-
-def _ratios(ratios):
-    return ",".join(f"{r:g}" for r in ratios)
 
 
 def choose_anchors(boxes, size, m, seed=0):

@@ -3,7 +3,7 @@
 Anchors come from keras-hub's AnchorGenerator, matching from its BoxMatcher and the delta
 encoding from Keras' bounding-box utilities. keras-hub's NonMaxSuppression layer suppresses
 across classes (one NMS over each anchor's best class), so per-class NMS uses TensorFlow's
-combined_non_max_suppression instead.
+combined_non_max_suppression instead (data.boxes.geometry.per_class_nms).
 """
 import dataclasses
 
@@ -11,6 +11,8 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+
+from data.boxes.geometry import per_class_nms
 
 VARIANCE = [0.1, 0.1, 0.2, 0.2]  # the usual scaling of (dy, dx, dh, dw) targets to unit size
 BACKGROUND, IGNORE = -1, -2
@@ -24,6 +26,11 @@ def aspect_ratios(text):
     if not ratios or min(ratios) <= 0:
         raise ValueError(f"model.aspect_ratios must be positive numbers separated by commas, got {text!r}")
     return ratios
+
+
+def ratios_text(ratios):
+    """Aspect ratios as --model.aspect_ratios takes them: "0.5,1,2"."""
+    return ",".join(f"{r:g}" for r in ratios)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Anchors:
         return cls(float(m.anchor_size), tuple(aspect_ratios(m.aspect_ratios)))
 
     def describe(self):
-        return f"anchor_size {self.size:g}, aspect_ratios {','.join(f'{r:g}' for r in self.ratios)}"
+        return f"anchor_size {self.size:g}, aspect_ratios {ratios_text(self.ratios)}"
 
 
 class BoxCoder:
@@ -101,7 +108,4 @@ def detect(coder, predictions, score_threshold=0.05, iou_threshold=0.5, max_dete
     boxes (b, max_detections, 4) yxyx, scores, class ids (int32) and the count of valid rows."""
     boxes = coder.decode(predictions[..., :4])
     scores = tf.sigmoid(predictions[..., 4:])
-    nms = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :], scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False, clip_boxes=False)
-    return nms.nmsed_boxes, nms.nmsed_scores, tf.cast(nms.nmsed_classes, tf.int32), nms.valid_detections
+    return per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)

@@ -62,3 +62,13 @@ def canvas_to_image(boxes, scale, image_hw):
     scale4 = tf.concat([scale, scale], axis=-1)
     size4 = tf.cast(tf.concat([image_hw, image_hw], axis=-1), boxes.dtype)
     return tf.clip_by_value(boxes / scale4[..., None, :], 0.0, size4[..., None, :])
+
+
+def per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections):
+    """Boxes (b, n, 4) yxyx shared by every class and their scores (b, n, classes) -> non-max suppression per
+    class (a box may be kept under several classes): boxes (b, max_detections, 4), scores, class ids (int32)
+    and the number of valid rows. Boxes are not clipped."""
+    nms = tf.image.combined_non_max_suppression(
+        boxes[:, :, None, :], scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
+        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False, clip_boxes=False)
+    return nms.nmsed_boxes, nms.nmsed_scores, tf.cast(nms.nmsed_classes, tf.int32), nms.valid_detections
