@@ -15,7 +15,8 @@ from tests.conftest import last_line, run_ok
 APP = "seq2seq_attention"
 TINY = ["--epochs", "40", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.units", "128", "--model.embedding_dim", "64",
-        "--model.dropout", "0", "--learning_rate", "0.01", "--label_smoothing", "0", "--jit_compile", "false",
+        "--model.dropout", "0", "--learning_rate", "0.01", "--schedule", "constant", "--warmup_epochs", "0",
+        "--label_smoothing", "0", "--jit_compile", "false",
         "--beam_size", "2",
         "--verbose", "line"]
 
