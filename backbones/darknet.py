@@ -38,6 +38,7 @@ from layers.conv_bn_act import BN_MOMENTUM
 BN_EPSILON = 1e-5
 LEAKY_SLOPE = 0.1
 COCO_ANCHORS = (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319)  # yolov4-tiny's, (w, h) in 416-pixel inputs
+YOLOV4_TINY_STRIDES = (32, 16)  # of its heads, in cfg order (13x13 and 26x26 grids at 416; a test checks)
 
 # Per layer kind: options the builder uses, options that must keep darknet's default (other values
 # change the network and are not built), and options only training reads.
@@ -83,6 +84,19 @@ def yolov4_tiny_sections(classes=80, size=416):
                section("route", layers=-4), conv(128, 1), section("upsample", stride=2),
                section("route", layers=[-1, 23]), conv(256), conv(head, 1, activation="linear"), yolo([1, 2, 3])]
     return layers
+
+
+def yolov4_tiny_heads(num_classes=80):
+    """[(YoloHead, stride)] of YOLOv4-tiny's heads in output order, without building the network."""
+    layers = yolov4_tiny_sections(num_classes)[1:]
+    heads = [_head(s, i, num_classes) for i, s in enumerate(layers) if s.kind == "yolo"]
+    return list(zip(heads, YOLOV4_TINY_STRIDES))
+
+
+def head_convolutions(sections):
+    """Names of the convolutions that feed a [yolo] head (their class channels are new when fine-tuning)."""
+    layers = sections[1:]
+    return [f"conv_{i}" for i in range(len(layers) - 1) if layers[i + 1].kind == "yolo"]
 
 
 def build_darknet(sections, input_size=None, num_classes=None, name="darknet"):
@@ -303,5 +317,5 @@ def build_yolov4_tiny(num_classes=80, input_size=416, weights=None, cfg_path=Non
     return model
 
 
-__all__ = ["BN_EPSILON", "LEAKY_SLOPE", "Section", "build_darknet", "build_yolov4_tiny", "load_darknet_weights",
-           "yolov4_tiny_sections"]
+__all__ = ["BN_EPSILON", "LEAKY_SLOPE", "YOLOV4_TINY_STRIDES", "Section", "build_darknet", "build_yolov4_tiny",
+           "head_convolutions", "load_darknet_weights", "yolov4_tiny_heads", "yolov4_tiny_sections"]

@@ -89,15 +89,24 @@ def main():
     p.add_argument("--epochs", type=int, help="override the benchmark's epochs")
     p.add_argument("--freeze_epochs", type=int, default=3, help="raccoon, pretrained: epochs on a frozen backbone")
     p.add_argument("--skip_scratch", action="store_true", help="raccoon: only the fine-tuned run")
+    p.add_argument("--yolo_weights", default=str(SHARED / "weights" / "yolov4-tiny-coco" / "yolov4-tiny.weights"),
+                   help="raccoon: YOLOv4-tiny's darknet COCO weights, fine-tuned beside the RetinaNet-style detector "
+                        "('' to skip)")
+    p.add_argument("--only_yolo", action="store_true", help="raccoon: only the YOLOv4-tiny run")
     args = p.parse_args()
     if args.task == "scenes":
         flags = {**SCENES, **({"epochs": args.epochs} if args.epochs else {})}
         result = {"flags": flags, "scenes": train_and_evaluate(flags)}
     else:
         flags = {**RACCOON, "data.path": str(SHARED / "detection" / "raccoon"), **({"epochs": args.epochs} if args.epochs else {})}
-        result = {"flags": flags, "fine_tuned": train_and_evaluate(
-            {**flags, "model.weights": "imagenet", "model.freeze_epochs": args.freeze_epochs})}
-        if not args.skip_scratch:
+        result = {"flags": flags}
+        if not args.only_yolo:
+            result["fine_tuned"] = train_and_evaluate(
+                {**flags, "model.weights": "imagenet", "model.freeze_epochs": args.freeze_epochs})
+        if args.yolo_weights:
+            result["yolov4_tiny_coco"] = train_and_evaluate(
+                {**flags, "model.arch": "yolo", "model.weights": args.yolo_weights})
+        if not args.skip_scratch and not args.only_yolo:
             result["from_scratch"] = train_and_evaluate(flags)
     print(json.dumps(result, indent=2))
 

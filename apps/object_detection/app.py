@@ -15,18 +15,20 @@ records its anchors, and resume, evaluate, predict and the export use them.
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App, SmokeExample
+from apps.core.app import App, Phase, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
 from apps.core.splits import RecordedSplits
 from apps.object_detection.anchor_fit import anchor_record, choose_anchors, coverage
-from apps.object_detection.boxes import Anchors, BoxCoder, detect
+from apps.object_detection.boxes import Anchors, BoxCoder
 from apps.object_detection.config import DetectionConfig
 from apps.object_detection.data_report import REPORT, box_statistics, draw_report, summary_lines
 from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
+from apps.object_detection.yolo import (YoloCoder, YoloLoss, YoloLossPart, build_yolo_detector, train_all,
+                                        train_only_heads)
 from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
@@ -54,10 +56,16 @@ class ObjectDetection(RecordedSplits, App):
         self._report = None  # (statistics, AnchorChoice) to draw, when this process chose the anchors
 
     @property
+    def yolo(self):
+        return self.config.model.arch == "yolo"
+
+    @property
     def coder(self):
+        """The run's box arithmetic: BoxCoder (RetinaNet-style anchors) or YoloCoder."""
         if self._coder is None:
             try:
-                self._coder = BoxCoder.from_config(self.image_size, self.config.model, self.anchors)
+                self._coder = (YoloCoder(self.image_size, self.config.model.negative_iou) if self.yolo else
+                               BoxCoder.from_config(self.image_size, self.config.model, self.anchors))
             except ValueError as e:
                 raise UserError(str(e)) from None
         return self._coder
@@ -73,12 +81,17 @@ class ObjectDetection(RecordedSplits, App):
         report and the configured anchors or, with --model.anchors fit, anchors fitted to the training boxes."""
         if self._anchor_record is not None:  # a resumed run's (resume_state) or a loaded run's
             return
+        stats = box_statistics(self.splits["train"])
+        if self.yolo:  # its anchors are the pretrained heads': not fitted
+            shapes = ", ".join(f"{w:g}x{h:g}" for w, h in self.coder.shapes)
+            note = f"anchors: YOLOv4-tiny's (w x h canvas pixels: {shapes}), kept with its weights"
+            print("\n".join(summary_lines(stats, None, self.image_size, note=note)))
+            self._report, self._anchor_record = (stats, None, note), {"arch": "yolo"}
+            return
         self._configured_anchors()
-        train = self.splits["train"]
-        stats = box_statistics(train)
         choice = choose_anchors(stats.boxes, self.image_size, self.config.model, self.config.seed)
         print("\n".join(summary_lines(stats, choice, self.image_size, self._held_out(choice))))
-        self._report = (stats, choice)
+        self._report = (stats, choice, None)
         self.anchors, self._coder = choice.anchors, None
         self._anchor_record = choice.record(self.config.model.anchors)
 
@@ -93,6 +106,9 @@ class ObjectDetection(RecordedSplits, App):
 
     def _use_anchors(self, record):
         """The anchors of a run's state; a run recorded before anchors were (None) used the configured ones."""
+        if self.yolo:
+            self._anchor_record, self._coder = {"arch": "yolo"}, None
+            return
         configured = self._configured_anchors()
         if record is None:
             self.anchors = configured
@@ -124,7 +140,8 @@ class ObjectDetection(RecordedSplits, App):
         self.record_splits()
         self._choose_anchors()
         if self._report is not None:
-            draw_report(*self._report, self.image_size, self.run_dir / REPORT)
+            stats, choice, note = self._report
+            draw_report(stats, choice, self.image_size, self.run_dir / REPORT, note)
             print(f"data report drawn to {self.run_dir / REPORT}")
             self._report = None
         return {"class_names": self.class_names, "image_size": self.image_size, "anchors": self._anchor_record}
@@ -150,9 +167,13 @@ class ObjectDetection(RecordedSplits, App):
 
     def build_model(self):
         names = self.splits["train"].class_names
-        model = build_detector(self.config.model, self.image_size, len(names), self.coder.anchors_per_cell)
-        if model.output.shape[1] != len(self.coder.anchors):
-            raise UserError(f"the model predicts for {model.output.shape[1]} anchors but there are {len(self.coder.anchors)}")
+        if self.yolo:
+            model = build_yolo_detector(self.config.model, self.image_size, len(names))
+        else:
+            model = build_detector(self.config.model, self.image_size, len(names), self.coder.anchors_per_cell)
+        if model.output.shape[1] != self.coder.num_predictions:
+            raise UserError(f"the model predicts for {model.output.shape[1]} anchors but there are "
+                            f"{self.coder.num_predictions}")
         return model
 
     def _encode(self, images, truth):
@@ -174,11 +195,20 @@ class ObjectDetection(RecordedSplits, App):
                 "box_weight": m.box_loss_weight}
 
     def compile_defaults(self):
+        if self.yolo:
+            config = {"num_classes": len(self.class_names), "scale_x_y": self.coder.scale_x_y}
+            return {"loss": YoloLoss(**config), "metrics": [YoloLossPart(p, config) for p in YoloLossPart.PARTS]}
         return {"loss": DetectionLoss(**self._loss_config()),
                 "metrics": [LossPart("cls", self._loss_config()), LossPart("box", self._loss_config())]}
 
     def phases(self):
-        return finetune_phases(self.config.model, self.config.epochs)
+        m, epochs = self.config.model, self.config.epochs
+        if not self.yolo:
+            return finetune_phases(m, epochs)
+        if not m.weights or not m.freeze_epochs:
+            return [Phase("train", epochs)]
+        return [Phase("head", min(m.freeze_epochs, epochs), prepare=train_only_heads),
+                Phase("finetune", epochs, prepare=train_all, lr_factor=m.finetune_lr_factor)]
 
     def detect_canvases(self, model, canvases, scales, image_hw, batch_size=32):
         """Detections per image in its own pixels: [(boxes yxyx, scores, class ids)]."""
@@ -186,8 +216,8 @@ class ObjectDetection(RecordedSplits, App):
 
         @tf.function
         def run(x, scale, hw):
-            boxes, scores, classes, n = detect(self.coder, model(x, training=False), cfg.score_threshold,
-                                               cfg.nms_iou, cfg.max_detections)
+            boxes, scores, classes, n = self.coder.detect(model(x, training=False), cfg.score_threshold, cfg.nms_iou,
+                                                          cfg.max_detections)
             return canvas_to_image(boxes, scale, hw), scores, classes, n
 
         out = []
@@ -273,8 +303,8 @@ class DetectorServing(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
         canvas, scale, image_hw = decode_letterbox_batch(images, self.size, self.max_pixels)
-        boxes, scores, classes, n = detect(self.coder, self.model(tf.cast(canvas, tf.float32), training=False),
-                                           *self.settings)
+        boxes, scores, classes, n = self.coder.detect(self.model(tf.cast(canvas, tf.float32), training=False),
+                                                      *self.settings)
         boxes = canvas_to_image(boxes, scale, image_hw)
         valid = tf.range(tf.shape(scores)[1])[None, :] < n[:, None]
         classes = tf.where(valid, classes, -1)

@@ -97,15 +97,18 @@ class BoxCoder:
         deltas = tf.where(classes[..., None] >= 0, deltas, 0.0)  # padding's deltas are undefined
         return tf.concat([deltas, tf.cast(classes, tf.float32)[..., None]], axis=-1)
 
+    @property
+    def num_predictions(self):
+        return len(self.anchors)
+
     def decode(self, deltas):
         """Predicted deltas (b, anchors, 4) -> yxyx canvas boxes."""
         return keras.utils.bounding_boxes.decode_deltas_to_boxes(
             self.anchors, deltas, anchor_format="yxyx", box_format="yxyx", variance=VARIANCE)
 
-
-def detect(coder, predictions, score_threshold=0.05, iou_threshold=0.5, max_detections=100):
-    """Raw model output (b, anchors, 4 + classes) -> per-class-NMS detections on the canvas:
-    boxes (b, max_detections, 4) yxyx, scores, class ids (int32) and the count of valid rows."""
-    boxes = coder.decode(predictions[..., :4])
-    scores = tf.sigmoid(predictions[..., 4:])
-    return per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)
+    def detect(self, predictions, score_threshold=0.05, iou_threshold=0.5, max_detections=100):
+        """Raw model output (b, anchors, 4 + classes) -> per-class-NMS detections on the canvas:
+        boxes (b, max_detections, 4) yxyx, scores, class ids (int32) and the count of valid rows."""
+        boxes = self.decode(predictions[..., :4])
+        scores = tf.sigmoid(predictions[..., 4:])
+        return per_class_nms(boxes, scores, score_threshold, iou_threshold, max_detections)

@@ -11,6 +11,10 @@ from data.boxes.pipeline import DetectionDataConfig
 
 @dataclasses.dataclass
 class DetectorConfig(FinetuneConfig):
+    arch: str = field("retinanet", "retinanet: a feature pyramid and shared heads over model.backbone (the model.* options "
+                      "below); yolo: YOLOv4-tiny, fine-tuned from darknet's COCO weights with --model.weights "
+                      "yolov4-tiny.weights (its own backbone, anchors and loss; model.negative_iou applies)",
+                      ["retinanet", "yolo"])
     backbone: str = field("resnet", "feature extractor: a zoo network or a pretrained backbone", backbone_names())
     width: int = field(32, "zoo backbones: base channel count", min=1)
     depth: int = field(1, "zoo backbones: blocks per stage", min=1)

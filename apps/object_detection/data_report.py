@@ -55,10 +55,11 @@ def _spread(values, digits=0):
     return f"median {q[0]:.{digits}f} (5-95%: {q[1]:.{digits}f}-{q[2]:.{digits}f})"
 
 
-def summary_lines(stats, choice, size, held_out=None):
+def summary_lines(stats, choice, size, held_out=None, note=None):
     """The printed report: counts, box sizes and shapes, classes, and the anchors' coverage; `held_out`:
     (boxes, coverage of the configured anchors, coverage of those used) of the validation split, which
-    tells whether fitted anchors hold up beyond the boxes they were fitted to."""
+    tells whether fitted anchors hold up beyond the boxes they were fitted to. Without a `choice` (an
+    architecture whose anchors are not fitted) `note` says what its anchors are."""
     n = len(stats.boxes)
     lines = [f"data: {stats.images} training images, {n} objects ({n / max(stats.images, 1):.2f} per image, at most "
              f"{stats.per_image.max(initial=0)}; {int(np.sum(stats.per_image == 0))} images without any)"]
@@ -70,6 +71,8 @@ def summary_lines(stats, choice, size, held_out=None):
     more = len(counts) - len(order)
     lines.append("classes: " + ", ".join(f"{stats.class_names[i]} {counts[i]}" for i in order)
                  + (f" and {more} more" if more > 0 else ""))
+    if choice is None:
+        return lines + [note]
     if choice.before is not None:
         lines.append(f"configured anchors ({choice.configured.describe()}): coverage {choice.before.share:.2f} (share "
                      f"of boxes whose best anchor reaches IoU {choice.positive_iou:g}), mean best IoU "
@@ -82,9 +85,10 @@ def summary_lines(stats, choice, size, held_out=None):
     return lines
 
 
-def draw_report(stats, choice, size, path):
+def draw_report(stats, choice, size, path, note=None):
     """Eight panels: objects per image, box sides, aspect ratios, centres, classes, box shapes against the
-    anchor shapes, best-IoU histograms and coverage by box size (configured and, if fitted, fitted anchors)."""
+    anchor shapes, best-IoU histograms and coverage by box size (configured and, if fitted, fitted anchors);
+    without a `choice` the anchor panels stay empty and `note` is the title."""
     fig, axes = plt.subplots(2, 4, figsize=(20, 9))
     (a_count, a_sides, a_aspect, a_centre), (a_class, a_shape, a_iou, a_size) = axes
     a_count.hist(stats.per_image, bins=np.arange(stats.per_image.max(initial=0) + 2) - 0.5, color="tab:blue")
@@ -96,7 +100,7 @@ def draw_report(stats, choice, size, path):
     a_class.set_yticks(np.arange(len(counts)), stats.class_names[:40], fontsize=7)
     a_class.invert_yaxis()
     a_class.set(title="objects per class", xlabel="objects")
-    fig.suptitle(choice.message(), fontsize=11)
+    fig.suptitle(choice.message() if choice else note, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -115,7 +119,8 @@ def _box_panels(stats, choice, size, axes):
         for r in anchors.ratios:
             a_aspect.axvline(r, linestyle=style, color="k", label=f"{name} ratios" if r == anchors.ratios[0] else None)
     a_aspect.set(title="aspect ratio height/width", xlabel="height / width", ylabel="boxes")
-    a_aspect.legend(fontsize=8)
+    if choice is not None:
+        a_aspect.legend(fontsize=8)
     a_centre.hist2d((stats.boxes[:, 1] + stats.boxes[:, 3]) / 2, (stats.boxes[:, 0] + stats.boxes[:, 2]) / 2,
                     bins=24, range=[[0, size], [0, size]], cmap="viridis")
     a_centre.set(title="box centres", xlabel="x", ylabel="y", aspect="equal")
@@ -128,6 +133,14 @@ def _box_panels(stats, choice, size, axes):
                         label=f"{name} anchors")
     a_shape.set(title="box shapes and anchor shapes", xlabel="width", ylabel="height")
     a_shape.legend(fontsize=8)
+    _log_scale(a_shape, "x")
+    _log_scale(a_shape, "y")
+    for ax in (a_sides, a_aspect):
+        _log_scale(ax, "x")
+    if choice is None:
+        a_iou.set_visible(False)
+        a_size.set_visible(False)
+        return
     sides = np.sqrt(h * w)
     edges = np.geomspace(sides.min(), sides.max() * 1.001, 11)
     which = np.clip(np.digitize(sides, edges) - 1, 0, 9)
@@ -145,9 +158,7 @@ def _box_panels(stats, choice, size, axes):
     a_size.set(ylim=(-0.02, 1.02), title=f"share of boxes reaching IoU {choice.positive_iou:g}",
                xlabel="box side sqrt(w*h) (canvas px)", ylabel="coverage")
     a_size.legend(fontsize=8)
-    for ax in (a_sides, a_aspect, a_shape, a_size):
-        _log_scale(ax, "x")
-    _log_scale(a_shape, "y")
+    _log_scale(a_size, "x")
 
 
 def _log_scale(ax, which):
@@ -162,5 +173,7 @@ def _log_scale(ax, which):
 
 def _anchor_sets(choice):
     """(name, Anchors, line style) of the configured anchors and, when fitted, the fitted ones."""
+    if choice is None:
+        return []
     sets = [("configured", choice.configured, "--")]
     return sets + [("fitted", choice.anchors, "-")] if choice.fitted else sets

@@ -37,6 +37,8 @@ class DetectionDataConfig:
     test_scenes: int = field(500, "scenes: held-out test scenes (objects from the embedded test images)", min=1)
     val_fraction: float = field(0.1, "voc/coco: share of the images held out for validation", min=0.0, max=1.0, max_exclusive=True)
     test_fraction: float = field(0.2, "voc/coco: share held out for test (tfds: its validation split)", min=0.0, max=1.0, max_exclusive=True)
+    test_fold: int = field(0, "voc/coco: which test_fraction-sized part of the seeded order is the test split "
+                              "(cross-validation: 0..1/test_fraction - 1, with the same seed)", min=0)
     limit: Optional[int] = field(None, "use only the first N training images (quick runs)", min=1)
     skip_bad_files: bool = field(False, "skip bad images/annotation files (with a report) instead of stopping")
     flip: bool = field(True, "random horizontal flips")
@@ -109,9 +111,17 @@ def _scenes(cfg, count, seed, split):
     return to_detection_set(records, names, cfg.image_size)
 
 
-def seeded_split(dset, fractions, seed):
-    """Split into len(fractions)+1 parts by a seeded permutation: the fractions first, the remainder last."""
+def seeded_split(dset, fractions, seed, fold=0):
+    """Split into len(fractions)+1 parts by a seeded permutation: the fractions first, the remainder last.
+    `fold` k rotates the permutation by k times the first part, so that folds 0, 1, ... of one seed take
+    disjoint first parts (k-fold cross-validation)."""
     order = np.random.default_rng(seed).permutation(len(dset))
+    if fold:
+        first = int(round(fractions[0] * len(dset)))
+        if first * (fold + 1) > len(dset):
+            raise DataError(f"data.test_fold {fold} is past the last whole fold: {len(dset)} images make "
+                            f"{len(dset) // max(first, 1)} test parts of {first}")
+        order = np.roll(order, -first * fold)
     parts, start = [], 0
     for frac in fractions:
         n = int(round(frac * len(dset)))
@@ -148,8 +158,9 @@ def split_recipe(cfg, seed):
         return {"source": cfg.source, "scene_objects": cfg.scene_objects}
     if cfg.source == "tfds":
         return {"source": cfg.source, "tfds_name": cfg.tfds_name}
-    return {"source": cfg.source, "seed": seed, "test_fraction": cfg.test_fraction, "val_fraction": cfg.val_fraction,
-            "limit": cfg.limit, "classes": cfg.classes}
+    fold = {"test_fold": cfg.test_fold} if cfg.test_fold else {}  # absent from records made before it existed
+    return {"source": cfg.source, "seed": seed, "test_fraction": cfg.test_fraction, **fold,
+            "val_fraction": cfg.val_fraction, "limit": cfg.limit, "classes": cfg.classes}
 
 
 def _member_key(source, member):
@@ -223,7 +234,8 @@ def _fresh_splits(cfg, seed):
             records, names = load_coco(cfg.annotations, cfg.path, classes, cfg.skip_bad_files)
         else:
             raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
-        test, full = seeded_split(to_detection_set(records, names, cfg.image_size), [cfg.test_fraction], seed)
+        test, full = seeded_split(to_detection_set(records, names, cfg.image_size), [cfg.test_fraction], seed,
+                                  cfg.test_fold)
         sets = {"test": test}
     val, train = seeded_split(full, [cfg.val_fraction], seed + 1) if cfg.val_fraction else (None, full)
     if cfg.limit:

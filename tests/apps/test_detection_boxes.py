@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps.object_detection.boxes import BACKGROUND, IGNORE, BoxCoder, aspect_ratios, detect
+from apps.object_detection.boxes import BACKGROUND, IGNORE, BoxCoder, aspect_ratios
 from apps.object_detection.loss import DetectionLoss
 from apps.object_detection.metrics import coco_evaluate
 
@@ -72,12 +72,12 @@ def test_nms_is_per_class():
     scores[0, 18, 0], scores[0, 19, 0] = 0.9, 0.8  # anchors 18 and 19 overlap with IoU 0.6
     scores[0, 19, 1] = 0.7  # ... but 19 is also the best box of another class
     predictions = np.concatenate([np.zeros((1, len(CODER.anchors), 4)), _logit(scores)], axis=-1).astype(np.float32)
-    boxes, s, classes, n = detect(CODER, tf.constant(predictions), score_threshold=0.05, iou_threshold=0.5)
+    boxes, s, classes, n = CODER.detect(tf.constant(predictions), score_threshold=0.05, iou_threshold=0.5)
     assert int(n[0]) == 2
     np.testing.assert_allclose(s[0, :2], [0.9, 0.7], atol=1e-5)
     np.testing.assert_array_equal(classes[0, :2], [0, 1])
     np.testing.assert_allclose(boxes[0, :2], CODER.anchors[[18, 19]], atol=1e-4)
-    _, _, _, n = detect(CODER, tf.constant(predictions), score_threshold=0.05, iou_threshold=0.65)
+    _, _, _, n = CODER.detect(tf.constant(predictions), score_threshold=0.05, iou_threshold=0.65)
     assert int(n[0]) == 3  # a looser NMS keeps the overlapping box of class 0 too
 
 

@@ -98,3 +98,18 @@ def test_scenes_record_their_identity_only():
     record = split_record(cfg, 0, sets)
     assert record["members"] is None and record["recipe"] == {"source": "scenes", "scene_objects": "mnist"}
     assert list(load_detection_splits(cfg, 0, record, names=("test",))) == ["test"]
+
+
+def test_test_folds_are_disjoint_and_cover_every_image(tmp_path):
+    root = tmp_path / "voc"
+    for i in range(10):
+        write_voc(root, f"im{i}", [("dog", 5, 5, 20, 20)])
+    cfg = DetectionDataConfig(source="voc", path=str(root), image_size=64, test_fraction=0.2, val_fraction=0.0)
+    folds = [{name: [m["annotation"] for m in sets[name].members] for name in ("train", "test")}
+             for sets in (load_detection_splits(dataclasses.replace(cfg, test_fold=k), 0) for k in range(5))]
+    tests = [set(f["test"]) for f in folds]
+    assert all(len(t) == 2 for t in tests) and set().union(*tests) == {f"annotations/im{i}.xml" for i in range(10)}
+    assert all(not set(f["train"]) & set(f["test"]) and len(f["train"]) == 8 for f in folds)
+    assert folds[0]["test"] == [m["annotation"] for m in load_detection_splits(cfg, 0)["test"].members]
+    with pytest.raises(DataError, match="data.test_fold 5 is past the last whole fold: 10 images make 5 test parts of 2"):
+        load_detection_splits(dataclasses.replace(cfg, test_fold=5), 0)
