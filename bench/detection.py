@@ -4,9 +4,13 @@ machine and the exported SavedModel's throughput.
 
     .venv/bin/python bench/detection.py scenes            # goal: mAP@0.5 >= 0.90
     .venv/bin/python bench/detection.py raccoon           # goal: mAP@0.5 >= 0.70 (fine-tuned)
+    .venv/bin/python bench/detection.py cv                # the default command in 5 folds of the raccoon photos:
+                                                          # goal: mean mAP@0.5 >= 0.90, mAP@[.5:.95] >= 0.55
 
 Raccoon: ../shared/data/detection/raccoon (200 photos, Pascal VOC XML), one seeded split of
 160 training and 40 test images (data.test_fraction 0.2, no validation split, seed 0).
+Cross-validation (cv): the app's defaults with nothing but the data's location and --data.test_fold k,
+k = 0..4: five disjoint test parts of 40 photos, the app's own 10% validation split from the rest.
 """
 import argparse
 import io
@@ -50,6 +54,23 @@ def train_and_evaluate(flags):
     }
 
 
+def cross_validate(path, folds, extra):
+    """The default command on `path` (voc) in `folds` folds; per-fold figures, their mean and spread."""
+    import numpy as np
+
+    runs = []
+    for k in range(folds):
+        flags = {"data.source": "voc", "data.path": path, "data.test_fraction": 1 / folds, "data.test_fold": k, **extra}
+        runs.append(train_and_evaluate(flags))
+        print(json.dumps({"fold": k, **runs[-1]}), flush=True)
+    summary = {}
+    for key in ("map_50", "map_50_95", "train_minutes"):
+        values = np.array([r[key] for r in runs])
+        summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)), 4),
+                        "min": float(values.min()), "max": float(values.max())}
+    return {"folds": folds, "flags": extra, "summary": summary, "per_fold": runs}
+
+
 def _encoded(dset):
     """The test images as the PNG bytes a client would send (canvases cropped back to each image's size)."""
     from PIL import Image
@@ -85,7 +106,10 @@ def main():
     from bench.common import SHARED
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("task", choices=["scenes", "raccoon"])
+    p.add_argument("task", choices=["scenes", "raccoon", "cv"])
+    p.add_argument("--folds", type=int, default=5, help="cv: folds (data.test_fraction 1/folds)")
+    p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
+                   help="cv: a flag beside the defaults, e.g. model.arch=yolo (repeatable)")
     p.add_argument("--epochs", type=int, help="override the benchmark's epochs")
     p.add_argument("--freeze_epochs", type=int, default=3, help="raccoon, pretrained: epochs on a frozen backbone")
     p.add_argument("--skip_scratch", action="store_true", help="raccoon: only the fine-tuned run")
@@ -94,7 +118,10 @@ def main():
                         "('' to skip)")
     p.add_argument("--only_yolo", action="store_true", help="raccoon: only the YOLOv4-tiny run")
     args = p.parse_args()
-    if args.task == "scenes":
+    if args.task == "cv":
+        result = cross_validate(str(SHARED / "detection" / "raccoon"), args.folds,
+                                dict(f.split("=", 1) for f in args.flag))
+    elif args.task == "scenes":
         flags = {**SCENES, **({"epochs": args.epochs} if args.epochs else {})}
         result = {"flags": flags, "scenes": train_and_evaluate(flags)}
     else:

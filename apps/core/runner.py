@@ -164,6 +164,7 @@ def _train(app, extra_callbacks):
         record, train_epoch, learned = _on_every_worker(strategy, check_folder)
         if train_epoch is None:
             train_epoch = app.build_dataset("train", epoch=0)
+        cfg = app.config  # an app may set what its flags left to the data as it reads it (detection: epochs)
         steps_per_epoch = int(train_epoch.cardinality())
         if steps_per_epoch <= 0:
             raise UserError("the training split gives no full batch; lower --batch_size")

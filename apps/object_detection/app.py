@@ -4,8 +4,9 @@
     python -m apps object_detection evaluate              # mAP@0.5, mAP@[.5:.95], PR curve
     python -m apps object_detection predict photo.jpg     # boxes drawn to runs/object_detection/predictions
     python -m apps object_detection export
-    python -m apps object_detection train --data.source voc --data.path raccoon/ \\
-        --model.backbone squeezenet --model.weights imagenet --data.image_size 256
+    python -m apps object_detection train --data.source voc --data.path raccoon/   # recipe.py adapts the rest
+    python -m apps object_detection train --data.source voc --data.path raccoon/ --model.arch yolo \\
+        --model.weights yolov4-tiny.weights                                       # YOLOv4-tiny from COCO
 
 `train` first reports the training boxes as the anchors see them (printed, and drawn to
 <run_dir>/data_report.png) and, when the configured anchors cover under 95% of them, fits anchor_size
@@ -27,8 +28,8 @@ from apps.object_detection.data_report import REPORT, box_statistics, draw_repor
 from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
-from apps.object_detection.yolo import (YoloCoder, YoloLoss, YoloLossPart, build_yolo_detector, train_all,
-                                        train_only_heads)
+from apps.object_detection.recipe import size_defaults, source_defaults
+from apps.object_detection.yolo import YoloCoder, YoloLoss, build_yolo_detector, train_all, train_only_heads
 from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
@@ -47,7 +48,8 @@ class ObjectDetection(RecordedSplits, App):
     file_sources = ("voc", "coco")  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
-        super().__init__(config, run_dir)
+        super().__init__(source_defaults(config), run_dir)
+        config = self.config
         self._coder = None
         self.class_names = None
         self.image_size = config.data.image_size
@@ -180,6 +182,10 @@ class ObjectDetection(RecordedSplits, App):
         return images, self.coder.encode(truth["boxes"], truth["labels"])
 
     def build_dataset(self, split, epoch=0):
+        if split == "train" and (self.config.epochs is None or self.config.model.freeze_epochs is None):
+            self.config, said = size_defaults(self.config, len(self.splits["train"]))
+            if said:
+                print(said)
         cfg = self.config
         self._choose_anchors()  # before the coder encodes a box
         if split == "train":
@@ -192,12 +198,12 @@ class ObjectDetection(RecordedSplits, App):
     def _loss_config(self):
         m = self.config.model
         return {"num_classes": len(self.class_names), "alpha": m.focal_alpha, "gamma": m.focal_gamma,
-                "box_weight": m.box_loss_weight}
+                "box_weight": m.box_loss_weight, "box_loss": m.box_loss}
 
     def compile_defaults(self):
         if self.yolo:
             config = {"num_classes": len(self.class_names), "scale_x_y": self.coder.scale_x_y}
-            return {"loss": YoloLoss(**config), "metrics": [YoloLossPart(p, config) for p in YoloLossPart.PARTS]}
+            return {"loss": YoloLoss(**config), "metrics": [LossPart(p, config, "YoloLoss") for p in YoloLoss.PARTS]}
         return {"loss": DetectionLoss(**self._loss_config()),
                 "metrics": [LossPart("cls", self._loss_config()), LossPart("box", self._loss_config())]}
 

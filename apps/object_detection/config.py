@@ -15,7 +15,11 @@ class DetectorConfig(FinetuneConfig):
                       "below); yolo: YOLOv4-tiny, fine-tuned from darknet's COCO weights with --model.weights "
                       "yolov4-tiny.weights (its own backbone, anchors and loss; model.negative_iou applies)",
                       ["retinanet", "yolo"])
-    backbone: str = field("resnet", "feature extractor: a zoo network or a pretrained backbone", backbone_names())
+    backbone: str = field("auto", "feature extractor: a zoo network or a pretrained backbone; auto: the zoo resnet "
+                          "from scratch for generated scenes, efficientnet_lite0 with its ImageNet weights for photos",
+                          ["auto", *backbone_names()])
+    freeze_epochs: Optional[int] = field(None, "fine-tuning: first N epochs train only the new layers on the frozen "
+                                               "backbone (default: a tenth of the epochs with pretrained weights)", min=0)
     width: int = field(32, "zoo backbones: base channel count", min=1)
     depth: int = field(1, "zoo backbones: blocks per stage", min=1)
     bottleneck: bool = field(False, "resnet: bottleneck blocks")
@@ -35,7 +39,9 @@ class DetectorConfig(FinetuneConfig):
                                 min=0.0, max=1.0)
     focal_alpha: float = field(0.25, "focal loss: weight of positives", min=0.0, max=1.0)
     focal_gamma: float = field(2.0, "focal loss: focusing exponent", min=0.0)
-    box_loss_weight: float = field(1.0, "weight of the smooth-L1 box loss against the focal loss", min=0.0)
+    box_loss: str = field("smooth_l1", "box loss: smooth L1 on the anchor deltas (RetinaNet), or 1 - GIoU of the "
+                          "boxes (x2)", ["smooth_l1", "giou"])
+    box_loss_weight: float = field(1.0, "weight of the box loss against the focal loss", min=0.0)
 
     def check(self, prefix=""):
         if self.min_level > self.max_level:
@@ -48,7 +54,9 @@ class DetectorConfig(FinetuneConfig):
 
 @dataclasses.dataclass
 class DetectionConfig(FitConfig):
-    epochs: int = field(12, "total epochs; resuming a finished run with more epochs extends it", min=1)
+    epochs: Optional[int] = field(None, "total epochs (default: about 48,000 images shown, 12 to 100 epochs: 12 for "
+                                        "the 4,000 scenes, 100 for a few hundred photos); resuming a finished run "
+                                        "with more epochs extends it", min=1)
     batch_size: int = field(32, "global batch size, split across replicas", min=1)
     schedule: str = field("cosine", "learning-rate schedule", SCHEDULES)
     warmup_epochs: float = field(0.5, "linear warm-up length in epochs", min=0.0)
@@ -62,6 +70,6 @@ class DetectionConfig(FitConfig):
 
     def check(self, prefix=""):
         super().check(prefix)
-        if self.data.image_size < 2 ** self.model.max_level:
+        if self.data.image_size is not None and self.data.image_size < 2 ** self.model.max_level:
             raise ValueError(f"config key '{prefix}data.image_size' ({self.data.image_size}) must be at least the "
                              f"coarsest stride 2**{prefix}model.max_level ({2 ** self.model.max_level})")

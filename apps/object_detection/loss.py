@@ -1,7 +1,28 @@
-"""Focal loss over classes plus smooth-L1 over the positive anchors' box deltas, per image
-normalised by its number of positive anchors (RetinaNet)."""
+"""Focal loss over classes plus a box loss over the positive anchors (smooth L1 on the deltas, as RetinaNet,
+or GIoU of the boxes they encode), per image normalised by its number of positive anchors."""
 import keras
 from keras import ops
+
+from apps.object_detection.boxes import VARIANCE
+
+GIOU_WEIGHT = 2.0  # against focal loss 1: mmdetection's RetinaNet-GIoU setting
+
+
+def giou_of_deltas(true, pred):
+    """GIoU of the boxes that two delta sets (..., 4: dy, dx, dh, dw) encode against the same anchor. Boxes
+    are compared in the anchor's frame (its centre at 0, its sides 1): IoU and GIoU are ratios of areas
+    of axis-aligned boxes, unchanged by a shift and a scaling per axis, so the anchor itself is not needed."""
+    def corners(d):
+        centre = d[..., :2] * ops.convert_to_tensor(VARIANCE[:2])
+        half = ops.exp(ops.clip(d[..., 2:] * ops.convert_to_tensor(VARIANCE[2:]), -8.0, 8.0)) / 2
+        return centre - half, centre + half
+
+    (lo_t, hi_t), (lo_p, hi_p) = corners(true), corners(pred)
+    area = lambda lo, hi: ops.prod(ops.maximum(hi - lo, 0.0), axis=-1)  # noqa: E731
+    inter = area(ops.maximum(lo_t, lo_p), ops.minimum(hi_t, hi_p))
+    union = area(lo_t, hi_t) + area(lo_p, hi_p) - inter
+    enclosing = area(ops.minimum(lo_t, lo_p), ops.maximum(hi_t, hi_p))
+    return inter / union - (enclosing - union) / enclosing
 
 
 @keras.saving.register_keras_serializable(package="suite")
@@ -9,9 +30,13 @@ class DetectionLoss(keras.losses.Loss):
     """y_true (b, anchors, 5): box deltas and class (>= 0, -1 background, -2 ignored);
     y_pred (b, anchors, 4 + classes): box deltas and class logits."""
 
-    def __init__(self, num_classes, alpha=0.25, gamma=2.0, box_weight=1.0, name="detection_loss", **kwargs):
+    PARTS = ("cls", "box")  # what parts() returns
+
+    def __init__(self, num_classes, alpha=0.25, gamma=2.0, box_weight=1.0, box_loss="smooth_l1", name="detection_loss",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
+        self.box_loss = box_loss
         self.alpha = alpha
         self.gamma = gamma
         self.box_weight = box_weight
@@ -27,7 +52,10 @@ class DetectionLoss(keras.losses.Loss):
         focal = keras.losses.binary_focal_crossentropy(
             one_hot, y_pred[..., 4:], apply_class_balancing=True, alpha=self.alpha, gamma=self.gamma,
             from_logits=True) * self.num_classes
-        box = keras.losses.huber(y_true[..., :4], y_pred[..., :4], delta=1.0) * 4.0
+        if self.box_loss == "giou":
+            box = GIOU_WEIGHT * (1.0 - giou_of_deltas(y_true[..., :4], y_pred[..., :4]))
+        else:
+            box = keras.losses.huber(y_true[..., :4], y_pred[..., :4], delta=1.0) * 4.0
         return (ops.sum(focal * counted, axis=1) / normaliser,
                 self.box_weight * ops.sum(box * positive, axis=1) / normaliser)
 
@@ -37,22 +65,24 @@ class DetectionLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "alpha": self.alpha, "gamma": self.gamma,
-                "box_weight": self.box_weight}
+                "box_weight": self.box_weight, "box_loss": self.box_loss}
 
 
 @keras.saving.register_keras_serializable(package="suite")
 class LossPart(keras.metrics.Mean):
-    """The classification or the box part of a DetectionLoss, as a metric for the learning curves."""
+    """One part of a detection loss (a registered loss class with `PARTS` and `parts()`: DetectionLoss,
+    yolo.YoloLoss), as a metric for the learning curves."""
 
-    def __init__(self, part, loss_config, name=None, **kwargs):
+    def __init__(self, part, loss_config, loss="DetectionLoss", name=None, **kwargs):
         super().__init__(name=name or f"{part}_loss", **kwargs)
         self.part = part
         self.loss_config = loss_config
-        self._loss = DetectionLoss(**loss_config)
+        self.loss = loss
+        self._loss = keras.saving.get_registered_object(f"suite>{loss}")(**loss_config)
+        self._index = self._loss.PARTS.index(part)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        cls, box = self._loss.parts(y_true, y_pred)
-        return super().update_state(cls if self.part == "cls" else box, sample_weight)
+        return super().update_state(self._loss.parts(y_true, y_pred)[self._index], sample_weight)
 
     def get_config(self):
-        return {"part": self.part, "loss_config": self.loss_config, "name": self.name}
+        return {"part": self.part, "loss_config": self.loss_config, "loss": self.loss, "name": self.name}

@@ -158,6 +158,8 @@ class YoloLoss(keras.losses.Loss):
     BOX_GAIN * mean over positives of (1 - CIoU) + OBJ_GAIN * mean over counted predictions of the
     objectness BCE + CLS_GAIN * mean over positives and classes of the class BCE."""
 
+    PARTS = ("box", "obj", "cls")  # what parts() returns
+
     def __init__(self, num_classes, scale_x_y=1.05, name="yolo_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
@@ -192,23 +194,3 @@ class YoloLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "scale_x_y": self.scale_x_y}
-
-
-@keras.saving.register_keras_serializable(package="suite")
-class YoloLossPart(keras.metrics.Mean):
-    """The box, objectness or class part of a YoloLoss, as a metric for the learning curves."""
-
-    PARTS = ("box", "obj", "cls")
-
-    def __init__(self, part, loss_config, name=None, **kwargs):
-        super().__init__(name=name or f"{part}_loss", **kwargs)
-        self.part = part
-        self.loss_config = loss_config
-        self._loss = YoloLoss(**loss_config)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(self._loss.parts(y_true, y_pred)[self.PARTS.index(self.part)], sample_weight)
-
-    def get_config(self):
-        return {"part": self.part, "loss_config": self.loss_config, "name": self.name}
-

@@ -30,7 +30,8 @@ class DetectionDataConfig:
     tfds_name: Optional[str] = field(None, "tfds detection set, e.g. voc/2007 or coco/2017 (source tfds)")
     data_dir: Optional[str] = field(None, "tfds data_dir holding the prepared set (source tfds)")
     classes: Optional[str] = field(None, "comma-separated class names: their order, and any other name is an error")
-    image_size: int = field(128, "square canvas side: images are scaled to fit and padded (a multiple of 32)", min=32)
+    image_size: Optional[int] = field(None, "square canvas side: images are scaled to fit and padded (a multiple of "
+                                            "32; default 128 for generated scenes, 256 for photos)", min=32)
     scene_objects: str = field("mnist", "scenes: embedded images the objects are drawn from", ["mnist", "fashion_mnist"])
     train_scenes: int = field(4000, "scenes: training scenes", min=1)
     val_scenes: int = field(200, "scenes: validation scenes", min=0)
@@ -131,6 +132,14 @@ def seeded_split(dset, fractions, seed, fold=0):
     return [dset.take(p) for p in parts]
 
 
+def with_canvas_size(cfg):
+    """`cfg` with image_size set: where unset, 128 for generated scenes (their own size) and 256 for photos
+    (voc, coco, tfds: ImageNet backbones see objects of 30-250 pixels there, at 2 CPU cores' pace)."""
+    if cfg.image_size is not None:
+        return cfg
+    return dataclasses.replace(cfg, image_size=128 if cfg.source == "scenes" else 256)
+
+
 def load_detection_splits(cfg, seed, record=None, names=SPLITS):
     """{'train', 'val', 'test'} DetectionSets (only `names`); 'val' may be None (val_fraction 0).
 
@@ -138,6 +147,7 @@ def load_detection_splits(cfg, seed, record=None, names=SPLITS):
     source gives exactly the recorded images, whatever was added or removed since; data flags that
     would change them are refused. Scenes and tfds sets record only their identity: their splits are
     fixed already."""
+    cfg = with_canvas_size(cfg)
     if cfg.image_size % 32:
         raise DataError(f"data.image_size must be a multiple of 32, got {cfg.image_size}")
     return recorded_or_fresh(record, cfg.source, split_recipe(cfg, seed), lambda: _recorded_splits(cfg, record, names),

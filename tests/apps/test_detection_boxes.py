@@ -121,3 +121,30 @@ def test_map_without_detections_is_zero():
 def test_bad_aspect_ratios():
     with pytest.raises(ValueError, match="model.aspect_ratios must be positive"):
         aspect_ratios("1,wide")
+
+
+def _giou(a, b):
+    """GIoU of yxyx boxes, in NumPy."""
+    lo, hi = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), -1)
+    area = lambda x: np.prod(x[..., 2:] - x[..., :2], -1)  # noqa: E731
+    union = area(a) + area(b) - inter
+    enclosing = np.prod(np.maximum(a[..., 2:], b[..., 2:]) - np.minimum(a[..., :2], b[..., :2]), -1)
+    return inter / union - (enclosing - union) / enclosing
+
+
+def test_giou_of_deltas_is_the_giou_of_the_boxes_they_encode():
+    from apps.object_detection.boxes import VARIANCE
+    from apps.object_detection.loss import giou_of_deltas
+
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 100, (50, 3, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 60, (50, 3, 2))], -1).astype(np.float32)
+    anchor, true, pred = boxes[:, 0], boxes[:, 1], boxes[:, 2]  # tall, wide and square anchors alike
+    encode = lambda b: keras.utils.bounding_boxes.encode_box_to_deltas(  # noqa: E731
+        anchor, b, anchor_format="yxyx", box_format="yxyx", variance=VARIANCE)
+    np.testing.assert_allclose(giou_of_deltas(encode(true), encode(pred)), _giou(true, pred), rtol=1e-4, atol=1e-5)
+    loss = DetectionLoss(num_classes=2, box_loss="giou")
+    y_true = np.concatenate([np.asarray(encode(true))[None], np.zeros((1, 50, 1), np.float32)], -1)
+    y_pred = np.concatenate([np.asarray(encode(true))[None], np.zeros((1, 50, 2), np.float32)], -1)
+    np.testing.assert_allclose(loss.parts(y_true, y_pred)[1], 0.0, atol=1e-5)  # exact boxes: no box loss

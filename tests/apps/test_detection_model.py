@@ -10,7 +10,7 @@ from apps.object_detection.config import DetectorConfig
 from apps.object_detection.model import build_detector
 from backbones.squeezenet import WEIGHTS as SQUEEZENET_WEIGHTS
 
-SMALL = DetectorConfig(width=8, fpn_width=16, head_width=16, head_depth=1)
+SMALL = DetectorConfig(backbone="resnet", width=8, fpn_width=16, head_width=16, head_depth=1)
 
 
 @pytest.mark.parametrize("backbone,levels", [("resnet", (3, 5)), ("mobilenetv2", (3, 6)), ("squeezenet", (3, 5)),

@@ -166,7 +166,7 @@ def test_a_second_trainer_is_refused_and_a_dead_ones_lock_does_not_block(trained
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
         f"fd = os.open({str(trained / run_files.LOCK_NAME)!r}, os.O_RDWR)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.pwrite(fd, b'%d' % os.getpid(), 0)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.pwrite(fd, b'%d' % os.getpid(), 0)\n"
         "print('locked', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -46,7 +46,7 @@ def _detector(max_pixels=None):
         "data.image_size": "64", "model.width": "8", "model.fpn_width": "16", "model.head_width": "16",
         "model.head_depth": "1"})
     app = ObjectDetection(cfg)
-    model = build_detector(cfg.model, 64, 2, app.coder.anchors_per_cell)
+    model = build_detector(app.config.model, 64, 2, app.coder.anchors_per_cell)
     return DetectorServing(model, app.coder, ["a", "b"], 64, 0.05, 0.5, 10, max_pixels)
 
 
