@@ -29,8 +29,8 @@ BACKGROUND, IGNORE = -1, -2
 # Ultralytics YOLOv5's loss gains (hyp.scratch-low.yaml: box 0.05, obj 1.0, cls 0.5), which it tunes
 # by evolution over many data sets; scaled here for two heads as it scales them (box x 3 / heads).
 BOX_GAIN, OBJ_GAIN, CLS_GAIN = 0.05 * 3 / 2, 1.0, 0.5
-COCO_HINT = ("YOLOv4-tiny's COCO weights are not shipped with the suite (23 MB); download yolov4-tiny.weights "
-             "(github.com/AlexeyAB/darknet/releases, yolov4 pre-release) and pass its path: --model.weights "
+COCO_HINT = ("YOLOv4-tiny's COCO weights are not shipped with the suite (24 MB); download yolov4-tiny.weights "
+             "(darknet's releases: github.com/AlexeyAB/darknet/releases) and pass its path: --model.weights "
              "/path/to/yolov4-tiny.weights")
 
 
