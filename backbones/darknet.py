@@ -301,7 +301,7 @@ def _box_channels(current, kernel, bias, anchors, spec, model, where):
     return new_kernel, new_bias
 
 
-def build_yolov4_tiny(num_classes=80, input_size=416, weights=None, cfg_path=None):
+def build_yolov4_tiny(num_classes=80, input_size=416, weights=None, cfg_path=None, name="yolov4_tiny"):
     """YOLOv4-tiny: pixels (input_size, input_size, 3) in [0, 255] -> raw outputs of its two heads
     (13x13 and 26x26 grids at 416). `weights`: a darknet yolov4-tiny.weights path (COCO), loaded whole
     for 80 classes, or all but the heads' class channels for another `num_classes`. `cfg_path`: build
@@ -311,7 +311,7 @@ def build_yolov4_tiny(num_classes=80, input_size=416, weights=None, cfg_path=Non
     if num_classes < 1:
         raise BackboneError(f"num_classes must be at least 1; got {num_classes}")
     sections = parse_darknet_cfg(cfg_path) if cfg_path else yolov4_tiny_sections()
-    model = build_darknet(sections, input_size, num_classes, name="yolov4_tiny")
+    model = build_darknet(sections, input_size, num_classes, name=name)
     if weights:
         load_darknet_weights(model, Path(weights), cfg_path)
     return model

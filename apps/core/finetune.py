@@ -35,13 +35,15 @@ def unfreeze_count(value):
     return n
 
 
-def finetune_phases(cfg, epochs):
+def finetune_phases(cfg, epochs, freeze_backbone=None):
     """Training phases for a model whose pretrained part is the sub-model "backbone". Without weights,
-    or with freeze_epochs 0, everything trains from the first step."""
+    or with freeze_epochs 0, everything trains from the first step. `freeze_backbone(model)` sets what trains
+    in the frozen phase (default: all but the backbone; YOLO, whose backbone holds its heads, trains those)."""
     n = unfreeze_count(cfg.unfreeze_layers)
     if not cfg.weights or not cfg.freeze_epochs:
         return [Phase("train", epochs)]
-    freeze = Phase("head", min(cfg.freeze_epochs, epochs), prepare=lambda model: set_trainable_top(model, 0))
+    freeze = Phase("head", min(cfg.freeze_epochs, epochs),
+                   prepare=freeze_backbone or (lambda model: set_trainable_top(model, 0)))
     if n == 0:
         return [Phase("head", epochs, prepare=freeze.prepare)]
     return [freeze, Phase("finetune", epochs, prepare=lambda model: set_trainable_top(model, n),

@@ -16,7 +16,7 @@ records its anchors, and resume, evaluate, predict and the export use them.
 import numpy as np
 import tensorflow as tf
 
-from apps.core.app import App, Phase, SmokeExample
+from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
@@ -29,7 +29,7 @@ from apps.object_detection.loss import DetectionLoss, LossPart
 from apps.object_detection.metrics import coco_evaluate, draw_detections, plot_pr_curves
 from apps.object_detection.model import build_detector
 from apps.object_detection.recipe import size_defaults, source_defaults
-from apps.object_detection.yolo import YoloCoder, YoloLoss, build_yolo_detector, train_all, train_only_heads
+from apps.object_detection.yolo import YoloCoder, YoloLoss, build_yolo_detector, train_only_heads
 from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
@@ -208,13 +208,7 @@ class ObjectDetection(RecordedSplits, App):
                 "metrics": [LossPart("cls", self._loss_config()), LossPart("box", self._loss_config())]}
 
     def phases(self):
-        m, epochs = self.config.model, self.config.epochs
-        if not self.yolo:
-            return finetune_phases(m, epochs)
-        if not m.weights or not m.freeze_epochs:
-            return [Phase("train", epochs)]
-        return [Phase("head", min(m.freeze_epochs, epochs), prepare=train_only_heads),
-                Phase("finetune", epochs, prepare=train_all, lr_factor=m.finetune_lr_factor)]
+        return finetune_phases(self.config.model, self.config.epochs, train_only_heads if self.yolo else None)
 
     def detect_canvases(self, model, canvases, scales, image_hw, batch_size=32):
         """Detections per image in its own pixels: [(boxes yxyx, scores, class ids)]."""

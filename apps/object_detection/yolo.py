@@ -20,12 +20,12 @@ import tensorflow as tf
 from keras import ops
 
 from apps.core.errors import UserError
+from apps.object_detection.boxes import BACKGROUND, IGNORE
 from backbones.darknet import build_yolov4_tiny, head_convolutions, yolov4_tiny_heads, yolov4_tiny_sections
 from backbones.registry import BackboneError
 from backbones.yolo_decode import decode_yolo
 from data.boxes.geometry import per_class_nms
 
-BACKGROUND, IGNORE = -1, -2
 # Ultralytics YOLOv5's loss gains (hyp.scratch-low.yaml: box 0.05, obj 1.0, cls 0.5), which it tunes
 # by evolution over many data sets; scaled here for two heads as it scales them (box x 3 / heads).
 BOX_GAIN, OBJ_GAIN, CLS_GAIN = 0.05 * 3 / 2, 1.0, 0.5
@@ -37,12 +37,13 @@ COCO_HINT = ("YOLOv4-tiny's COCO weights are not shipped with the suite (24 MB);
 def build_yolo_detector(cfg, size, num_classes):
     """YOLOv4-tiny on a size x size canvas of pixels 0..255, its output flattened to (b, N, 5 + classes).
     With cfg.weights (a darknet .weights file) all but the heads' class channels start from it, and its
-    batch statistics stay as trained (called with training=False)."""
+    batch statistics stay as trained (called with training=False). The network is the sub-model "backbone",
+    which fine-tuning's phases (apps.core.finetune) freeze and unfreeze."""
     weights = cfg.weights
     if weights and str(weights).lower() in ("coco", "imagenet"):
         raise UserError(COCO_HINT)
     try:
-        darknet = build_yolov4_tiny(num_classes, size, weights)
+        darknet = build_yolov4_tiny(num_classes, size, weights, name="backbone")
     except BackboneError as e:
         raise UserError(str(e)) from None
     inputs = keras.Input((size, size, 3), name="image")
@@ -56,14 +57,8 @@ def build_yolo_detector(cfg, size, num_classes):
 def train_only_heads(model):
     """The frozen phase of fine-tuning: only the convolutions before the heads (new class channels) train."""
     heads = set(head_convolutions(yolov4_tiny_sections()))
-    for layer in model.get_layer("yolov4_tiny").layers:
+    for layer in model.get_layer("backbone").layers:
         layer.trainable = layer.name in heads
-
-
-def train_all(model):
-    """After it: every layer but BatchNorm, whose COCO statistics stay (as for any pretrained backbone)."""
-    for layer in model.get_layer("yolov4_tiny").layers:
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
 
 
 class YoloCoder:
@@ -87,15 +82,15 @@ class YoloCoder:
         cy, cx = (slots[:, 0] + 0.5) * slots[:, 2], (slots[:, 1] + 0.5) * slots[:, 2]
         self.anchors = np.stack([cy - slots[:, 4] / 2, cx - slots[:, 3] / 2, cy + slots[:, 4] / 2,
                                  cx + slots[:, 3] / 2], -1)  # prior boxes, yxyx: for the ignore rule
-        # every anchor shape once, with where its slots start: the box-to-anchor assignment
+        # every head's anchor shapes in turn (a shape two heads share appears twice), each with its head and
+        # its index there, and where each head's slots start: the box-to-anchor assignment
         self.shapes = np.concatenate([np.asarray(h.anchors, np.float32) for h, _ in self.heads])
-        starts = np.cumsum([0] + [g * g * h.num_anchors for (h, _), g in zip(self.heads, self.grids)])[:-1]
         self.shape_head = np.concatenate([[i] * h.num_anchors for i, (h, _) in enumerate(self.heads)])
-        self.shape_index = np.concatenate([np.arange(h.num_anchors) for h, _ in self.heads])
-        self.head_start = starts.astype(np.int32)
-        self.shape_index = self.shape_index.astype(np.int32)
+        self.shape_index = np.concatenate([np.arange(h.num_anchors) for h, _ in self.heads]).astype(np.int32)
+        sizes = [g * g * h.num_anchors for (h, _), g in zip(self.heads, self.grids)]
+        self.head_start = np.cumsum([0] + sizes)[:-1].astype(np.int32)
         self.negative_iou = negative_iou
-        self.scale_x_y = self.heads[0][0].scale_x_y
+        self.scale_x_y = self.heads[0][0].scale_x_y  # one for all heads (1.05 in yolov4-tiny): the loss takes one
 
     @property
     def num_predictions(self):
