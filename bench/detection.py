@@ -54,19 +54,20 @@ def train_and_evaluate(flags):
     }
 
 
-def cross_validate(path, folds, extra):
-    """The default command on `path` (voc) in `folds` folds; per-fold figures, their mean and spread."""
+def cross_validate(path, folds, extra, only=None):
+    """The default command on `path` (voc) in `folds` folds (or only the folds in `only`); per-fold figures,
+    their mean and spread."""
     import numpy as np
 
     runs = []
-    for k in range(folds):
+    for k in only or range(folds):
         flags = {"data.source": "voc", "data.path": path, "data.test_fraction": 1 / folds, "data.test_fold": k, **extra}
         runs.append(train_and_evaluate(flags))
         print(json.dumps({"fold": k, **runs[-1]}), flush=True)
     summary = {}
     for key in ("map_50", "map_50_95", "train_minutes"):
         values = np.array([r[key] for r in runs])
-        summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)), 4),
+        summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)), 4) if len(values) > 1 else None,
                         "min": float(values.min()), "max": float(values.max())}
     return {"folds": folds, "flags": extra, "summary": summary, "per_fold": runs}
 
@@ -108,6 +109,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("task", choices=["scenes", "raccoon", "cv"])
     p.add_argument("--folds", type=int, default=5, help="cv: folds (data.test_fraction 1/folds)")
+    p.add_argument("--only_folds", help="cv: comma-separated folds to run (e.g. 0,2), to compare a flag quickly")
     p.add_argument("--flag", action="append", default=[], metavar="KEY=VALUE",
                    help="cv: a flag beside the defaults, e.g. model.arch=yolo (repeatable)")
     p.add_argument("--epochs", type=int, help="override the benchmark's epochs")
@@ -120,7 +122,8 @@ def main():
     args = p.parse_args()
     if args.task == "cv":
         result = cross_validate(str(SHARED / "detection" / "raccoon"), args.folds,
-                                dict(f.split("=", 1) for f in args.flag))
+                                dict(f.split("=", 1) for f in args.flag),
+                                args.only_folds and [int(k) for k in args.only_folds.split(",")])
     elif args.task == "scenes":
         flags = {**SCENES, **({"epochs": args.epochs} if args.epochs else {})}
         result = {"flags": flags, "scenes": train_and_evaluate(flags)}

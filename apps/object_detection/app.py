@@ -1,7 +1,7 @@
 """The object-detection app: what is specific to the task; the runner does the rest.
 
     python -m apps object_detection train                 # generated digit scenes, offline
-    python -m apps object_detection evaluate              # mAP@0.5, mAP@[.5:.95], PR curve
+    python -m apps object_detection evaluate              # mAP@0.5, mAP@[.5:.95], PR curve, box errors
     python -m apps object_detection predict photo.jpg     # boxes drawn to runs/object_detection/predictions
     python -m apps object_detection export
     python -m apps object_detection train --data.source voc --data.path raccoon/   # recipe.py adapts the rest
@@ -22,6 +22,7 @@ from apps.core.finetune import finetune_phases
 from apps.core.registry import register_app
 from apps.core.splits import RecordedSplits
 from apps.object_detection.anchor_fit import anchor_record, choose_anchors, coverage
+from apps.object_detection.box_errors import box_errors, summary_line
 from apps.object_detection.boxes import Anchors, BoxCoder
 from apps.object_detection.config import DetectionConfig
 from apps.object_detection.data_report import REPORT, box_statistics, draw_report, summary_lines
@@ -237,6 +238,7 @@ class ObjectDetection(RecordedSplits, App):
         detections = self.detect_canvases(model, test.canvas, test.scale, test.image_hw)
         truth = list(zip(test.boxes, test.labels, test.crowd))
         report, ev = coco_evaluate(truth, detections, self.class_names, test.image_hw)
+        report["box_errors"] = box_errors(truth, detections, self.config.draw_threshold)
         if ev is not None:
             plot_pr_curves(ev, self.class_names, out_dir / "pr_curve.png")
         examples = out_dir / "examples"
@@ -250,6 +252,7 @@ class ObjectDetection(RecordedSplits, App):
                             [self.class_names[c] for c in classes[keep]], scores[keep], examples / f"{i:03d}.png",
                             to_xyxy(test.boxes[i]))
         print(f"mAP@0.5 {report['map_50']:.4f}  mAP@[.5:.95] {report['map_50_95']:.4f} on {report['images']} test images")
+        print(summary_line(report["box_errors"]))
         return report
 
     def predict(self, model, inputs):

@@ -64,7 +64,8 @@ class DetectionConfig(FitConfig):
     data: DetectionDataConfig = field(DetectionDataConfig())
     model: DetectorConfig = field(DetectorConfig())
     score_threshold: float = field(0.05, "evaluate/export: drop detections scoring below this", min=0.0, max=1.0)
-    draw_threshold: float = field(0.3, "predict: draw and print detections scoring at least this", min=0.0, max=1.0)
+    draw_threshold: float = field(0.3, "predict: draw and print detections scoring at least this; evaluate: draw "
+                                       "them and count their box errors", min=0.0, max=1.0)
     nms_iou: float = field(0.5, "per-class non-max suppression IoU", min=0.0, max=1.0)
     max_detections: int = field(100, "detections kept per image", min=1)
 

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.boxes.geometry import letterbox
+from data.boxes.mosaic import mosaic_batch
 from data.boxes.sources import Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
 from data.fields import field
@@ -46,6 +47,8 @@ class DetectionDataConfig:
     zoom: float = field(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)", min=0.0, max=1.0, max_exclusive=True)
     color_jitter: float = field(0.2, "random brightness/contrast/saturation strength, 0..1", min=0.0, max=1.0)
     min_visible: float = field(0.4, "after a crop, drop boxes with less of their area left inside the canvas", min=0.0, max=1.0)
+    mosaic: float = field(0.0, "probability that a training canvas is a mosaic of four images (YOLOv4-style), 0: off",
+                          min=0.0, max=1.0)
 
 
 @dataclasses.dataclass
@@ -255,11 +258,15 @@ def _fresh_splits(cfg, seed):
 
 
 def augment_batch(images, boxes, labels, seed, cfg):
-    """Flip, zoom/shift and colour-jitter a float batch, moving its canvas boxes along.
-    Boxes mostly cut off by the crop are dropped (label -1). Every draw is a function of `seed`."""
+    """Mosaic (cfg.mosaic > 0: the box axis grows 4x), flip, zoom/shift and colour-jitter a float batch, moving
+    its canvas boxes along. Boxes mostly cut off by the crop are dropped (label -1). Every draw is a function of
+    `seed`; the mosaic's seed is folded off it, so the other draws are the same with or without the mosaic."""
     shape = tf.shape(images)
     b, size = shape[0], tf.cast(shape[1], tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 4)
+    if cfg.mosaic:
+        mosaic_seed = tf.random.experimental.stateless_fold_in(seed, 4_099)
+        images, boxes, labels = mosaic_batch(images, boxes, labels, mosaic_seed, cfg.min_visible, cfg.mosaic)
     valid = labels >= 0
     if cfg.flip:
         flip = tf.random.stateless_uniform([b], seeds[0]) < 0.5
