@@ -4,9 +4,10 @@ or unset): which network and canvas suit the source, and how long to train for t
 Generated scenes are small, synthetic and many (4,000): a small zoo ResNet from scratch on 128-pixel
 canvases, 12 epochs. Photos (voc, coco, tfds) are what ImageNet features are for, and a few hundred of
 them are the usual user's set: a pretrained backbone shipped with the suite, fine-tuned, on 256-pixel
-canvases, and as many epochs as it takes to show the network about EPOCH_IMAGES images (a few hundred
-photos: 100 epochs, as detection fine-tuning recipes run on small sets; 4,000 and more: 12), the first
-tenth of them on the frozen backbone.
+canvases, half the training canvases YOLOv4-style mosaics of four (more objects per canvas, at more sizes
+and places; the scenes are crowded already: see bench/README.md for the raccoon folds), and as many epochs as
+it takes to show the network about EPOCH_IMAGES images (a few hundred photos: 100 epochs, as detection
+fine-tuning recipes run on small sets; 4,000 and more: 12), the first tenth of them on the frozen backbone.
 """
 import dataclasses
 import math
@@ -15,21 +16,25 @@ from data.boxes.pipeline import with_canvas_size
 
 SCENE_BACKBONE = "resnet"  # the zoo ResNet, from scratch
 PHOTO_BACKBONE = ("efficientnet_lite0", "imagenet")  # shipped with the suite, with its ImageNet weights
+PHOTO_MOSAIC = 0.5  # share of the training canvases that are mosaics, for photos
 EPOCH_IMAGES = 48_000  # images shown in training: 12 epochs of the 4,000 default scenes
 EPOCH_RANGE = (12, 100)
 FROZEN_SHARE = 0.1  # of the epochs, with pretrained weights, on the frozen backbone
 
 
 def source_defaults(cfg):
-    """`cfg` (a DetectionConfig) with its "auto" backbone (and its weights) and canvas size set for its data
-    source. YOLO has its own backbone: "auto" stays, unused."""
+    """`cfg` (a DetectionConfig) with its "auto" backbone (and its weights), canvas size and mosaic share set
+    for its data source. YOLO has its own backbone: "auto" stays, unused."""
     model = cfg.model
     if model.backbone == "auto" and model.arch == "retinanet":
         if cfg.data.source == "scenes":
             model = dataclasses.replace(model, backbone=SCENE_BACKBONE)
         else:
             model = dataclasses.replace(model, backbone=PHOTO_BACKBONE[0], weights=model.weights or PHOTO_BACKBONE[1])
-    return dataclasses.replace(cfg, model=model, data=with_canvas_size(cfg.data))
+    data = with_canvas_size(cfg.data)
+    if data.mosaic is None:
+        data = dataclasses.replace(data, mosaic=0.0 if data.source == "scenes" else PHOTO_MOSAIC)
+    return dataclasses.replace(cfg, model=model, data=data)
 
 
 def auto_epochs(train_images):

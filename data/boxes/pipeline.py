@@ -47,8 +47,9 @@ class DetectionDataConfig:
     zoom: float = field(0.25, "random scale in [1-zoom, 1+zoom] with a random shift (0: off)", min=0.0, max=1.0, max_exclusive=True)
     color_jitter: float = field(0.2, "random brightness/contrast/saturation strength, 0..1", min=0.0, max=1.0)
     min_visible: float = field(0.4, "after a crop, drop boxes with less of their area left inside the canvas", min=0.0, max=1.0)
-    mosaic: float = field(0.0, "probability that a training canvas is a mosaic of four images (YOLOv4-style), 0: off",
-                          min=0.0, max=1.0)
+    mosaic: Optional[float] = field(None, "probability that a training canvas is a mosaic of four images "
+                                          "(YOLOv4-style), 0: off (default 0.5 for photos, 0 for generated scenes)",
+                                    min=0.0, max=1.0)
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""The detection recipe set by the data: backbone and canvas by source, epochs and frozen phase by size."""
+"""The detection recipe set by the data: backbone, canvas and mosaic share by source, epochs and frozen phase by size."""
 import json
 
 import pytest
@@ -24,6 +24,14 @@ def test_scenes_train_the_zoo_resnet_from_scratch_and_photos_a_pretrained_backbo
     assert (chosen.model.backbone, chosen.model.weights, chosen.data.image_size) == ("squeezenet", None, 320)
     yolo = _app(tmp_path, **{"data.source": "voc", "data.path": str(tmp_path), "model.arch": "yolo"}).config
     assert yolo.model.weights is None  # YOLO's weights are darknet's, never the ImageNet backbone's
+
+
+def test_half_the_photo_canvases_are_mosaics_and_none_of_the_scenes_unless_set(tmp_path):
+    assert _app(tmp_path).config.data.mosaic == 0.0
+    voc = {"data.source": "voc", "data.path": str(tmp_path)}
+    assert _app(tmp_path, **voc).config.data.mosaic == recipe.PHOTO_MOSAIC == 0.5
+    assert _app(tmp_path, **voc, **{"data.mosaic": "0"}).config.data.mosaic == 0.0
+    assert _app(tmp_path, **{"data.mosaic": "0.25"}).config.data.mosaic == 0.25
 
 
 @pytest.mark.parametrize("images, epochs", [(4000, 12), (20000, 12), (1000, 48), (160, 100), (10, 100)])

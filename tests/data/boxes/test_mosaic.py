@@ -107,6 +107,6 @@ def test_augment_batch_draws_are_unchanged_by_the_mosaic_option():
 
 def test_mosaic_probability_is_within_0_and_1():
     meta = {f.name: f.metadata for f in dataclasses.fields(DetectionDataConfig)}["mosaic"]
-    assert DetectionDataConfig().mosaic == 0.0
+    assert DetectionDataConfig().mosaic is None  # the app's recipe sets it by source
     assert range_problem(0.0, meta) is None and range_problem(1.0, meta) is None
     assert range_problem(-0.1, meta) == range_problem(1.5, meta) == "must be >= 0.0 and <= 1.0"
