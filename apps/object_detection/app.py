@@ -199,7 +199,7 @@ class ObjectDetection(RecordedSplits, App):
     def _loss_config(self):
         m = self.config.model
         return {"num_classes": len(self.class_names), "alpha": m.focal_alpha, "gamma": m.focal_gamma,
-                "box_weight": m.box_loss_weight, "box_loss": m.box_loss}
+                "box_weight": m.box_loss_weight, "box_loss": m.box_loss, "normalizer": m.loss_normalizer}
 
     def compile_defaults(self):
         if self.yolo:

@@ -42,6 +42,8 @@ class DetectorConfig(FinetuneConfig):
     box_loss: str = field("smooth_l1", "box loss: smooth L1 on the anchor deltas (RetinaNet), or 1 - GIoU of the "
                           "boxes (x2)", ["smooth_l1", "giou"])
     box_loss_weight: float = field(1.0, "weight of the box loss against the focal loss", min=0.0)
+    loss_normalizer: str = field("image", "divide each image's loss by its own positive anchors, or by the batch's "
+                                 "mean (RetinaNet: every object weighs the same, crowded images more)", ["image", "batch"])
 
     def check(self, prefix=""):
         if self.min_level > self.max_level:

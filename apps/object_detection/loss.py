@@ -1,5 +1,6 @@
 """Focal loss over classes plus a box loss over the positive anchors (smooth L1 on the deltas, as RetinaNet,
-or GIoU of the boxes they encode), per image normalised by its number of positive anchors."""
+or GIoU of the boxes they encode), normalised by the number of positive anchors: each image's own, or the batch's
+(RetinaNet's sum over the batch / its positives, so a crowded image's objects weigh as much as a lone one's)."""
 import keras
 from keras import ops
 
@@ -32,21 +33,27 @@ class DetectionLoss(keras.losses.Loss):
 
     PARTS = ("cls", "box")  # what parts() returns
 
-    def __init__(self, num_classes, alpha=0.25, gamma=2.0, box_weight=1.0, box_loss="smooth_l1", name="detection_loss",
-                 **kwargs):
+    def __init__(self, num_classes, alpha=0.25, gamma=2.0, box_weight=1.0, box_loss="smooth_l1", normalizer="image",
+                 name="detection_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.box_loss = box_loss
         self.alpha = alpha
         self.gamma = gamma
         self.box_weight = box_weight
+        if normalizer not in ("image", "batch"):
+            raise ValueError(f"normalizer must be 'image' or 'batch', got {normalizer!r}")
+        self.normalizer = normalizer
 
     def parts(self, y_true, y_pred):
         """(classification, box) loss per image."""
         classes = y_true[..., 4]
         positive = ops.cast(classes >= 0, "float32")
         counted = ops.cast(classes > -2, "float32")  # ignored anchors add no classification loss
-        normaliser = ops.maximum(ops.sum(positive, axis=1), 1.0)
+        positives = ops.sum(positive, axis=1)
+        if self.normalizer == "batch":  # the mean over images of these / the batch's mean positives = RetinaNet's
+            positives = ops.broadcast_to(ops.mean(positives), ops.shape(positives))
+        normaliser = ops.maximum(positives, 1.0)
         one_hot = ops.one_hot(ops.cast(ops.maximum(classes, 0.0), "int32"), self.num_classes) * positive[..., None]
         # keras' focal loss averages over classes; the detector's sums.
         focal = keras.losses.binary_focal_crossentropy(
@@ -65,7 +72,7 @@ class DetectionLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "alpha": self.alpha, "gamma": self.gamma,
-                "box_weight": self.box_weight, "box_loss": self.box_loss}
+                "box_weight": self.box_weight, "box_loss": self.box_loss, "normalizer": self.normalizer}
 
 
 @keras.saving.register_keras_serializable(package="suite")

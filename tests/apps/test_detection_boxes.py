@@ -98,6 +98,21 @@ def test_loss_ignores_what_it_should():
     assert float(cls[0]) > 0
 
 
+def test_batch_normalised_loss_divides_the_batch_sum_by_the_batch_positives():
+    rng = np.random.default_rng(1)
+    y_true = np.full((2, 6, 5), BACKGROUND, np.float32)
+    y_true[..., :4] = rng.normal(size=(2, 6, 4))
+    y_true[0, :1, 4] = 0  # a lone object: 1 positive anchor
+    y_true[1, :3, 4] = [0, 1, 1]  # a crowded image: 3
+    y_pred = rng.normal(size=(2, 6, 6)).astype(np.float32)
+    per_image = [np.add(*[float(v) for v in part]) for part in zip(*DetectionLoss(2).parts(y_true, y_pred))]
+    sums = np.array(per_image) * [1, 3]  # each image's unnormalised loss
+    assert float(DetectionLoss(2)(y_true, y_pred)) == pytest.approx(np.mean(sums / [1, 3]), rel=1e-5)
+    assert float(DetectionLoss(2, normalizer="batch")(y_true, y_pred)) == pytest.approx(sums.sum() / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="normalizer must be 'image' or 'batch'"):
+        DetectionLoss(2, normalizer="anchors")
+
+
 def test_map_on_a_hand_computed_example():
     truth = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0, 0]), np.array([False, False]))]
     # TP (exact), FP, TP with IoU 100/110: precision/recall 1/.5, .5/.5, .67/1.
