@@ -13,6 +13,8 @@
 and aspect_ratios to them (anchor_fit.py; --model.anchors config keeps the configured ones). The run
 records its anchors, and resume, evaluate, predict and the export use them.
 """
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -49,6 +51,7 @@ class ObjectDetection(RecordedSplits, App):
     file_sources = ("voc", "coco")  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
+        self._mosaic_set = config.data.mosaic is not None  # else the recipe's, and a resumed run keeps its own
         super().__init__(source_defaults(config), run_dir)
         config = self.config
         self._coder = None
@@ -147,7 +150,10 @@ class ObjectDetection(RecordedSplits, App):
             draw_report(stats, choice, self.image_size, self.run_dir / REPORT, note)
             print(f"data report drawn to {self.run_dir / REPORT}")
             self._report = None
-        return {"class_names": self.class_names, "image_size": self.image_size, "anchors": self._anchor_record}
+        if not self._mosaic_set and self.config.data.mosaic:
+            print(f"recipe: {self.config.data.mosaic:g} of the training canvases mosaics of four (--data.mosaic to choose)")
+        return {"class_names": self.class_names, "image_size": self.image_size, "anchors": self._anchor_record,
+                "mosaic": self.config.data.mosaic}
 
     def load_state(self, state):
         self.class_names = state["class_names"]
@@ -155,8 +161,13 @@ class ObjectDetection(RecordedSplits, App):
         self._use_anchors(state.get("anchors"))
 
     def resume_state(self, state):
-        """A resumed run trains on with the anchors its weights learned, whatever the anchor flags say now."""
+        """A resumed run trains on with the anchors its weights learned, whatever the anchor flags say now,
+        and with its own mosaic share unless --data.mosaic sets one (runs before it was recorded: 0)."""
         self._use_anchors(state.get("anchors"))
+        mosaic = state.get("mosaic", 0.0)
+        if not self._mosaic_set and mosaic != self.config.data.mosaic:
+            print(f"note: the run's mosaic share {mosaic:g} is kept (--data.mosaic to change it)")
+            self.config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, mosaic=mosaic))
 
     @classmethod
     def smoke_example(cls, folder):

@@ -42,13 +42,17 @@ class DetectorConfig(FinetuneConfig):
     box_loss: str = field("smooth_l1", "box loss: smooth L1 on the anchor deltas (RetinaNet), or 1 - GIoU of the "
                           "boxes (x2)", ["smooth_l1", "giou"])
     box_loss_weight: float = field(1.0, "weight of the box loss against the focal loss", min=0.0)
-    loss_normalizer: str = field("image", "divide each image's loss by its own positive anchors, or by the batch's "
-                                 "mean (RetinaNet: every object weighs the same, crowded images more)", ["image", "batch"])
+    loss_normalizer: str = field("image", "retinanet: divide each image's loss by its own positive anchors, or the "
+                                 "batch's loss by the batch's (RetinaNet; each replica's batch under a strategy): every "
+                                 "object weighs the same, so crowded images weigh more", ["image", "batch"])
 
     def check(self, prefix=""):
         if self.min_level > self.max_level:
             raise ValueError(f"config key '{prefix}min_level' ({self.min_level}) must be <= '{prefix}max_level' "
                              f"({self.max_level})")
+        if self.arch == "yolo" and self.loss_normalizer != "image":
+            raise ValueError(f"config key '{prefix}loss_normalizer' applies to model.arch retinanet; YOLO's loss "
+                             "keeps its own normalisation")
         if self.negative_iou > self.positive_iou:
             raise ValueError(f"config key '{prefix}negative_iou' ({self.negative_iou}) must be <= "
                              f"'{prefix}positive_iou' ({self.positive_iou})")

@@ -51,9 +51,11 @@ class DetectionLoss(keras.losses.Loss):
         positive = ops.cast(classes >= 0, "float32")
         counted = ops.cast(classes > -2, "float32")  # ignored anchors add no classification loss
         positives = ops.sum(positive, axis=1)
-        if self.normalizer == "batch":  # the mean over images of these / the batch's mean positives = RetinaNet's
-            positives = ops.broadcast_to(ops.mean(positives), ops.shape(positives))
-        normaliser = ops.maximum(positives, 1.0)
+        if self.normalizer == "batch":  # Keras' mean over the images of these = the batch's sum / its positives
+            images = ops.cast(ops.shape(positives)[0], "float32")
+            normaliser = ops.broadcast_to(ops.maximum(ops.sum(positives), 1.0) / images, ops.shape(positives))
+        else:
+            normaliser = ops.maximum(positives, 1.0)
         one_hot = ops.one_hot(ops.cast(ops.maximum(classes, 0.0), "int32"), self.num_classes) * positive[..., None]
         # keras' focal loss averages over classes; the detector's sums.
         focal = keras.losses.binary_focal_crossentropy(

@@ -1,13 +1,15 @@
 """The detection recipe's values that a run sets from its data unless the user sets them (flags left at "auto"
-or unset): which network and canvas suit the source, and how long to train for the number of images.
+or unset): which network, canvas and mosaic share suit the source, and how long to train for the number of
+images.
 
 Generated scenes are small, synthetic and many (4,000): a small zoo ResNet from scratch on 128-pixel
-canvases, 12 epochs. Photos (voc, coco, tfds) are what ImageNet features are for, and a few hundred of
-them are the usual user's set: a pretrained backbone shipped with the suite, fine-tuned, on 256-pixel
-canvases, half the training canvases YOLOv4-style mosaics of four (more objects per canvas, at more sizes
-and places; the scenes are crowded already: see bench/README.md for the raccoon folds), and as many epochs as
-it takes to show the network about EPOCH_IMAGES images (a few hundred photos: 100 epochs, as detection
-fine-tuning recipes run on small sets; 4,000 and more: 12), the first tenth of them on the frozen backbone.
+canvases, 12 epochs, no mosaics (their 2-5 objects fill the canvas already; not measured with them).
+Photos (voc, coco, tfds) are what ImageNet features are for, and a few hundred of them are the usual
+user's set: a pretrained backbone shipped with the suite, fine-tuned, on 256-pixel canvases, half the
+training canvases YOLOv4-style mosaics of four (more objects per canvas, at more sizes and places: the
+raccoon folds in bench/README.md), and as many epochs as it takes to show the network about EPOCH_IMAGES
+images (a few hundred photos: 100 epochs, as detection fine-tuning recipes run on small sets; 4,000 and
+more: 12), the first tenth of them on the frozen backbone.
 """
 import dataclasses
 import math

@@ -65,3 +65,12 @@ def mosaic_batch(images, boxes, labels, seed, min_visible, p=1.0, centre=None):
     return (tf.where(chosen[:, None, None, None], mosaic, images),
             tf.where(chosen[:, None, None], mosaic_boxes, own_boxes),
             tf.where(chosen[:, None], mosaic_labels, own_labels))
+
+
+def real_first(boxes, labels):
+    """Each canvas's boxes (b, m, 4) and labels (b, m) with the real ones (label >= 0) first, in order, cut to
+    the most any canvas holds: after a mosaic the box axis the coders' IoU tables span stays as long as the
+    batch needs, not 4x the data set's most."""
+    order = tf.argsort(tf.cast(labels < 0, tf.int32), axis=1, stable=True)
+    most = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(labels >= 0, tf.int32), axis=1)), 1)
+    return tf.gather(boxes, order, batch_dims=1)[:, :most], tf.gather(labels, order, batch_dims=1)[:, :most]

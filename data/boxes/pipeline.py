@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.boxes.geometry import letterbox
-from data.boxes.mosaic import mosaic_batch
+from data.boxes.mosaic import mosaic_batch, real_first
 from data.boxes.sources import Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
 from data.fields import field
@@ -259,7 +259,7 @@ def _fresh_splits(cfg, seed):
 
 
 def augment_batch(images, boxes, labels, seed, cfg):
-    """Mosaic (cfg.mosaic > 0: the box axis grows 4x), flip, zoom/shift and colour-jitter a float batch, moving
+    """Mosaic (cfg.mosaic > 0: the box axis grows up to 4x, real boxes first), flip, zoom/shift and colour-jitter a float batch, moving
     its canvas boxes along. Boxes mostly cut off by the crop are dropped (label -1). Every draw is a function of
     `seed`; the mosaic's seed is folded off it, so the other draws are the same with or without the mosaic."""
     shape = tf.shape(images)
@@ -295,8 +295,10 @@ def augment_batch(images, boxes, labels, seed, cfg):
         boxes = clipped
     if cfg.color_jitter:
         images = color_jitter(images, seeds[3], cfg.color_jitter)
-    boxes = tf.where(valid[..., None], boxes, -1.0)
-    return images, boxes, tf.where(valid, labels, -1)
+    boxes, labels = tf.where(valid[..., None], boxes, -1.0), tf.where(valid, labels, -1)
+    if cfg.mosaic:
+        boxes, labels = real_first(boxes, labels)
+    return images, boxes, labels
 
 
 def train_epoch(dset, cfg, batch_size, seed, epoch):

@@ -109,6 +109,9 @@ def test_batch_normalised_loss_divides_the_batch_sum_by_the_batch_positives():
     sums = np.array(per_image) * [1, 3]  # each image's unnormalised loss
     assert float(DetectionLoss(2)(y_true, y_pred)) == pytest.approx(np.mean(sums / [1, 3]), rel=1e-5)
     assert float(DetectionLoss(2, normalizer="batch")(y_true, y_pred)) == pytest.approx(sums.sum() / 4, rel=1e-5)
+    y_true[1, :3, 4] = BACKGROUND  # a batch with one positive anchor in all: the batch's sum over 1
+    sums[1] = float(sum(DetectionLoss(2).parts(y_true, y_pred))[1])  # no positives: the image's sum as it is
+    assert float(DetectionLoss(2, normalizer="batch")(y_true, y_pred)) == pytest.approx(sums.sum(), rel=1e-5)
     with pytest.raises(ValueError, match="normalizer must be 'image' or 'batch'"):
         DetectionLoss(2, normalizer="anchors")
 

@@ -56,12 +56,24 @@ def test_the_runner_trains_the_epochs_the_data_chose_and_records_them(tmp_path, 
         write_voc(tmp_path / "voc", f"im{i}", [("dog", 5, 5, 30, 25)], size=(40, 40))
     monkeypatch.setattr(recipe, "EPOCH_IMAGES", 12)  # 8 training images: 2 epochs
     monkeypatch.setattr(recipe, "EPOCH_RANGE", (1, 3))
-    app = _app(tmp_path, **{"data.source": "voc", "data.path": str(tmp_path / "voc"), "data.val_fraction": "0",
-                            "data.test_fraction": "0.2", "model.backbone": "resnet", "model.width": "8",
-                            "model.fpn_width": "16", "model.head_width": "16", "model.head_depth": "1",
-                            "data.image_size": "64", "batch_size": "4", "verbose": "line"})
+    flags = {"data.source": "voc", "data.path": str(tmp_path / "voc"), "data.val_fraction": "0",
+             "data.test_fraction": "0.2", "model.backbone": "resnet", "model.width": "8",
+             "model.fpn_width": "16", "model.head_width": "16", "model.head_depth": "1",
+             "data.image_size": "64", "batch_size": "4", "verbose": "line"}
+    app = _app(tmp_path, **flags)
     runner.train(app)
-    assert "recipe: 2 epochs for 8 training images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recipe: 2 epochs for 8 training images" in out
+    assert "recipe: 0.5 of the training canvases mosaics of four (--data.mosaic to choose)" in out
     run = tmp_path / "run"
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2
+    state = json.loads((run / "state.json").read_text())
+    assert state["mosaic"] == 0.5
+    del state["mosaic"]  # a run from before the recipe chose mosaics trained without them, and goes on so
+    (run / "state.json").write_text(json.dumps(state))
+    extended = _app(tmp_path, **{**flags, "epochs": "3"})
+    runner.train(extended)
+    assert "note: the run's mosaic share 0 is kept (--data.mosaic to change it)" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["data"]["mosaic"] == 0.0
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3

@@ -144,3 +144,12 @@ def test_coco_by_name_says_how_to_get_the_weights(tmp_path):
     proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--model.weights", "coco")
     assert proc.returncode == 2
     assert "yolov4-tiny.weights" in last_line(proc.stderr) and "--model.weights /path/to" in last_line(proc.stderr)
+
+
+def test_the_loss_normalizer_is_refused_for_yolo():
+    from apps.core.config import apply_overrides
+    from apps.core.errors import UserError
+    from apps.object_detection.config import DetectionConfig
+
+    with pytest.raises(UserError, match="'model.loss_normalizer' applies to model.arch retinanet"):
+        apply_overrides(DetectionConfig(), {"model.arch": "yolo", "model.loss_normalizer": "batch"})

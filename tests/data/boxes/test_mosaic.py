@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.boxes.mosaic import mosaic_batch
+from data.boxes.mosaic import mosaic_batch, real_first
 from data.boxes.pipeline import DetectionDataConfig, augment_batch
 from data.fields import range_problem
 
@@ -101,8 +101,19 @@ def test_augment_batch_draws_are_unchanged_by_the_mosaic_option():
     np.testing.assert_array_equal(b2[:, :1], b)
     np.testing.assert_array_equal(lab2[:, :1], lab)
     assert (lab2[:, 1:] == -1).all()
-    x3, b3, _ = augment_batch(images, boxes, labels, SEED, dataclasses.replace(cfg, mosaic=1.0))
-    assert b3.shape == (4, 4, 4) and not np.array_equal(x3.numpy(), x)
+    x3, b3, lab3 = (t.numpy() for t in augment_batch(images, boxes, labels, SEED, dataclasses.replace(cfg, mosaic=1.0)))
+    real = lab3 >= 0
+    assert not np.array_equal(x3, x) and real.sum(1).max() > 1  # mosaics: canvases with boxes of several scenes
+    assert b3.shape == (4, real.sum(1).max(), 4) <= (4, 4, 4)  # the box axis cut to the most a canvas holds
+    assert (np.sort(real, axis=1)[:, ::-1] == real).all() and (b3[~real] == -1).all()  # real boxes first
+
+
+def test_real_first_keeps_each_canvas_order_and_cuts_the_padding():
+    labels = tf.constant([[-1, 3, -1, 5], [-1, -1, -1, -1], [2, -1, -1, -1]])
+    boxes = tf.cast(tf.tile(labels[..., None], [1, 1, 4]), tf.float32)
+    out_boxes, out_labels = real_first(boxes, labels)
+    np.testing.assert_array_equal(out_labels, [[3, 5], [-1, -1], [2, -1]])
+    np.testing.assert_array_equal(out_boxes[..., 0], [[3, 5], [-1, -1], [2, -1]])
 
 
 def test_mosaic_probability_is_within_0_and_1():
