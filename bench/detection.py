@@ -69,7 +69,7 @@ def cross_validate(path, folds, extra, only=None):
         values = np.array([r[key] for r in runs])
         summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)), 4) if len(values) > 1 else None,
                         "min": float(values.min()), "max": float(values.max())}
-    return {"folds": folds, "flags": extra, "summary": summary, "per_fold": runs}
+    return {"folds": folds, "only_folds": only, "flags": extra, "summary": summary, "per_fold": runs}
 
 
 def _encoded(dset):

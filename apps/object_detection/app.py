@@ -249,7 +249,8 @@ class ObjectDetection(RecordedSplits, App):
         detections = self.detect_canvases(model, test.canvas, test.scale, test.image_hw)
         truth = list(zip(test.boxes, test.labels, test.crowd))
         report, ev = coco_evaluate(truth, detections, self.class_names, test.image_hw)
-        report["box_errors"] = box_errors(truth, detections, self.config.draw_threshold)
+        # the detections are cut at score_threshold already: a lower draw_threshold counts at that one
+        report["box_errors"] = box_errors(truth, detections, max(self.config.draw_threshold, self.config.score_threshold))
         if ev is not None:
             plot_pr_curves(ev, self.class_names, out_dir / "pr_curve.png")
         examples = out_dir / "examples"
