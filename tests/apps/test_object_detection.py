@@ -56,8 +56,8 @@ def test_evaluate_reports_map_per_class_and_pr_curve(trained):
     assert metrics["images"] == 16 and metrics["objects"] > 16 and metrics["detections"] > 0
     assert 0 <= metrics["map_50_95"] <= metrics["map_50"] <= 1
     assert set(metrics["per_class"]) == {str(i) for i in range(10)}
-    errors = metrics["box_errors"]  # at --draw_threshold 0: every detection is seen and sorted once
-    assert errors["score_threshold"] == 0.0 and errors["all"]["images"] == 16
+    errors = metrics["box_errors"]  # at --draw_threshold 0: every detection kept (score_threshold 0.001) sorted once
+    assert errors["score_threshold"] == 0.001 and errors["all"]["images"] == 16
     assert errors["all"]["matched"] + errors["all"]["missed"] == metrics["objects"]
     assert sum(errors["all"][k] for k in ("matched", "doubled", "merged", "loose", "background", "ignored")) == \
         metrics["detections"]

@@ -13,9 +13,10 @@ from data.generated.toy_text import write_word_pairs
 from tests.conftest import last_line, run_ok
 
 APP = "seq2seq_attention"
+# Rate 0.02: at 0.01 the mapping was half learnt after 40 epochs on this machine (BLEU 30; 0.005: 3; 0.02: 99).
 TINY = ["--epochs", "40", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.units", "128", "--model.embedding_dim", "64",
-        "--model.dropout", "0", "--learning_rate", "0.01", "--schedule", "constant", "--warmup_epochs", "0",
+        "--model.dropout", "0", "--learning_rate", "0.02", "--schedule", "constant", "--warmup_epochs", "0",
         "--label_smoothing", "0", "--jit_compile", "false",
         "--beam_size", "2",
         "--verbose", "line"]
