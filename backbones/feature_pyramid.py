@@ -7,12 +7,13 @@ import keras
 def feature_pyramid(levels, width, size, max_level=None):
     """{level: map} -> {level: `width`-channel map}: lateral 1x1 convs, top-down sums, 3x3 smoothing;
     levels past the backbone's coarsest up to `max_level` come from stride-2 convs (RetinaNet's P6, P7).
-    `size` is the input side, so maps a pixel short (valid-padding backbones) are aligned first."""
+    `size` is the input side, so maps a pixel short (valid-padding backbones) are aligned first (None: a model
+    for any size, whose maps must align by themselves)."""
     top = max(levels)
     lateral = {}
     for lv, x in levels.items():
-        grid = math.ceil(size / 2**lv)
-        if x.shape[1] != grid:
+        grid = math.ceil(size / 2**lv) if size else None
+        if grid and x.shape[1] != grid:
             x = keras.layers.Resizing(grid, grid, name=f"align_c{lv}")(x)
         lateral[lv] = keras.layers.Conv2D(width, 1, name=f"lateral_c{lv}")(x)
     pyramid = {top: lateral[top]}

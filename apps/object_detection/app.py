@@ -34,7 +34,7 @@ from apps.object_detection.model import build_detector
 from apps.object_detection.recipe import size_defaults, source_defaults
 from apps.object_detection.yolo import YoloCoder, YoloLoss, build_yolo_detector, train_only_heads
 from data.boxes.geometry import canvas_to_image, to_xyxy
-from data.boxes.pipeline import eval_batches, load_detection_splits, split_record, train_epoch
+from data.boxes.pipeline import canvas_sides, eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
 from data.images.files import image_paths, picture_names
@@ -55,6 +55,7 @@ class ObjectDetection(RecordedSplits, App):
         super().__init__(source_defaults(config), run_dir)
         config = self.config
         self._coder = None
+        self._side_coders = {}  # (side, anchors): BoxCoder, for multi-scale training
         self.class_names = None
         self.image_size = config.data.image_size
         self.anchors = None  # the run's Anchors: chosen as training starts, or its record; None: configured
@@ -179,19 +180,50 @@ class ObjectDetection(RecordedSplits, App):
                  "--score_threshold", "0.001", "--draw_threshold", "0.0", "--verbose", "line"]
         return SmokeExample(flags, str(path), {"images": [path.read_bytes()]})
 
+    @property
+    def train_sides(self):
+        """The canvas sides training draws from: data.image_size, or several with --data.multi_scale."""
+        return canvas_sides(dataclasses.replace(self.config.data, image_size=self.image_size))
+
+    def coder_for(self, side):
+        """The run's coder for a square canvas of `side` (multi-scale training): the same anchors in pixels."""
+        if side == self.image_size:
+            return self.coder
+        key = (side, self.anchors)
+        if key not in self._side_coders:
+            self._side_coders[key] = BoxCoder.from_config(side, self.config.model, self.anchors)
+        return self._side_coders[key]
+
     def build_model(self):
         names = self.splits["train"].class_names
+        sides = self.train_sides
         if self.yolo:
             model = build_yolo_detector(self.config.model, self.image_size, len(names))
         else:
-            model = build_detector(self.config.model, self.image_size, len(names), self.coder.anchors_per_cell)
-        if model.output.shape[1] != self.coder.num_predictions:
-            raise UserError(f"the model predicts for {model.output.shape[1]} anchors but there are "
-                            f"{self.coder.num_predictions}")
+            model = build_detector(self.config.model, self.image_size, len(names), self.coder.anchors_per_cell,
+                                   any_size=len(sides) > 1)
+        for side in sides:
+            try:
+                count = model.compute_output_shape((1, side, side, 3))[1]
+            except ValueError:  # a valid-padding backbone's maps, a pixel short at some sides
+                count = None
+            if count != self.coder_for(side).num_predictions:
+                raise UserError(f"on {side}-pixel canvases the model predicts for {count} anchors but there are "
+                                f"{self.coder_for(side).num_predictions}" + (
+                                    f": backbone {self.config.model.backbone}'s feature maps do not halve exactly "
+                                    "at every side; set data.multi_scale 0 or choose another backbone"
+                                    if len(sides) > 1 else ""))
         return model
 
     def _encode(self, images, truth):
         return images, self.coder.encode(truth["boxes"], truth["labels"])
+
+    def _encode_any_side(self, images, truth):
+        """Targets for a batch of any of the training sides, with that side's anchors."""
+        sides = self.train_sides
+        which = tf.argmax(tf.cast(tf.equal(tf.shape(images)[1], sides), tf.int32), output_type=tf.int32)
+        branches = [lambda c=self.coder_for(side): c.encode(truth["boxes"], truth["labels"]) for side in sides]
+        return images, tf.switch_case(which, branches)
 
     def build_dataset(self, split, epoch=0):
         if split == "train" and (self.config.epochs is None or self.config.model.freeze_epochs is None):
@@ -202,7 +234,8 @@ class ObjectDetection(RecordedSplits, App):
         self._choose_anchors()  # before the coder encodes a box
         if split == "train":
             data = train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
-            return data.map(self._encode, num_parallel_calls=2, deterministic=True)
+            encode = self._encode_any_side if len(self.train_sides) > 1 else self._encode
+            return data.map(encode, num_parallel_calls=2, deterministic=True)
         if self.splits[split] is None:
             return None
         return eval_batches(self.splits[split], cfg.batch_size).map(self._encode)
@@ -244,7 +277,7 @@ class ObjectDetection(RecordedSplits, App):
         test = self.test_split()
         if test.class_names != self.class_names:
             raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
-        if test.canvas.shape[1] != model.input_shape[1]:
+        if model.input_shape[1] is not None and test.canvas.shape[1] != model.input_shape[1]:
             raise UserError(f"data.image_size is {test.canvas.shape[1]} but the model takes {model.input_shape[1]}")
         detections = self.detect_canvases(model, test.canvas, test.scale, test.image_hw)
         truth = list(zip(test.boxes, test.labels, test.crowd))

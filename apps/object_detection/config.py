@@ -80,3 +80,6 @@ class DetectionConfig(FitConfig):
         if self.data.image_size is not None and self.data.image_size < 2 ** self.model.max_level:
             raise ValueError(f"config key '{prefix}data.image_size' ({self.data.image_size}) must be at least the "
                              f"coarsest stride 2**{prefix}model.max_level ({2 ** self.model.max_level})")
+        if self.data.multi_scale and self.model.arch == "yolo":
+            raise ValueError(f"config key '{prefix}data.multi_scale' applies to model.arch retinanet; YOLOv4-tiny "
+                             "trains at data.image_size here")

@@ -16,17 +16,19 @@ from backbones import BackboneOptions, build_backbone, feature_pyramid, get_back
 PRIOR = 0.01  # initial foreground probability of every anchor (focal-loss paper)
 
 
-def build_detector(cfg, size, num_classes, anchors_per_cell):
-    """`cfg` is a DetectorConfig; the model takes float RGB pixels 0..255 on a size x size canvas."""
-    inputs = keras.Input((size, size, 3), name="image")
-    levels = backbone_levels(cfg, inputs, size)
-    pyramid = feature_pyramid(levels, cfg.fpn_width, size, cfg.max_level)
+def build_detector(cfg, size, num_classes, anchors_per_cell, any_size=False):
+    """`cfg` is a DetectorConfig; the model takes float RGB pixels 0..255 on a size x size canvas (any_size:
+    square canvases of any side, for multi-scale training; `size` then only checks the backbone)."""
+    inputs = keras.Input((None, None, 3) if any_size else (size, size, 3), name="image")
+    levels = backbone_levels(cfg, inputs, None if any_size else size)
+    pyramid = feature_pyramid(levels, cfg.fpn_width, None if any_size else size, cfg.max_level)
     outputs = heads(pyramid, cfg, num_classes, anchors_per_cell)
     return keras.Model(inputs, outputs, name=f"detector_{cfg.backbone}")
 
 
 def backbone_levels(cfg, inputs, size):
-    """{level: feature map} for min_level..max_level, from the levels the backbone declares."""
+    """{level: feature map} for min_level..max_level, from the levels the backbone declares (size None: a
+    backbone for any input size)."""
     spec = get_backbone(cfg.backbone)
     x = preprocessing_layer(cfg.backbone)(inputs)
     options = BackboneOptions(width=cfg.width, depth=cfg.depth, bottleneck=cfg.bottleneck, batch_norm=True,

@@ -1,0 +1,56 @@
+"""--data.multi_scale in the detection app: each training batch is encoded with its side's anchors, the model
+takes any side and still evaluates and exports at data.image_size; backbones and YOLO that cannot are refused."""
+import pytest
+import tensorflow as tf
+
+from apps.core import runner
+from apps.core.config import apply_overrides
+from apps.core.errors import UserError
+from apps.object_detection.app import ObjectDetection
+
+TINY = {"data.image_size": "64", "data.multi_scale": "0.5", "data.train_scenes": "48", "data.val_scenes": "8",
+        "data.test_scenes": "8", "epochs": "1", "batch_size": "8", "model.width": "8", "model.fpn_width": "8",
+        "model.head_width": "8", "model.head_depth": "1", "score_threshold": "0.001", "verbose": "line"}
+
+
+def _app(tmp_path, **flags):
+    return ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(tmp_path / "run"), **TINY, **flags}))
+
+
+def test_batches_of_every_side_are_encoded_with_that_sides_anchors(tmp_path):
+    app = _app(tmp_path)
+    assert app.train_sides == [32, 64, 96]
+    seen = set()
+    for images, targets in app.build_dataset("train"):
+        side = images.shape[1]
+        seen.add(side)
+        assert targets.shape[:2] == (8, app.coder_for(side).num_predictions)
+        assert (targets.numpy()[..., -1] >= 0).any(axis=1).all()  # every scene's digits have positive anchors
+    assert len(seen) > 1
+    model = app.build_model()
+    assert model.input_shape[1:3] == (None, None)
+    for side in app.train_sides:
+        assert model(tf.zeros((1, side, side, 3))).shape[1] == app.coder_for(side).num_predictions
+
+
+def test_a_multi_scale_run_trains_evaluates_and_exports_at_the_configured_side(tmp_path):
+    app = _app(tmp_path)
+    model = runner.train(app)
+    report = app.evaluate(model, tmp_path)
+    assert 0.0 <= report["map_50"] <= 1.0
+    serving = app.serving_model(model)
+    image = tf.io.encode_png(tf.zeros((50, 70, 3), tf.uint8))
+    out = serving.serve(tf.stack([image]))
+    assert out["boxes"].shape == (1, 100, 4)
+
+
+def test_a_backbone_whose_maps_do_not_halve_exactly_is_refused(tmp_path):
+    app = _app(tmp_path, **{"model.backbone": "squeezenet", "data.image_size": "128", "data.multi_scale": "0.25"})
+    app.build_dataset("train")
+    with pytest.raises(UserError, match="backbone squeezenet's feature maps do not halve exactly .* data.multi_scale 0"):
+        app.build_model()
+
+
+def test_yolo_with_multi_scale_is_refused(tmp_path):
+    with pytest.raises(UserError, match="'data.multi_scale' applies to model.arch retinanet"):
+        _app(tmp_path, **{"model.arch": "yolo"})
