@@ -33,19 +33,26 @@ def latest_checkpoint(run_dir):
     return tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
 
 
-def test_extending_a_finished_run_equals_one_long_run(tmp_path):
-    run_cli(APP, "train", "--run_dir", tmp_path / "long", *RUN)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The weights of RUN trained straight through, in a fresh process: what every resumed run must equal."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    run_cli(APP, "train", "--run_dir", run_dir, *RUN)
+    return final_weights(run_dir)
+
+
+def test_extending_a_finished_run_equals_one_long_run(tmp_path, uninterrupted):
     run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN, "--epochs", "1")
     proc = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
     assert "resuming from epoch 1, step 0" in proc.stdout
-    assert_same_weights(final_weights(tmp_path / "long"), final_weights(tmp_path / "short"))
+    assert_same_weights(uninterrupted, final_weights(tmp_path / "short"))
     again = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
     assert "already has 3 epochs" in again.stdout
-    assert_same_weights(final_weights(tmp_path / "long"), final_weights(tmp_path / "short"))  # not re-initialised
+    assert_same_weights(uninterrupted, final_weights(tmp_path / "short"))  # not re-initialised
 
 
 @pytest.mark.slow
-def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
+def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
     """Checkpoint every step so that kills land inside saves too; three kills, then finish."""
     args = [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(tmp_path / "killed"), *RUN,
             "--checkpoint_every_steps", "1", "--keep_checkpoints", "2"]
@@ -66,8 +73,7 @@ def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path):
     assert kills >= 2, "training finished before it could be killed; make the run longer"
     resumed = run_cli(APP, "train", "--run_dir", tmp_path / "killed", *RUN, "--checkpoint_every_steps", "1")
     assert "resuming from epoch" in resumed.stdout
-    run_cli(APP, "train", "--run_dir", tmp_path / "clean", *RUN)
-    assert_same_weights(final_weights(tmp_path / "clean"), final_weights(tmp_path / "killed"))
+    assert_same_weights(uninterrupted, final_weights(tmp_path / "killed"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):

@@ -4,11 +4,13 @@ only, and run files that survive a full disk, a read-only folder and a damaged m
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -41,12 +43,17 @@ def assert_one_line_error(result, code, *words):
     return line
 
 
-@pytest.fixture
-def trained(tmp_path):
-    """A finished one-epoch run."""
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def _trained_once(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
     run_ok(APP, "train", "--run_dir", run, *TINY)
     return run
+
+
+@pytest.fixture
+def trained(_trained_once, tmp_path):
+    """A finished one-epoch run, this test's own copy (trained once for the module: the tests change it)."""
+    return Path(shutil.copytree(_trained_once, tmp_path / "run"))
 
 
 @pytest.mark.parametrize("flags, words", [
