@@ -40,6 +40,7 @@ from data.images.decode import decode_letterbox_batch
 from data.images.files import image_paths, picture_names
 
 EXAMPLES = 8  # test images drawn by `evaluate`
+KEPT_ON_RESUME = ("mosaic", "multi_scale")  # data flags a resumed run keeps from its state unless set again
 
 
 @register_app("object_detection")
@@ -51,7 +52,8 @@ class ObjectDetection(RecordedSplits, App):
     file_sources = ("voc", "coco")  # data whose splits are recorded file by file
 
     def __init__(self, config, run_dir=None):
-        self._mosaic_set = config.data.mosaic is not None  # else the recipe's, and a resumed run keeps its own
+        # augmentation shares the flags leave unset: the recipe's, and a resumed run keeps its own
+        self._unset = {k for k in KEPT_ON_RESUME if getattr(config.data, k) is None}
         super().__init__(source_defaults(config), run_dir)
         config = self.config
         self._coder = None
@@ -151,10 +153,10 @@ class ObjectDetection(RecordedSplits, App):
             draw_report(stats, choice, self.image_size, self.run_dir / REPORT, note)
             print(f"data report drawn to {self.run_dir / REPORT}")
             self._report = None
-        if not self._mosaic_set and self.config.data.mosaic:
+        if "mosaic" in self._unset and self.config.data.mosaic:
             print(f"recipe: {self.config.data.mosaic:g} of the training canvases mosaics of four (--data.mosaic to choose)")
         return {"class_names": self.class_names, "image_size": self.image_size, "anchors": self._anchor_record,
-                "mosaic": self.config.data.mosaic}
+                **{k: getattr(self.config.data, k) for k in KEPT_ON_RESUME}}
 
     def load_state(self, state):
         self.class_names = state["class_names"]
@@ -163,12 +165,14 @@ class ObjectDetection(RecordedSplits, App):
 
     def resume_state(self, state):
         """A resumed run trains on with the anchors its weights learned, whatever the anchor flags say now,
-        and with its own mosaic share unless --data.mosaic sets one (runs before it was recorded: 0)."""
+        and with its own mosaic share and multi-scale spread unless flags set them (runs from before they were
+        recorded: 0)."""
         self._use_anchors(state.get("anchors"))
-        mosaic = state.get("mosaic", 0.0)
-        if not self._mosaic_set and mosaic != self.config.data.mosaic:
-            print(f"note: the run's mosaic share {mosaic:g} is kept (--data.mosaic to change it)")
-            self.config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, mosaic=mosaic))
+        for key in sorted(self._unset):
+            recorded = state.get(key, 0.0)
+            if recorded != getattr(self.config.data, key):
+                print(f"note: the run's data.{key} {recorded:g} is kept (--data.{key} to change it)")
+                self.config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, **{key: recorded}))
 
     @classmethod
     def smoke_example(cls, folder):
@@ -182,8 +186,10 @@ class ObjectDetection(RecordedSplits, App):
 
     @property
     def train_sides(self):
-        """The canvas sides training draws from: data.image_size, or several with --data.multi_scale."""
-        return canvas_sides(dataclasses.replace(self.config.data, image_size=self.image_size))
+        """The canvas sides training draws from: data.image_size, or several with --data.multi_scale, in steps
+        of the coarsest stride (at least 32) so that every level's anchors stay on its grid."""
+        step = max(32, 2 ** self.config.model.max_level)
+        return canvas_sides(dataclasses.replace(self.config.data, image_size=self.image_size), step)
 
     def coder_for(self, side):
         """The run's coder for a square canvas of `side` (multi-scale training): the same anchors in pixels."""
@@ -233,7 +239,7 @@ class ObjectDetection(RecordedSplits, App):
         cfg = self.config
         self._choose_anchors()  # before the coder encodes a box
         if split == "train":
-            data = train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
+            data = train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch, self.train_sides)
             encode = self._encode_any_side if len(self.train_sides) > 1 else self._encode
             return data.map(encode, num_parallel_calls=2, deterministic=True)
         if self.splits[split] is None:
@@ -277,8 +283,9 @@ class ObjectDetection(RecordedSplits, App):
         test = self.test_split()
         if test.class_names != self.class_names:
             raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
-        if model.input_shape[1] is not None and test.canvas.shape[1] != model.input_shape[1]:
-            raise UserError(f"data.image_size is {test.canvas.shape[1]} but the model takes {model.input_shape[1]}")
+        if test.canvas.shape[1] != (model.input_shape[1] or self.image_size):  # None: a multi-scale run's model
+            raise UserError(f"data.image_size is {test.canvas.shape[1]} but the model takes "
+                            f"{model.input_shape[1] or self.image_size}")
         detections = self.detect_canvases(model, test.canvas, test.scale, test.image_hw)
         truth = list(zip(test.boxes, test.labels, test.crowd))
         report, ev = coco_evaluate(truth, detections, self.class_names, test.image_hw)

@@ -36,6 +36,8 @@ def source_defaults(cfg):
     data = with_canvas_size(cfg.data)
     if data.mosaic is None:
         data = dataclasses.replace(data, mosaic=0.0 if data.source == "scenes" else PHOTO_MOSAIC)
+    if data.multi_scale is None:
+        data = dataclasses.replace(data, multi_scale=0.0)  # an option, not a default: bench/README.md
     return dataclasses.replace(cfg, model=model, data=data)
 
 

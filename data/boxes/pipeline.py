@@ -51,9 +51,10 @@ class DetectionDataConfig:
     mosaic: Optional[float] = field(None, "probability that a training canvas is a mosaic of four images "
                                           "(YOLOv4-style), 0: off (default 0.5 for photos, 0 for generated scenes)",
                                     min=0.0, max=1.0)
-    multi_scale: float = field(0.0, "random canvas side per training batch in [1-s, 1+s] x image_size, rounded to "
-                                    "multiples of 32 (YOLO-style multi-scale training; evaluation and export stay at "
-                                    "image_size), 0: off", min=0.0, max=1.0, max_exclusive=True)
+    multi_scale: Optional[float] = field(None, "random canvas side per training batch in [1-s, 1+s] x image_size, "
+                                               "in steps of 32 (YOLO-style multi-scale training; evaluation and "
+                                               "export stay at image_size), 0: off (default)",
+                                         min=0.0, max=1.0, max_exclusive=True)
 
 
 @dataclasses.dataclass
@@ -305,32 +306,35 @@ def augment_batch(images, boxes, labels, seed, cfg):
     return images, boxes, labels
 
 
-def canvas_sides(cfg):
+def canvas_sides(cfg, step=32):
     """The canvas sides multi-scale training draws from (cfg.multi_scale around cfg.image_size, multiples of
-    32), ascending; [image_size] when it is off."""
-    low, high = (cfg.image_size * (1 + d * cfg.multi_scale) / 32 for d in (-1, 1))
-    return list(range(32 * max(math.ceil(low), 1), 32 * math.floor(high) + 1, 32)) or [cfg.image_size]
+    `step`), ascending; [image_size] when it is off."""
+    low, high = (round(cfg.image_size * (1 + d * (cfg.multi_scale or 0.0)) / step, 6) for d in (-1, 1))
+    return list(range(step * max(math.ceil(low), 1), step * math.floor(high) + 1, step)) or [cfg.image_size]
 
 
 def rescale_batch(images, boxes, labels, seed, sides):
-    """The whole batch resized to one side drawn from `sides` (by `seed`), its boxes scaled along."""
+    """The whole batch resized to one side drawn from `sides` (by `seed`), its boxes scaled along; boxes that
+    shrink under 2 pixels a side are dropped (label -1), as the zoom drops them."""
     pick = tf.random.stateless_uniform([], seed, 0, len(sides), dtype=tf.int32)
     side = tf.gather(tf.constant(sides, tf.int32), pick)
     factor = tf.cast(side, tf.float32) / tf.cast(tf.shape(images)[1], tf.float32)
     images = tf.image.resize(images, tf.stack([side, side]))
-    return images, tf.where(labels[..., None] >= 0, boxes * factor, boxes)
+    scaled = boxes * factor
+    valid = (labels >= 0) & (scaled[..., 2] - scaled[..., 0] >= 2) & (scaled[..., 3] - scaled[..., 1] >= 2)
+    return images, tf.where(valid[..., None], scaled, -1.0), tf.where(valid, labels, -1)
 
 
-def train_epoch(dset, cfg, batch_size, seed, epoch):
+def train_epoch(dset, cfg, batch_size, seed, epoch, sides=None):
     """One epoch of (float canvases 0..255, {"boxes", "labels"}) batches; `epoch` may be a tensor. With
-    cfg.multi_scale the canvases of each batch are of one side drawn from canvas_sides(cfg)."""
+    cfg.multi_scale the canvases of each batch are of one side drawn from `sides` (default canvas_sides(cfg))."""
     n = len(dset)
     if n < batch_size:
         raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}")
     images = tf.constant(dset.canvas)
     boxes, labels = (tf.constant(a) for a in dset.padded())
     epoch = tf.cast(epoch, tf.int64)
-    sides = canvas_sides(cfg)
+    sides = sides or canvas_sides(cfg)
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
 
     def make_batch(step, index):
@@ -338,7 +342,7 @@ def train_epoch(dset, cfg, batch_size, seed, epoch):
         step_seed = tf.stack([epoch * 1_000_003 + step, tf.cast(seed, tf.int64)])
         x, b, lab = augment_batch(x, tf.gather(boxes, index), tf.gather(labels, index), step_seed, cfg)
         if len(sides) > 1:  # its own seed, so the other draws are the same with or without it
-            x, b = rescale_batch(x, b, lab, tf.random.experimental.stateless_fold_in(step_seed, 8_191), sides)
+            x, b, lab = rescale_batch(x, b, lab, tf.random.experimental.stateless_fold_in(step_seed, 8_191), sides)
         return x, {"boxes": b, "labels": lab}
 
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True).enumerate()

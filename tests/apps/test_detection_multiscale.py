@@ -1,5 +1,7 @@
 """--data.multi_scale in the detection app: each training batch is encoded with its side's anchors, the model
 takes any side and still evaluates and exports at data.image_size; backbones and YOLO that cannot are refused."""
+import json
+
 import pytest
 import tensorflow as tf
 
@@ -33,7 +35,7 @@ def test_batches_of_every_side_are_encoded_with_that_sides_anchors(tmp_path):
         assert model(tf.zeros((1, side, side, 3))).shape[1] == app.coder_for(side).num_predictions
 
 
-def test_a_multi_scale_run_trains_evaluates_and_exports_at_the_configured_side(tmp_path):
+def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_path, capsys):
     app = _app(tmp_path)
     model = runner.train(app)
     report = app.evaluate(model, tmp_path)
@@ -42,6 +44,22 @@ def test_a_multi_scale_run_trains_evaluates_and_exports_at_the_configured_side(t
     image = tf.io.encode_png(tf.zeros((50, 70, 3), tf.uint8))
     out = serving.serve(tf.stack([image]))
     assert out["boxes"].shape == (1, 100, 4)
+    run = tmp_path / "run"
+    assert json.loads((run / "state.json").read_text())["multi_scale"] == 0.5
+    capsys.readouterr()
+    flags = {k: v for k, v in TINY.items() if k != "data.multi_scale"}
+    extended = ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(run), **flags, "epochs": "2"}))
+    model = runner.train(extended)
+    assert "note: the run's data.multi_scale 0.5 is kept (--data.multi_scale to change it)" in capsys.readouterr().out
+    assert extended.train_sides == [32, 64, 96] and model.input_shape[1:3] == (None, None)
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_evaluating_at_another_size_than_the_run_is_one_line(tmp_path):
+    runner.train(_app(tmp_path))
+    other = _app(tmp_path, **{"data.image_size": "96"})
+    with pytest.raises(UserError, match="data.image_size is 96 but the model takes 64"):
+        other.evaluate(runner.load_trained(other), tmp_path)
 
 
 def test_a_backbone_whose_maps_do_not_halve_exactly_is_refused(tmp_path):

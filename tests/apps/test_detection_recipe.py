@@ -74,6 +74,6 @@ def test_the_runner_trains_the_epochs_the_data_chose_and_records_them(tmp_path, 
     (run / "state.json").write_text(json.dumps(state))
     extended = _app(tmp_path, **{**flags, "epochs": "3"})
     runner.train(extended)
-    assert "note: the run's mosaic share 0 is kept (--data.mosaic to change it)" in capsys.readouterr().out
+    assert "note: the run's data.mosaic 0 is kept (--data.mosaic to change it)" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["data"]["mosaic"] == 0.0
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3

@@ -19,17 +19,32 @@ def test_rescale_moves_boxes_with_the_canvas_and_keeps_padding():
     labels = tf.constant([[3, -1], [0, 1]])
     seen = set()
     for s in range(40):
-        out, moved = rescale_batch(images, boxes, labels, tf.constant([s, 7], tf.int64), [32, 64, 96])
+        out, moved, kept = rescale_batch(images, boxes, labels, tf.constant([s, 7], tf.int64), [32, 64, 96])
         side = out.shape[1]
         seen.add(side)
         assert out.shape == (2, side, side, 3)
         np.testing.assert_allclose(moved[0, 0], np.array([8, 16, 40, 48]) * side / 64, rtol=1e-6)
         np.testing.assert_array_equal(moved[0, 1], [-1, -1, -1, -1])
         np.testing.assert_allclose(moved[1, 0], [0, 0, side, side], rtol=1e-6)
+        np.testing.assert_array_equal(kept, labels)
     assert seen == {32, 64, 96}
-    again, _ = rescale_batch(images, boxes, labels, tf.constant([5, 7], tf.int64), [32, 64, 96])
-    first, _ = rescale_batch(images, boxes, labels, tf.constant([5, 7], tf.int64), [32, 64, 96])
+    again = rescale_batch(images, boxes, labels, tf.constant([5, 7], tf.int64), [32, 64, 96])[0]
+    first = rescale_batch(images, boxes, labels, tf.constant([5, 7], tf.int64), [32, 64, 96])[0]
     np.testing.assert_array_equal(again, first)
+
+
+def test_boxes_shrunk_under_two_pixels_are_dropped():
+    images = tf.zeros([1, 64, 64, 3])
+    boxes = tf.constant([[[10.0, 10.0, 13.0, 30.0], [10.0, 10.0, 14.0, 30.0]]])  # 3 and 4 pixels high
+    for seed in range(20):
+        _, moved, kept = rescale_batch(images, boxes, tf.constant([[1, 2]]), tf.constant([seed, 0], tf.int64), [32])
+        np.testing.assert_array_equal(kept, [[-1, 2]])
+        np.testing.assert_array_equal(moved[0, 0], [-1, -1, -1, -1])
+
+
+def test_sides_step_by_the_coarsest_stride_when_asked():
+    assert canvas_sides(DetectionDataConfig(image_size=256, multi_scale=0.25), step=64) == [192, 256, 320]
+    assert canvas_sides(DetectionDataConfig(image_size=320, multi_scale=0.1)) == [288, 320, 352]  # 0.1 * 320 = 32
 
 
 def test_batches_of_the_configured_side_are_the_batches_without_multi_scale():
@@ -42,10 +57,15 @@ def test_batches_of_the_configured_side_are_the_batches_without_multi_scale():
     assert set(sides) <= {32, 64, 96} and len(set(sides)) > 1
     same = 0
     for (x, truth), (xm, truth_m) in zip(plain, multi):
-        np.testing.assert_array_equal(truth["labels"], truth_m["labels"])
-        valid = truth["labels"].numpy() >= 0
+        labels, labels_m = truth["labels"].numpy(), truth_m["labels"].numpy()
+        kept = labels_m >= 0
+        np.testing.assert_array_equal(labels_m[kept], labels[kept])
         factor = xm.shape[1] / 64
-        np.testing.assert_allclose(truth_m["boxes"].numpy()[valid], truth["boxes"].numpy()[valid] * factor, rtol=1e-5)
+        np.testing.assert_allclose(truth_m["boxes"].numpy()[kept], truth["boxes"].numpy()[kept] * factor, rtol=1e-5)
+        dropped = truth["boxes"].numpy()[(labels >= 0) & ~kept] * factor  # only boxes shrunk under 2 pixels
+        assert (np.minimum(dropped[:, 2] - dropped[:, 0], dropped[:, 3] - dropped[:, 1]) < 2).all()
+        if factor == 1:
+            np.testing.assert_array_equal(labels_m, labels)
         if xm.shape[1] == 64:
             np.testing.assert_allclose(xm, x, atol=1e-3)
             same += 1
