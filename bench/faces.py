@@ -50,7 +50,8 @@ keeps keras' own (margin 0.4 on cosine similarity, gamma 80).
 Latency: the fold-0 fine-tuned run exported by runner.export (its calibration = the training people's threshold),
 loaded with tf.saved_model.load; one 92x112 AT&T face PNG at batch 1 to `serving_default`, --warmup calls,
 then the median and min of --calls calls; `verify` on one pair the same way; the float32 matmul peak measured
-in the same run for context. When the median is above 5 ms, the same network exported untrained at
+in the same run for context; the breakdown: decoding, the network alone and the network under XLA, each timed
+the same way as a tf.function. When the median is above 5 ms, the same network exported untrained at
 --data.image_size 112 (dlib's arithmetic works down to 103 px) is timed too, latency only.
 
 Training time: the wall time of runner.train (model building, tracing and checkpoints included) per fold
@@ -319,6 +320,25 @@ def serve_latency(export_dir, png, png2, args):
             "verify_one_pair": time_calls(lambda: verify(images_a=a, images_b=b)["distances"].numpy(), args.warmup, args.calls)}
 
 
+def latency_breakdown(app, embedder, png, args):
+    """Where serving_default's time goes, each part a tf.function called from Python on the same face: the
+    decoding (request checks, decode, square crop, resize), the network alone, and the network compiled by
+    XLA (jit_compile), the one change of the graph that might make it faster on CPU."""
+    import tensorflow as tf
+
+    from data.faces.pipeline import square_mode
+    from data.images.decode import decode_image_batch
+
+    one, size, square = tf.constant([png]), (app.size, app.size), square_mode(app.config.data)
+    decode = tf.function(lambda b: decode_image_batch(b, size, 3, None, "images", square))
+    faces = tf.cast(decode(one), tf.float32)
+    network = tf.function(lambda x: embedder(x, training=False))
+    network_xla = tf.function(lambda x: embedder(x, training=False), jit_compile=True)
+    parts = {"decode": (decode, one), "network": (network, faces), "network_xla": (network_xla, faces),
+             "empty_call": (tf.function(tf.identity), one)}  # the cost of calling a tf.function at all
+    return {name: time_calls(lambda fn=fn, x=x: fn(x).numpy(), args.warmup, args.calls) for name, (fn, x) in parts.items()}
+
+
 def latency(args, flags, keep):
     import tensorflow as tf
 
@@ -339,6 +359,7 @@ def latency(args, flags, keep):
               "export_dir": str(export_dir), **serve_latency(export_dir, png, png2, args)}
     model = runner.load_trained(app)
     result["forward_gflops_per_face"] = round(forward_flops(embedder_of(model), (app.size, app.size, 3)) / 1e9, 3)
+    result["breakdown"] = latency_breakdown(app, embedder_of(model), png, args)
     release(model)
     if result["serving_default_batch1"]["median_ms"] > GOALS["latency_ms"]:
         small = make_app({**fold_flags(flags, 0), "data.image_size": 112})
