@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist, N workers share the machine's cores: each TensorFlow (and every process a test starts,
+# which inherits this) gets its share of intra-op threads instead of one per core, N times over.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS",
+                          str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
