@@ -57,6 +57,19 @@ def letterbox(image, size):
     return canvas, tf.stack([new_h / h, new_w / w])
 
 
+MIN_SIDE = 2.0  # pixels: boxes an augmentation leaves thinner than this are dropped
+
+
+def box_area(yxyx):
+    """Areas of yxyx boxes (..., 4); an inverted box has none."""
+    return tf.maximum(yxyx[..., 2] - yxyx[..., 0], 0.0) * tf.maximum(yxyx[..., 3] - yxyx[..., 1], 0.0)
+
+
+def wide_enough(yxyx):
+    """Whether yxyx boxes (..., 4) are at least MIN_SIDE pixels high and wide."""
+    return (yxyx[..., 2] - yxyx[..., 0] >= MIN_SIDE) & (yxyx[..., 3] - yxyx[..., 1] >= MIN_SIDE)
+
+
 def canvas_to_image(boxes, scale, image_hw):
     """Canvas yxyx boxes (..., 4) -> the input image's pixels, clipped to it. scale: (..., 2) as letterbox gives."""
     scale4 = tf.concat([scale, scale], axis=-1)

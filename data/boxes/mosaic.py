@@ -1,12 +1,10 @@
 """Mosaic augmentation (YOLOv4, YOLOv5): four canvases of a batch at half scale around a centre, boxes moved along."""
 import tensorflow as tf
 
+from data.boxes.geometry import box_area, wide_enough
+
 # The quadrants in order top-left, top-right, bottom-left, bottom-right, as (below the centre, right of it).
 QUADRANTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
-
-
-def _area(r):
-    return tf.maximum(r[..., 2] - r[..., 0], 0.0) * tf.maximum(r[..., 3] - r[..., 1], 0.0)
 
 
 def mosaic_batch(images, boxes, labels, seed, min_visible, p=1.0, centre=None):
@@ -52,8 +50,7 @@ def mosaic_batch(images, boxes, labels, seed, min_visible, p=1.0, centre=None):
         moved = tf.gather(boxes, source) / 2.0 + tf.tile(origin, [1, 2])[:, None, :]
         clipped = tf.minimum(tf.maximum(moved, tf.tile(low, [1, 2])[:, None, :]), tf.tile(high, [1, 2])[:, None, :])
         moved_labels.append(tf.gather(labels, source))
-        kept.append((moved_labels[-1] >= 0) & (_area(clipped) >= min_visible * _area(moved))
-                    & (clipped[..., 2] - clipped[..., 0] >= 2) & (clipped[..., 3] - clipped[..., 1] >= 2))
+        kept.append((moved_labels[-1] >= 0) & (box_area(clipped) >= min_visible * box_area(moved)) & wide_enough(clipped))
         moved_boxes.append(clipped)
     kept = tf.concat(kept, axis=1)
     mosaic_boxes = tf.where(kept[..., None], tf.concat(moved_boxes, axis=1), -1.0)

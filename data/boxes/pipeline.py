@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data.boxes.geometry import letterbox
+from data.boxes.geometry import box_area, letterbox, wide_enough
 from data.boxes.mosaic import mosaic_batch, real_first
 from data.boxes.sources import Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc
 from data.errors import DataError
@@ -52,8 +52,9 @@ class DetectionDataConfig:
                                           "(YOLOv4-style), 0: off (default 0.5 for photos, 0 for generated scenes)",
                                     min=0.0, max=1.0)
     multi_scale: Optional[float] = field(None, "random canvas side per training batch in [1-s, 1+s] x image_size, "
-                                               "in steps of 32 (YOLO-style multi-scale training; evaluation and "
-                                               "export stay at image_size), 0: off (default)",
+                                               "in steps of 32 (of the coarsest stride if larger; YOLO-style "
+                                               "multi-scale training; evaluation and export stay at image_size), "
+                                               "0: off (default)",
                                          min=0.0, max=1.0, max_exclusive=True)
 
 
@@ -293,9 +294,7 @@ def augment_batch(images, boxes, labels, seed, cfg):
         images = tf.image.crop_and_resize(images, crop, tf.range(b), tf.cast(tf.stack([size, size]), tf.int32))
         moved = (boxes - tf.tile(offset, [1, 2])[:, None, :]) * s[:, None, None]
         clipped = tf.clip_by_value(moved, 0.0, size)
-        area = lambda r: tf.maximum(r[..., 2] - r[..., 0], 0.0) * tf.maximum(r[..., 3] - r[..., 1], 0.0)
-        kept = (area(clipped) >= cfg.min_visible * area(moved)) & (clipped[..., 2] - clipped[..., 0] >= 2) \
-            & (clipped[..., 3] - clipped[..., 1] >= 2)
+        kept = (box_area(clipped) >= cfg.min_visible * box_area(moved)) & wide_enough(clipped)
         valid = valid & kept
         boxes = clipped
     if cfg.color_jitter:
@@ -321,7 +320,7 @@ def rescale_batch(images, boxes, labels, seed, sides):
     factor = tf.cast(side, tf.float32) / tf.cast(tf.shape(images)[1], tf.float32)
     images = tf.image.resize(images, tf.stack([side, side]))
     scaled = boxes * factor
-    valid = (labels >= 0) & (scaled[..., 2] - scaled[..., 0] >= 2) & (scaled[..., 3] - scaled[..., 1] >= 2)
+    valid = (labels >= 0) & wide_enough(scaled)
     return images, tf.where(valid[..., None], scaled, -1.0), tf.where(valid, labels, -1)
 
 
