@@ -34,7 +34,11 @@ Variants, each on every fold:
 - fine_tuned: the app's defaults (dlib_face_resnet with dlib's weights, semi-hard triplets, margin 0.2, AT&T
   portraits cropped to their bottom square, 10 epochs of P x K = 8 x 4 batches, Adam 1e-4 with 1 warm-up epoch
   then cosine) via runner.train. Thresholds come from the training people unless --data.val_identities N holds
-  N of the training folds' people out of training: then from those (never trained on).
+  N of the training folds' people out of training: then from those (never trained on). Beside it
+  (--inner_threshold N, default 10): the accuracy at the threshold of an inner run of the same recipe that
+  holds N of the fold's 30 training people out of its training and takes the best threshold on their pairs;
+  the test people are used by neither run. A user can set a threshold this way; the training people's own
+  threshold is too tight once the network has learnt them (their pairs become separable).
 - scratch: `--model.backbone resnet --model.weights none --data.image_size 96 --model.width 32
   --learning_rate 1e-3` (a from-scratch network needs a larger rate than fine-tuning's 1e-4), with as many
   epochs as fit in the fine-tune's fold-0 training time: a probe of --probe_epochs epochs on fold 0 (not
@@ -158,6 +162,25 @@ def scores_of(raw, seed):
     return result, raw
 
 
+def inner_threshold(flags, k, seed, held_out):
+    """The threshold a user can set without the test people: a run of the same recipe on fold k's training
+    people less `held_out` of them (--data.val_identities), then the best threshold on the balanced pairs of
+    those held-out people, whom that run never trained on. Returns (threshold, the run's training seconds)."""
+    app = make_app({**fold_flags(flags, k), "data.val_identities": held_out})
+    model, _, wall = train(app)
+    scores, _ = score(app, model, seed)  # score takes its thresholds from the val people when there are any
+    release(model)
+    return scores["threshold"], wall
+
+
+def at_threshold(raw, threshold, seed):
+    """Balanced test accuracy of a fold's distances at `threshold` (the pairs scores_of balances)."""
+    from apps.face_verification.verification import accuracy_at
+
+    b = balanced(raw["same"], seed + 1)
+    return round(accuracy_at(raw["d"][b], raw["same"][b], threshold), 4)
+
+
 def _tars(report):
     out = {}
     for far, entry in report["tar_at_far"].items():
@@ -179,7 +202,8 @@ def pooled(raw):
 
 
 def summary(runs, raw):
-    keys = ("accuracy_balanced", "accuracy_all_pairs", "auc", "eer", "tar_at_far_0.01", "tar_at_far_0.001",
+    keys = ("accuracy_balanced", "accuracy_balanced_inner_threshold", "oracle_accuracy_balanced_test",
+            "accuracy_all_pairs", "auc", "eer", "tar_at_far_0.01", "tar_at_far_0.001",
             "threshold", "threshold_all_pairs", "train_seconds", "epochs_trained")
     out = {}
     for k in keys:
@@ -231,6 +255,10 @@ def run_folds(args, flags):
         app = make_app(fold_flags(flags, k))
         model, clock, wall = train(app)
         bh, braw = score(app, model, args.seed)
+        if args.inner_threshold:
+            inner, inner_seconds = inner_threshold(flags, k, args.seed, args.inner_threshold)
+            bh = {**bh, "inner_threshold": round(inner, 4), "inner_train_seconds": round(inner_seconds, 1),
+                  "accuracy_balanced_inner_threshold": at_threshold(braw, inner, args.seed)}
         result["fine_tuned"].append({"fold": k, **bh, "train_seconds": round(wall, 1),
                                      "epochs_trained": len(clock.epoch_ends), "steps": clock.steps,
                                      "final_loss": _last_loss(app), "run_dir": str(app.run_dir)})
@@ -249,11 +277,14 @@ def run_folds(args, flags):
             print(name, json.dumps(result[name][-1]), flush=True)
             release(model)
     budget = keep["train_seconds"]
-    if "epochs" in flags:
+    if args.skip_scratch:
+        folds = []
+    elif "epochs" in flags:
         epochs, sizing = int(flags["epochs"]), {"epochs": int(flags["epochs"]), "probe": "none (--epochs given)"}
     else:
         epochs, sizing = scratch_epochs(flags, budget, args.probe_epochs)
-    result["scratch_sizing"] = {**sizing, "flags": {k: v for k, v in SCRATCH.items()}}
+    if folds:
+        result["scratch_sizing"] = {**sizing, "flags": {k: v for k, v in SCRATCH.items()}}
     for k in folds:
         app = make_app({**fold_flags(SCRATCH, k), **flags, "epochs": epochs})
         model, clock, wall = train(app, budget * 1.1)
@@ -264,7 +295,7 @@ def run_folds(args, flags):
         raw["scratch"].append(sraw)
         print("scratch", json.dumps(result["scratch"][-1]), flush=True)
         release(model)
-    result["mean"] = {name: summary(result[name], raw[name]) for name in ("zero_shot", "fine_tuned", "scratch", *extra)}
+    result["mean"] = {name: summary(result[name], raw[name]) for name in result if raw.get(name)}
     return result, keep
 
 
@@ -402,6 +433,10 @@ def main():
     p.add_argument("--also_losses", default="batch_hard,circle",
                    help="comma-separated: also fine-tune dlib with these losses on every fold (variants dlib_<loss>)")
     p.add_argument("--skip_losses", action="store_true", help="no loss table")
+    p.add_argument("--skip_scratch", action="store_true", help="no network from scratch")
+    p.add_argument("--inner_threshold", type=int, default=10, metavar="N",
+                   help="fine_tuned: also the accuracy at a threshold from an inner run that holds N of the fold's "
+                        "training people out of training (0: off)")
     p.add_argument("--skip_latency", action="store_true", help="no SavedModel latency")
     p.add_argument("--latency_run", help="only the latency, of this trained run directory (e.g. a fold-0 run_dir "
                                          "of an earlier run)")

@@ -138,11 +138,16 @@ SQUARE_MODES = ("stretch", "center", "top", "bottom", "pad")
 def to_square(image, mode):
     """An (h, w, c) image made square before a square resize: `stretch` leaves it (the resize stretches),
     `center`/`top`/`bottom` crop the largest square (horizontally centred; `bottom` keeps the lower part,
-    e.g. a face without the hair of a loosely framed portrait), `pad` pads it with zeros around the centre."""
+    e.g. a face without the hair of a loosely framed portrait), `pad` pads it with zeros around the centre.
+    `mode` may also be (crop mode, share): a square of `share` x the shorter side, placed the same way (a
+    tighter face)."""
+    mode, share = (mode, 1.0) if isinstance(mode, str) else mode
     if mode == "stretch":
         return image
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     side = tf.minimum(h, w) if mode != "pad" else tf.maximum(h, w)
+    if share != 1.0:
+        side = tf.maximum(1, tf.cast(tf.round(tf.cast(side, tf.float32) * share), tf.int32))
     if mode == "pad":
         return tf.image.pad_to_bounding_box(image, (side - h) // 2, (side - w) // 2, side, side)
     top = {"center": (h - side) // 2, "top": 0, "bottom": h - side}[mode]

@@ -96,3 +96,31 @@ def test_square_bottom_keeps_the_lower_square_of_each_face():
     raw = faces.images[faces.files.index(first)]  # 112 x 92 x 1
     expected = resize_uint8(np.repeat(raw[-92:], 3, axis=-1), (46, 46)).numpy()
     np.testing.assert_array_equal(splits["test"].images[0], expected)
+
+
+def test_att_faces_default_is_a_tighter_bottom_square():
+    from data.faces.pipeline import ATT_SQUARE_CROP, square_mode
+    from data.faces.sources import load_embedded_faces
+    from data.images.files import resize_uint8
+
+    assert square_mode(FaceDataConfig()) == ("bottom", ATT_SQUARE_CROP)
+    assert square_mode(FaceDataConfig(square="bottom")) == "bottom"  # a chosen mode keeps its whole square
+    assert square_mode(FaceDataConfig(square="center", square_crop=0.5)) == ("center", 0.5)
+    assert square_mode(FaceDataConfig(source="folder")) == "stretch"
+    faces = load_embedded_faces()
+    splits = load_face_splits(FaceDataConfig(), seed=0, size=42, names=("test",))
+    raw = faces.images[faces.files.index(splits["test"].files[0])]  # 112 x 92 x 1
+    side = round(92 * ATT_SQUARE_CROP)  # 84: the lowest 84 rows, columns 4..87
+    left = (92 - side) // 2
+    expected = resize_uint8(np.repeat(raw[-side:, left:left + side], 3, axis=-1), (42, 42)).numpy()
+    np.testing.assert_array_equal(splits["test"].images[0], expected)
+
+
+def test_square_crop_needs_a_crop_mode():
+    from tests.conftest import last_line, run_main
+
+    FaceDataConfig(square_crop=0.8).check("data.")  # att_faces: bottom
+    result = run_main("face_verification", "train", "--data.source", "folder", "--data.path", "x", "--data.square_crop", "0.8")
+    assert result.returncode == 2 and last_line(result.stderr) == (
+        "error: config key 'data.square_crop' (0.8) applies to data.square center, top or bottom, not stretch "
+        "(command line)")

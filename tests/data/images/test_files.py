@@ -87,3 +87,5 @@ def test_to_square_modes():
     assert rows["stretch"].shape == (5, 3)
     wide = to_square(tf.zeros((2, 6, 3), tf.uint8), "bottom")
     assert wide.shape == (2, 2, 3)
+    tight = to_square(tf.constant(np.arange(10 * 8).reshape(10, 8, 1), tf.uint8), ("bottom", 0.5)).numpy()[..., 0]
+    assert tight.shape == (4, 4) and tight[0].tolist() == [50, 51, 52, 53]  # rows 6..9, columns 2..5
