@@ -3,7 +3,7 @@ dlib's face ResNet zero-shot, fine-tuned with the app's defaults (semi-hard trip
 scratch; the losses
 at equal training time; the SavedModel's embedding latency.
 
-    .venv/bin/python bench/faces.py --out /tmp/faces.json             # ~11 min on 2 cores
+    .venv/bin/python bench/faces.py --out /tmp/faces.json             # ~15 min on 2 cores (quiet)
     .venv/bin/python bench/faces.py --max_folds 1 --skip_losses --skip_latency --epochs 1   # a quick check
 
 Goals (issue): verification accuracy >= 97%, EER <= 3%, TAR >= 90% at FAR = 1e-2; embedding latency through

@@ -7,6 +7,7 @@
     python -m apps face_verification calibrate --data.source folder --data.path my_people/
     python -m apps face_verification export
 """
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from apps.face_verification.serving import FaceServing
 from apps.face_verification.verification import (best_threshold, calibrated_probability, fit_calibration,
                                                   identification_report, make_pairs, pair_distances,
                                                   verification_report)
-from data.faces.pipeline import (describe_identities, eval_batches, load_face_splits, split_record, square_mode,
+from data.faces.pipeline import (describe_identities, eval_batches, framing, load_face_splits, split_record, square_mode,
                                  train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
 from data.images.files import image_paths, load_image_file
@@ -67,10 +68,25 @@ class FaceVerification(RecordedSplits, App):
         note = describe_identities(self.splits["train"], self.config.data.images_per_identity)
         if note:
             print(note)
-        return {"identities": self.class_names}
+        mode, share = framing(self.config.data)
+        return {"identities": self.class_names, "square": mode, "square_crop": share}
 
     def load_state(self, state):
         self.class_names = state["identities"]
+        self._keep_framing(state)
+
+    def resume_state(self, state):
+        self._keep_framing(state)
+
+    def _keep_framing(self, state):
+        """A trained run's faces are framed as its network learned them, whatever the defaults or the data
+        source say now (runs recorded before --data.square_crop: the whole square)."""
+        data = self.config.data
+        recorded = (state.get("square", data.square or framing(data)[0]), state.get("square_crop", 1.0))
+        if recorded != framing(data) and (data.square, data.square_crop) != (None, None):
+            print(f"note: the run's framing (--data.square {recorded[0]} --data.square_crop {recorded[1]:g}) is kept")
+        self.config = dataclasses.replace(self.config, data=dataclasses.replace(data, square=recorded[0],
+                                                                                 square_crop=recorded[1]))
 
     @classmethod
     def smoke_example(cls, folder):

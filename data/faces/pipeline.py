@@ -26,7 +26,8 @@ from data.split_record import check_recipe, new_record, report_new
 SPLITS = ("train", "val", "test")
 SOURCES = ["att_faces", "folder", "tfds"]
 # AT&T's 92x112 portraits show hair, forehead and space around a face that dlib's 150x150 chips crop tightly:
-# dlib zero-shot on the 40 people, bottom squares of 92/88/84/80/76 px: EER 6.6/5.2/4.7/5.3/7.9% (bench/README.md).
+# dlib untrained, bottom squares of 92/88/84/80 px, 84 px had the lowest EER on each fold's training people
+# (fold 1: 5.7/4.0/3.6/4.2%; bench/README.md, faces).
 ATT_SQUARE_CROP = 0.91
 
 
@@ -43,7 +44,8 @@ class FaceDataConfig:
                                         "stretched, cropped to its largest square (center, top, bottom: 'bottom' drops "
                                         "the hair and space above a loosely framed face) or padded (pad); training, "
                                         "predict and the export alike (none: bottom for att_faces, whose 92x112 "
-                                        "portraits show the hair above the face; stretch otherwise)",
+                                        "portraits show the hair above the face, cut to --data.square_crop; "
+                                        "stretch otherwise)",
                                   list(SQUARE_MODES))
     square_crop: Optional[float] = field(None, "the square of a crop mode (center, top, bottom) as a share of the "
                                                "image's shorter side: below 1 crops tighter around the face (none: "
@@ -66,13 +68,19 @@ class FaceDataConfig:
                              f"top or bottom, not {mode}")
 
 
-def square_mode(cfg):
-    """--data.square (with --data.square_crop), or the source's own framing when they are not set (see the fields):
-    a mode for data.images.files.to_square."""
+def framing(cfg):
+    """(mode, share): how a face becomes square, --data.square and --data.square_crop or the source's own
+    framing when they are not set (see the fields)."""
     mode = cfg.square or ("bottom" if cfg.source == "att_faces" else "stretch")
     share = cfg.square_crop
     if share is None:
         share = ATT_SQUARE_CROP if cfg.square is None and cfg.source == "att_faces" else 1.0
+    return mode, float(share)
+
+
+def square_mode(cfg):
+    """The framing as a mode for data.images.files.to_square."""
+    mode, share = framing(cfg)
     return mode if share == 1.0 else (mode, share)
 
 
@@ -151,7 +159,7 @@ def _sized(image_set, size, square):
         return dataclasses.replace(image_set, images=np.zeros((0, size, size, 3), np.uint8))
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
-    if images.shape[1:3] != (size, size):
+    if images.shape[1:3] != (size, size) or not isinstance(square, str):  # a tighter square crops even those
         images = np.stack([resize_uint8(to_square(image, square), (size, size)).numpy() for image in images])
     return dataclasses.replace(image_set, images=images)
 

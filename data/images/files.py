@@ -142,6 +142,8 @@ def to_square(image, mode):
     `mode` may also be (crop mode, share): a square of `share` x the shorter side, placed the same way (a
     tighter face)."""
     mode, share = (mode, 1.0) if isinstance(mode, str) else mode
+    if share != 1.0 and mode not in ("center", "top", "bottom"):
+        raise ValueError(f"a square share ({share}) needs a crop mode (center, top, bottom), not {mode}")
     if mode == "stretch":
         return image
     h, w = tf.shape(image)[0], tf.shape(image)[1]

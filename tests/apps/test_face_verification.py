@@ -1,5 +1,6 @@
 """The face-verification app end to end on tiny settings: train, evaluate, predict (pairs and a gallery),
 calibrate, export with its `verify` signature; the user errors a person can meet."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from tests.conftest import last_line, run_main, run_ok
 APP = "face_verification"
 TINY = ["--model.backbone", "resnet", "--model.weights", "none", "--model.width", "4", "--model.depth", "1",
         "--model.embedding_dim", "16", "--data.image_size", "32", "--epochs", "1", "--learning_rate", "0.003",
-        "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--data.square", "bottom", "--verbose", "line"]
+        "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--verbose", "line"]
 
 
 def _face(path, index):
@@ -54,6 +55,30 @@ def test_evaluate_reports_verification_and_identification(trained):
     assert "verification accuracy" in proc.stdout and "identification top-1" in proc.stdout
     history = (trained / "history.csv").read_text().splitlines()
     assert "active_triplets" in history[0]  # the training curve of the share of active triplets
+
+
+def test_a_run_keeps_the_framing_it_was_trained_with(trained, tmp_path):
+    """The framing is recorded with the run; a run recorded before --data.square_crop keeps its whole square;
+    a data source given later (calibrate on a folder) does not reframe the faces the network learned."""
+    import shutil
+
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+    from apps.face_verification.app import FaceVerification
+    from data.faces.pipeline import ATT_SQUARE_CROP, square_mode
+
+    state = json.loads((trained / "state.json").read_text())
+    assert (state["square"], state["square_crop"]) == ("bottom", ATT_SQUARE_CROP)
+    cfg = load_saved_config(FaceVerification.Config, trained / "config.json")
+    folder = FaceVerification(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="folder")), trained)
+    runner.load_trained(folder)
+    assert square_mode(folder.config.data) == ("bottom", ATT_SQUARE_CROP)
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    (old / "state.json").write_text(json.dumps({"identities": state["identities"]}))
+    app = FaceVerification(cfg, old)
+    runner.load_trained(app)
+    assert square_mode(app.config.data) == "bottom"
 
 
 def test_predict_pair_and_gallery(trained, tmp_path):
