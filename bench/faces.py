@@ -277,15 +277,14 @@ def run_folds(args, flags):
             print(name, json.dumps(result[name][-1]), flush=True)
             release(model)
     budget = keep["train_seconds"]
-    if args.skip_scratch:
-        folds = []
-    elif "epochs" in flags:
+    scratch_folds = [] if args.skip_scratch else folds
+    if scratch_folds and "epochs" in flags:
         epochs, sizing = int(flags["epochs"]), {"epochs": int(flags["epochs"]), "probe": "none (--epochs given)"}
-    else:
+    elif scratch_folds:
         epochs, sizing = scratch_epochs(flags, budget, args.probe_epochs)
-    if folds:
+    if scratch_folds:
         result["scratch_sizing"] = {**sizing, "flags": {k: v for k, v in SCRATCH.items()}}
-    for k in folds:
+    for k in scratch_folds:
         app = make_app({**fold_flags(SCRATCH, k), **flags, "epochs": epochs})
         model, clock, wall = train(app, budget * 1.1)
         sc, sraw = score(app, model, args.seed)

@@ -81,9 +81,9 @@ class FaceVerification(RecordedSplits, App):
     def _keep_framing(self, state):
         """A trained run's faces are framed as its network learned them, whatever the defaults or the data
         source say now (runs recorded before --data.square_crop: the whole square)."""
-        data = self.config.data
-        recorded = (state.get("square", data.square or framing(data)[0]), state.get("square_crop", 1.0))
-        if recorded != framing(data) and (data.square, data.square_crop) != (None, None):
+        data, now = self.config.data, framing(self.config.data)
+        recorded = (state.get("square", now[0]), state.get("square_crop", 1.0))
+        if recorded != now and (data.square, data.square_crop) != (None, None):
             print(f"note: the run's framing (--data.square {recorded[0]} --data.square_crop {recorded[1]:g}) is kept")
         self.config = dataclasses.replace(self.config, data=dataclasses.replace(data, square=recorded[0],
                                                                                  square_crop=recorded[1]))

@@ -18,7 +18,7 @@ import tensorflow as tf
 from data.errors import DataError
 from data.faces.sources import load_embedded_faces, load_identity_folders, load_tfds_faces
 from data.fields import field
-from data.images.files import SQUARE_MODES, resize_uint8, to_square
+from data.images.files import CROP_MODES, SQUARE_MODES, resize_uint8, to_square
 from data.images.pipeline import augment_batch
 from data.images.sources import class_folder_record, list_class_images, load_class_members
 from data.split_record import check_recipe, new_record, report_new
@@ -62,8 +62,8 @@ class FaceDataConfig:
     color_jitter: float = field(0.2, "random brightness/contrast strength, 0..1", min=0.0, max=1.0)
 
     def check(self, prefix=""):
-        mode = self.square or ("bottom" if self.source == "att_faces" else "stretch")
-        if self.square_crop not in (None, 1.0) and mode not in ("center", "top", "bottom"):
+        mode = framing(self)[0]
+        if self.square_crop not in (None, 1.0) and mode not in CROP_MODES:
             raise ValueError(f"config key '{prefix}square_crop' ({self.square_crop}) applies to {prefix}square center, "
                              f"top or bottom, not {mode}")
 

@@ -133,6 +133,7 @@ def resize_uint8(image, size):
 
 
 SQUARE_MODES = ("stretch", "center", "top", "bottom", "pad")
+CROP_MODES = ("center", "top", "bottom")  # the modes a square share (a tighter square) applies to
 
 
 def to_square(image, mode):
@@ -142,7 +143,7 @@ def to_square(image, mode):
     `mode` may also be (crop mode, share): a square of `share` x the shorter side, placed the same way (a
     tighter face)."""
     mode, share = (mode, 1.0) if isinstance(mode, str) else mode
-    if share != 1.0 and mode not in ("center", "top", "bottom"):
+    if share != 1.0 and mode not in CROP_MODES:
         raise ValueError(f"a square share ({share}) needs a crop mode (center, top, bottom), not {mode}")
     if mode == "stretch":
         return image
