@@ -108,7 +108,7 @@ class TranslationApp(App):
     @classmethod
     def smoke_example(cls, folder):
         pairs = write_word_pairs(folder / "pairs.tsv")
-        flags = ["--data.source", "tsv", "--data.path", str(pairs), "--epochs", "6", "--batch_size", "512",
+        flags = ["--data.source", "tsv", "--data.path", str(pairs), "--epochs", "1", "--batch_size", "512",
                  "--data.dev_size", "50", "--data.test_size", "100", "--data.vocab_size", "300", "--data.max_length",
                  "16", *cls.smoke_model_flags, "--learning_rate", "0.005", "--jit_compile", "false", "--beam_size", "2",
                  "--verbose", "line"]

@@ -1,4 +1,5 @@
-"""MirroredStrategy on two logical CPUs; MultiWorkerMirroredStrategy with two local worker processes."""
+"""MultiWorkerMirroredStrategy with two local worker processes (MirroredStrategy on two logical CPUs: every app's
+round trip in test_every_app.py)."""
 import json
 import os
 import socket
@@ -8,22 +9,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, TINY, run_cli, run_main
+from tests.conftest import ROOT, TINY, run_main
 
 APP = "image_classification"
-
-
-def checkpoint_loads(checkpoint_dir):
-    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
-    names = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
-    return latest and "model/stem.Sconv.Skernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # "/" is escaped as ".S"
-
-
-def test_mirrored_on_two_logical_cpus(tmp_path):
-    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--strategy", "mirrored", "--cpu_devices", "2")
-    assert "MirroredStrategy with 2 replica(s); global batch 32" in proc.stdout
-    assert checkpoint_loads(tmp_path / "checkpoints") and (tmp_path / "model.keras").is_file()
-    run_cli(APP, "evaluate", "--run_dir", tmp_path)  # the distributed model loads and evaluates
 
 
 def free_ports(n):
@@ -34,6 +22,12 @@ def free_ports(n):
     for s in sockets:
         s.close()
     return ports
+
+
+def checkpoint_loads(checkpoint_dir):
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    names = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+    return latest and "model/stem.Sconv.Skernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # "/" is escaped as ".S"
 
 
 def train_workers(run_dir, *flags):
