@@ -14,7 +14,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from apps.core.checkpoints import _VALUE
 from apps.core.registry import get_app, list_apps
 from tests.conftest import last_line, run_cli, run_main
 
@@ -44,6 +46,10 @@ def test_app_round_trip(name, served, tmp_path_factory):
             else app_cls.Config().batch_size
         assert f"MirroredStrategy with 2 replica(s); global batch {batch}" in trained.stdout
         assert (run_dir / "model.keras").is_file()
+        latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # the run's variables, under "model/"
+        assert latest, f"no checkpoint in {run_dir / 'checkpoints'}"
+        names = [k for k, _ in tf.train.list_variables(latest)]
+        assert any(k.startswith("model/") and k.endswith(_VALUE) for k in names), names[:20]
     if name == "image_classification":
         # As a user evaluates a mirrored run: the run's own strategy and logical CPUs, in a fresh process.
         run_cli(name, "evaluate", "--run_dir", run_dir)
@@ -55,19 +61,10 @@ def test_app_round_trip(name, served, tmp_path_factory):
     assert run_main(name, "export", *here, "--export_dir", folder / "exports").returncode == 0
 
     from apps.core import runner
-    from apps.core.checkpoints import _VALUE
     from apps.core.config import load_saved_config
 
     app = app_cls(load_saved_config(app_cls.Config, run_dir / "config.json"))
-    model = runner.load_trained(app)
-    module = app.serving_model(model)
-    import tensorflow as tf
-
-    if not app_cls.single_device:  # the distributed run's checkpoint holds the model's variables, under "model/"
-        latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-        assert latest, f"no checkpoint in {run_dir / 'checkpoints'}"
-        names = [k for k, _ in tf.train.list_variables(latest)]
-        assert any(k.startswith("model/") and k.endswith(_VALUE) for k in names), names[:20]
+    module = app.serving_model(runner.load_trained(app))
     mine = module.serve(*(tf.constant(v) for v in example.request.values()))
     served[name] = (str(folder / "exports" / "1"), list(app_cls.serving_imports), example.request,
                     {k: v.numpy() for k, v in mine.items()})
