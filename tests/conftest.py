@@ -37,6 +37,27 @@ def run_cli(*args, cwd=None, env=None, timeout=600, check=True):
     return proc
 
 
+_CALL_END = "--- end of call, exit "
+
+
+def run_cli_calls(*calls, cwd=None, timeout=900):
+    """Several `python -m apps ...` commands one after another in ONE fresh process: for commands that need a
+    process of their own (--deterministic stays set in a process) but not one each (a TensorFlow start costs
+    ~6 CPU-seconds). Each must succeed; returns each one's stdout."""
+    script = ("import sys\nfrom apps.__main__ import main\n"
+              f"for argv in {[[str(a) for a in call] for call in calls]!r}:\n"
+              "    code = main(argv) or 0\n"
+              f"    print({_CALL_END!r} + str(code), flush=True)\n"
+              "    if code:\n        sys.exit(code)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd or ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    outputs = proc.stdout.split(_CALL_END)[:-1]
+    return [out if i == 0 else out.split("\n", 1)[1] for i, out in enumerate(outputs)]
+
+
 Result = collections.namedtuple("Result", "returncode stdout stderr")
 
 

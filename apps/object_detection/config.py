@@ -53,6 +53,9 @@ class DetectorConfig(FinetuneConfig):
         if self.arch == "yolo" and self.loss_normalizer != "image":
             raise ValueError(f"config key '{prefix}loss_normalizer' applies to model.arch retinanet; YOLO's loss "
                              "keeps its own normalisation")
+        from apps.object_detection.boxes import aspect_ratios
+
+        aspect_ratios(self.aspect_ratios)  # refused here, before any data is read or generated
         if self.negative_iou > self.positive_iou:
             raise ValueError(f"config key '{prefix}negative_iou' ({self.negative_iou}) must be <= "
                              f"'{prefix}positive_iou' ({self.positive_iou})")

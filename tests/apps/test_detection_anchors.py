@@ -1,20 +1,18 @@
 """Anchor coverage against a brute-force IoU, anchors fitted to boxes they miss (and good ones kept), the data
-report, and the fitted anchors recorded with a run and used again by resume, evaluate and the export."""
-import json
+report, and the recorded anchors used by a loaded run (a run's record, its resume and its export:
+test_object_detection.py)."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from apps.core.config import apply_overrides
-from apps.object_detection.anchor_fit import (FIT_BELOW, aspect_clusters, best_iou, choose_anchors, coverage,
-                                              fit_anchors)
+from apps.object_detection.anchor_fit import (FIT_BELOW, anchor_grid, aspect_clusters, best_iou, choose_anchors,
+                                              coverage, fit_anchors)
 from apps.object_detection.app import ObjectDetection
 from apps.object_detection.boxes import Anchors, BoxCoder
 from apps.object_detection.config import DetectorConfig
-from tests.conftest import run_ok
 
-APP = "object_detection"
 
 
 def _brute_best_iou(anchors, boxes):
@@ -32,6 +30,21 @@ def _boxes(rng, n, size, sides, aspects):
     h, w = np.minimum(side * np.sqrt(aspect), size), np.minimum(side / np.sqrt(aspect), size)
     y0, x0 = rng.uniform(0, size - h), rng.uniform(0, size - w)
     return np.stack([y0, x0, y0 + h, x0 + w], -1)
+
+
+@pytest.mark.parametrize("size, structure, anchors", [
+    (64, {}, Anchors(2.0, (0.5, 1.0, 2.0))),
+    (100, {"model.num_scales": "2", "model.min_level": "2", "model.max_level": "6"}, Anchors(3.31, (0.37, 1.23))),
+    (256, {"model.num_scales": "3"}, Anchors(7.9, (0.618, 1.0, 1.7))),
+    (513, {"model.num_scales": "4", "model.max_level": "7"}, Anchors(1.09, (1.0,))),
+])
+def test_the_searchs_numpy_anchors_equal_keras_hubs(size, structure, anchors):
+    m = apply_overrides(ObjectDetection.Config(), structure).model
+    coder = BoxCoder.from_config(size, m, anchors)
+    grid = anchor_grid(size, m, anchors)
+    assert list(grid.levels) == list(coder.levels) and grid.anchors_per_cell == coder.anchors_per_cell
+    for level in coder.levels:
+        np.testing.assert_array_equal(grid.levels[level], coder.levels[level])
 
 
 @pytest.mark.parametrize("coder", [BoxCoder(64, 3, 5, 1, [1.0], 4.0), BoxCoder(128),
@@ -174,57 +187,3 @@ def test_recorded_anchors_are_used_by_load_state_and_serving(tmp_path):
     expected = BoxCoder(64, 3, 5, 3, [1.2, 1.5, 3.1], 1.3).anchors
     np.testing.assert_array_equal(app.coder.anchors, expected)
     np.testing.assert_array_equal(app.serving_model(None).coder.anchors, expected)
-
-
-@pytest.fixture(scope="module")
-def fitted_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fitted")
-    cfg, flags = _smoke_config(folder)
-    run_dir = folder / "run"
-    proc = run_ok(APP, "train", "--run_dir", run_dir, *flags)
-    return run_dir, flags, proc
-
-
-def test_a_run_records_its_fitted_anchors_and_resumes_with_them(fitted_run):
-    run_dir, flags, proc = fitted_run
-    record = json.loads((run_dir / "state.json").read_text())["anchors"]
-    assert record["fitted"]
-    assert record["configured"] == {"anchors": "fit", "anchor_size": 2.0, "aspect_ratios": [0.5, 1.0, 2.0]}
-    assert "anchors: coverage " in proc.stdout and (run_dir / "data_report.png").is_file()
-    fitted = Anchors(record["anchor_size"], tuple(record["aspect_ratios"]))
-    # More epochs, with other anchor flags: the run keeps the anchors its weights were trained with.
-    proc = run_ok(APP, "train", "--run_dir", run_dir, *flags, "--epochs", "2", "--model.anchor_size", "3")
-    assert f"anchors: the run's ({fitted.describe()})" in proc.stdout and "note: the run's anchors" in proc.stdout
-    assert "anchors: coverage" not in proc.stdout  # not fitted again
-    assert json.loads((run_dir / "state.json").read_text())["anchors"] == record
-
-
-def test_evaluate_and_export_use_the_recorded_anchors(fitted_run, tmp_path):
-    import tensorflow as tf
-
-    from apps.core import runner
-    from apps.core.config import load_saved_config
-    from apps.object_detection.app import DetectorServing
-
-    run_dir, _, _ = fitted_run
-    record = json.loads((run_dir / "state.json").read_text())["anchors"]
-    app = ObjectDetection(load_saved_config(ObjectDetection.Config, run_dir / "config.json"), run_dir)
-    model = runner.load_trained(app)
-    fitted = BoxCoder.from_config(64, app.config.model, Anchors(record["anchor_size"], tuple(record["aspect_ratios"])))
-    np.testing.assert_array_equal(app.coder.anchors, fitted.anchors)
-    assert "mAP@0.5" in run_ok(APP, "evaluate", "--run_dir", run_dir).stdout
-    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
-    serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
-    image = tf.constant([(run_dir.parent / "sample.png").read_bytes()])
-    exported = serve(images=image)
-
-    def served(coder):
-        cfg = app.config
-        module = DetectorServing(model, coder, app.class_names, 64, cfg.score_threshold, cfg.nms_iou,
-                                 cfg.max_detections)  # held: a tf.function method keeps only a weak reference
-        return module.serve(image)
-
-    assert int(exported["num_detections"][0]) > 0
-    np.testing.assert_allclose(exported["boxes"], served(fitted)["boxes"], atol=1e-3)
-    configured = served(BoxCoder.from_config(64, app.config.model))["boxes"]
-    assert not np.allclose(exported["boxes"], configured, atol=1e-3)  # the check tells the two apart

@@ -36,6 +36,7 @@ def test_batches_of_every_side_are_encoded_with_that_sides_anchors(tmp_path):
 
 
 def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_path, capsys):
+    """...and evaluating it at another data.image_size than its own is one line."""
     app = _app(tmp_path)
     model = runner.train(app)
     report = app.evaluate(model, tmp_path)
@@ -46,6 +47,9 @@ def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_
     assert out["boxes"].shape == (1, 100, 4)
     run = tmp_path / "run"
     assert json.loads((run / "state.json").read_text())["multi_scale"] == 0.5
+    other = _app(tmp_path, **{"data.image_size": "96"})  # evaluating at another size than the run's
+    with pytest.raises(UserError, match="data.image_size is 96 but the model takes 64"):
+        other.evaluate(runner.load_trained(other), tmp_path)
     capsys.readouterr()
     flags = {k: v for k, v in TINY.items() if k != "data.multi_scale"}
     extended = ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(run), **flags, "epochs": "2"}))
@@ -53,13 +57,6 @@ def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_
     assert "note: the run's data.multi_scale 0.5 is kept (--data.multi_scale to change it)" in capsys.readouterr().out
     assert extended.train_sides == [32, 64, 96] and model.input_shape[1:3] == (None, None)
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2
-
-
-def test_evaluating_at_another_size_than_the_run_is_one_line(tmp_path):
-    runner.train(_app(tmp_path))
-    other = _app(tmp_path, **{"data.image_size": "96"})
-    with pytest.raises(UserError, match="data.image_size is 96 but the model takes 64"):
-        other.evaluate(runner.load_trained(other), tmp_path)
 
 
 def test_a_backbone_whose_maps_do_not_halve_exactly_is_refused(tmp_path):

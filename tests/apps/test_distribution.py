@@ -5,11 +5,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, TINY, run_main
+from tests.conftest import ROOT, TINY, last_line, run_main
 
 APP = "image_classification"
 
@@ -44,13 +45,24 @@ def train_workers(run_dir, *flags):
 
 
 @pytest.mark.slow
-def test_multi_worker_with_two_local_processes(tmp_path):
+def test_multi_worker_with_two_local_processes_and_workers_that_restored_different_positions(tmp_path):
+    """Two local workers train (the chief's run directory, worker 1's own checkpoints); then worker 1 loses its
+    checkpoints, and the next start stops both with one line instead of training from two positions."""
     for p, out in train_workers(tmp_path):
         assert p.returncode == 0, out[-3000:]
         assert "CollectiveAllReduceStrategy with 2 replica(s)" in out
     assert checkpoint_loads(tmp_path / "checkpoints")  # the chief's
     assert checkpoint_loads(tmp_path / "workers" / "worker-1" / "checkpoints")  # worker 1's own
     assert (tmp_path / "model.keras").is_file() and not (tmp_path / "workers" / "worker-1" / "model.keras").exists()
+
+    for path in (tmp_path / "workers" / "worker-1" / "checkpoints").iterdir():
+        path.unlink()
+    start = time.time()
+    for proc, out in train_workers(tmp_path, "--epochs", "2"):
+        assert proc.returncode == 2, out[-3000:]
+        assert "the workers restored different training positions (worker 0 at epoch 1 step 0, worker 1 at epoch 0 " \
+               "step 0)" in last_line(out), out[-3000:]
+    assert time.time() - start < 300
 
 
 def test_bad_tf_config_is_a_one_line_error(tmp_path, monkeypatch):

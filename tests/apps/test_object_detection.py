@@ -1,13 +1,15 @@
-"""Object detection end to end on generated scenes: train, evaluate, predict, export, reload in a clean process."""
+"""Object detection end to end on generated scenes: train, evaluate, predict, export and serve (the export's
+reload in a clean process: test_every_app.py)."""
 import json
-import subprocess
-import sys
-import textwrap
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
+from apps.object_detection.boxes import Anchors, BoxCoder
 from tests.conftest import last_line, run_main, run_ok
 from tests.data.boxes.test_sources import write_voc
 
@@ -33,6 +35,16 @@ def photos(tmp_path_factory):
     Image.fromarray(images[0]).resize((150, 150)).save(folder / "a.jpg")
     Image.fromarray(np.concatenate([images[1], images[0]], axis=1)).save(folder / "b.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The run's export with --max_detections 5 (its reload in a clean process: test_every_app.py)."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("exports")
+    run_ok(APP, "export", "--run_dir", trained[0], "--export_dir", folder, "--max_detections", "5")
+    return tf.saved_model.load(str(folder / "1")).signatures["serving_default"]
 
 
 def test_train_writes_the_run(trained):
@@ -77,27 +89,18 @@ def _parse_record(line):
     return path.split("/")[-1], found
 
 
-def test_export_gives_the_detections_of_predict_in_a_clean_process(trained, photos, tmp_path):
+def test_export_gives_the_detections_of_predict(trained, photos, exported):
     run_dir, _ = trained
     proc = run_ok(APP, "predict", photos, "--run_dir", run_dir, "--max_detections", "5")
     predicted = dict(_parse_record(line) for line in proc.stdout.splitlines() if "object(s)" in line)
     assert set(predicted) == {"a.jpg", "b.png"} and all(len(v) == 5 for v in predicted.values())
     assert (run_dir / "predictions" / "a.png").is_file() and (run_dir / "predictions" / "b.png").is_file()
-    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports", "--max_detections", "5")
-    script = textwrap.dedent(f"""
-        import json, sys, pathlib
-        import tensorflow as tf
-        serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
-        paths = sorted(pathlib.Path({str(photos)!r}).iterdir())
-        out = {{k: v.numpy() for k, v in serve(images=tf.constant([p.read_bytes() for p in paths])).items()}}
-        assert not {{"apps", "layers", "data"}} & set(sys.modules), "the project was imported"
-        print(json.dumps({{"outputs": sorted(out), "detections": {{p.name: [
-            (out["class_names"][i, j].decode(), float(out["scores"][i, j]), out["boxes"][i, j].tolist())
-            for j in range(int(out["num_detections"][i]))] for i, p in enumerate(paths)}}}}))
-    """)
-    proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(last_line(proc.stdout))
+    serve = exported
+    paths = sorted(photos.iterdir())
+    out = {k: v.numpy() for k, v in serve(images=tf.constant([p.read_bytes() for p in paths])).items()}
+    result = {"outputs": sorted(out), "detections": {p.name: [
+        (out["class_names"][i, j].decode(), float(out["scores"][i, j]), out["boxes"][i, j].tolist())
+        for j in range(int(out["num_detections"][i]))] for i, p in enumerate(paths)}}
     assert result["outputs"] == ["boxes", "class_ids", "class_names", "num_detections", "scores"]
     for name, found in predicted.items():
         exported = result["detections"][name]
@@ -106,6 +109,49 @@ def test_export_gives_the_detections_of_predict_in_a_clean_process(trained, phot
         np.testing.assert_allclose([d[2] for d in exported], [d[2] for d in found], atol=0.51)  # printed as whole pixels
     boxes = np.array([d[2] for d in result["detections"]["b.png"]])
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 128).all() and (boxes[:, [1, 3]] <= 64).all()  # b.png is 128x64
+
+
+def test_a_run_records_its_fitted_anchors_and_resumes_with_them(trained, tmp_path):
+    source, first = trained
+    run_dir = Path(shutil.copytree(source, tmp_path / "run"))  # a copy: this test extends it
+    record = json.loads((run_dir / "state.json").read_text())["anchors"]
+    assert record["fitted"]
+    assert record["configured"] == {"anchors": "fit", "anchor_size": 2.0, "aspect_ratios": [0.5, 1.0, 2.0]}
+    assert "anchors: coverage " in first.stdout and (run_dir / "data_report.png").is_file()
+    fitted = Anchors(record["anchor_size"], tuple(record["aspect_ratios"]))
+    # More epochs, with other anchor flags: the run keeps the anchors its weights were trained with.
+    proc = run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--epochs", "2", "--model.anchor_size", "3")
+    assert f"anchors: the run's ({fitted.describe()})" in proc.stdout and "note: the run's anchors" in proc.stdout
+    assert "anchors: coverage" not in proc.stdout  # not fitted again
+    assert json.loads((run_dir / "state.json").read_text())["anchors"] == record
+
+
+def test_a_loaded_run_and_its_export_use_the_recorded_anchors(trained, exported):
+    """What evaluate and predict load (the app from the run's files) and what the export serves: the fitted
+    anchors, told apart from the configured ones by the boxes they decode."""
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+    from apps.object_detection.app import DetectorServing, ObjectDetection
+    from data.generated.scenes import make_scenes
+
+    run_dir, _ = trained
+    record = json.loads((run_dir / "state.json").read_text())["anchors"]
+    app = ObjectDetection(load_saved_config(ObjectDetection.Config, run_dir / "config.json"), run_dir)
+    model = runner.load_trained(app)
+    fitted = BoxCoder.from_config(64, app.config.model, Anchors(record["anchor_size"], tuple(record["aspect_ratios"])))
+    np.testing.assert_array_equal(app.coder.anchors, fitted.anchors)
+    image = tf.constant([tf.io.encode_png(make_scenes(1, seed=5, size=64)[0][0]).numpy()])
+    served_boxes = exported(images=image)["boxes"]
+
+    def served(coder):
+        cfg = app.config
+        module = DetectorServing(model, coder, app.class_names, 64, cfg.score_threshold, cfg.nms_iou,
+                                 5)  # held: a tf.function method keeps only a weak reference
+        return module.serve(image)
+
+    np.testing.assert_allclose(served_boxes, served(fitted)["boxes"], atol=1e-3)
+    configured = served(BoxCoder.from_config(64, app.config.model))["boxes"]
+    assert not np.allclose(served_boxes, configured, atol=1e-3)  # the check tells the two apart
 
 
 def test_user_errors_are_one_line(trained, tmp_path):

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from apps.core.checkpoints import TrainingState
 from apps.core.errors import TrainingDiverged
 from apps.core.registry import list_apps
 from apps.image_classification.app import ImageClassification
-from tests.apps.test_distribution import train_workers
 from tests.conftest import TINY, last_line, run_main, run_ok
 
 APP = "image_classification"
@@ -403,20 +401,6 @@ def test_run_files_are_written_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_files.atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
-
-
-@pytest.mark.slow
-def test_workers_that_restored_different_positions_stop(tmp_path):
-    for proc, out in train_workers(tmp_path):
-        assert proc.returncode == 0, out[-3000:]
-    for path in (tmp_path / "workers" / "worker-1" / "checkpoints").iterdir():  # worker 1 lost its checkpoints
-        path.unlink()
-    start = time.time()
-    for proc, out in train_workers(tmp_path, "--epochs", "2"):
-        assert proc.returncode == 2, out[-3000:]
-        assert "the workers restored different training positions (worker 0 at epoch 1 step 0, worker 1 at epoch 0 " \
-               "step 0)" in last_line(out), out[-3000:]
-    assert time.time() - start < 300
 
 
 def test_temporaries_left_by_killed_saves_are_removed_at_the_next_start(tmp_path):

@@ -127,18 +127,14 @@ def test_signatures_declare_a_batch_of_strings_and_check_it(app, tmp_path):
     for value in (tf.constant([[good]]), tf.constant(good)):
         assert f"`{name}` must be a 1-D batch" in _error(lambda v: serve(**{name: v}), value)
     assert f"`{name}` is empty" in _error(lambda v: serve(**{name: v}), tf.constant([], tf.string))
-
-
-def test_saved_model_cli_shows_detections_images_as_a_batch(tmp_path):
-    module = _detector()
-    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve.get_concrete_function()})
-    cli = Path(sys.executable).parent / "saved_model_cli"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    proc = subprocess.run([*command, "show", "--dir", str(tmp_path), "--tag_set", "serve", "--signature_def",
-                           "serving_default"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    shown = " ".join(proc.stdout.split())
-    assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
+    if app == "object_detection":  # and as saved_model_cli shows it, for one of them
+        cli = Path(sys.executable).parent / "saved_model_cli"
+        command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+        proc = subprocess.run([*command, "show", "--dir", str(tmp_path), "--tag_set", "serve", "--signature_def",
+                               "serving_default"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        shown = " ".join(proc.stdout.split())
+        assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
 
 
 @pytest.mark.parametrize("app", IMAGE_APPS)

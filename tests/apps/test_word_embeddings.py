@@ -8,7 +8,7 @@ import pytest
 
 from apps.word_embeddings.evaluation import analogy_accuracy, rank, spearman, wordsim_spearman
 from data.generated.toy_text import GROUPS, PLANTED, write_planted_corpus
-from tests.conftest import run_cli, run_main, run_ok
+from tests.conftest import run_main, run_ok
 
 TINY = ["--epochs", "4", "--batch_size", "2000", "--data.min_count", "1", "--model.dim", "16",
         "--learning_rate", "0.05", "--verbose", "line"]
@@ -193,7 +193,7 @@ def test_kill_9_mid_training_then_resume_equals_uninterrupted(tmp_path):
 
     import tensorflow as tf
 
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, run_cli_calls
 
     corpus = write_planted_corpus(tmp_path / "planted.txt")
     flags = ["--data.source", "files", "--data.path", str(corpus), *TINY, "--deterministic", "true", "--seed", "3"]
@@ -209,9 +209,9 @@ def test_kill_9_mid_training_then_resume_equals_uninterrupted(tmp_path):
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed = run_cli("word_embeddings", "train", "--run_dir", killed, *flags, "--checkpoint_every_steps", "1")
-    assert "resuming from epoch" in resumed.stdout
-    run_cli("word_embeddings", "train", "--run_dir", tmp_path / "clean", *flags)
+    resumed, _ = run_cli_calls(["word_embeddings", "train", "--run_dir", killed, *flags, "--checkpoint_every_steps", "1"],
+                               ["word_embeddings", "train", "--run_dir", tmp_path / "clean", *flags])
+    assert "resuming from epoch" in resumed
 
     import keras
 

@@ -1,4 +1,5 @@
-"""Training and serving accept the same image files, and see the same pixels: one decoder for both."""
+"""Training and serving accept the same image files, and see the same pixels: one decoder for both, run
+eagerly for a process's first files and traced after (data.images.files._checked_decode): both ways alike."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,6 +7,7 @@ from PIL import Image
 
 from data.errors import DataError
 from data.images.decode import decode_image_batch
+from data.images import files
 from data.images.files import read_image_file, scan_class_folders
 
 ACCEPTED = {  # file name -> how Pillow writes it
@@ -34,12 +36,19 @@ def _write(folder, name, make):
     return folder / name
 
 
+@pytest.fixture(params=["eager", "traced"])
+def decoding(request, monkeypatch):
+    """Training's decoder as a process's first files meet it (eager) and as the later ones do (traced)."""
+    monkeypatch.setattr(files, "_eager_calls", 0 if request.param == "eager" else files._EAGER_FILES)
+    return request.param
+
+
 serve = tf.function(lambda images: decode_image_batch(images, (20, 30), 3),
                     input_signature=[tf.TensorSpec([None], tf.string)])
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_a_file_that_trains_is_served_with_the_same_pixels(name, tmp_path):
+def test_a_file_that_trains_is_served_with_the_same_pixels(name, tmp_path, decoding):
     path = _write(tmp_path, name, ACCEPTED[name])
     trained = read_image_file(path, 3).numpy()
     served = serve(tf.constant([path.read_bytes()]))[0].numpy()
@@ -47,7 +56,7 @@ def test_a_file_that_trains_is_served_with_the_same_pixels(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_a_file_serving_refuses_is_refused_in_training_by_path(name, tmp_path):
+def test_a_file_serving_refuses_is_refused_in_training_by_path(name, tmp_path, decoding):
     path = _write(tmp_path, name, REFUSED[name])
     with pytest.raises(tf.errors.InvalidArgumentError):
         serve(tf.constant([path.read_bytes()]))
@@ -58,4 +67,19 @@ def test_a_file_serving_refuses_is_refused_in_training_by_path(name, tmp_path):
     _write(tmp_path / "cls", "ok.png", ACCEPTED["rgba.png"])
     scan = scan_class_folders(tmp_path)
     assert [p.name for p, _ in scan.files] == ["ok.png"]
+    assert (files._eager_calls < files._EAGER_FILES) == (decoding == "eager")
     assert [(p.name, why.startswith("refused by the decoders")) for p, why in scan.bad] == [(name, True)]
+
+
+def test_eager_and_traced_decoding_refuse_with_the_same_reason(tmp_path, monkeypatch):
+    made = {name: _write(tmp_path, name, make).read_bytes() for name, make in REFUSED.items()}
+    jpeg = _write(tmp_path, "ok.jpg", lambda im: im).read_bytes()
+    cases = {**made, "garbage": b"not an image at all", "truncated.jpg": jpeg[: len(jpeg) // 2],
+             "no header.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 40}
+    reasons = {}
+    for mode, calls in (("eager", 0), ("traced", files._EAGER_FILES)):
+        monkeypatch.setattr(files, "_eager_calls", calls)
+        reasons[mode] = {name: files._tensorflow_refuses(data) for name, data in cases.items()}
+    assert reasons["eager"] == reasons["traced"]
+    assert all(r and "refused by the decoders" in r and "Expected" not in r and "[Op:" not in r
+               for r in reasons["eager"].values()), reasons["eager"]
