@@ -137,3 +137,24 @@ def make_class_folder(root, classes=("cat", "dog", "frog"), per_class=12, size=(
 @pytest.fixture
 def class_folder(tmp_path):
     return make_class_folder(tmp_path / "images")
+
+
+# Files that take a minute or more (seconds per file from a full run's --durations), longest first. pytest-xdist
+# hands out whole files (--dist loadfile) in collection order; left to itself it orders them by their number of
+# tests, which put the long few-test files (a seq2seq training, the kill -9 runs, the wheel install) last, and the
+# run ended on one busy worker. Longest first, the last files to hand out are the short ones.
+LONG_FILES = ["apps/test_every_app.py", "apps/test_run_safety.py", "apps/test_object_detection.py",
+              "apps/test_resume.py", "apps/test_seq2seq_attention.py", "apps/test_transformer_translation.py",
+              "apps/test_model_zoo.py", "apps/test_style_transfer.py", "apps/test_serving_guards.py",
+              "apps/test_seq2seq_model.py", "apps/test_word_embeddings.py", "apps/test_image_classification.py",
+              "test_packaging.py", "apps/test_distribution.py", "apps/test_detection_multiscale.py"]
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist present: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+    rank = {ROOT / "tests" / name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(Path(str(item.path)), len(rank)))  # stable: the rest keep their order
