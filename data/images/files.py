@@ -67,8 +67,8 @@ def _refusal(error):
     """The reason in a check's or decoder's error, eager or traced: the assertion's message, or the op's."""
     text = str(error)
     asserted = re.search(r"assertion failed: \[(.*?)\]|Summarized data: b'(.*?)'", text)
-    if asserted:
-        return (asserted.group(1) or asserted.group(2))[:160]
+    if asserted:  # its message ends where the failing indices follow; the file is named by the caller
+        return re.sub(r",? at indices:$", "", asserted.group(1) or asserted.group(2))[:160]
     text = re.sub(r"\[\[\{\{.*?\}\}\]\]|\{\{.*?\}\}|\[Op:\w+\]( name: \S*)?", "", text)  # node and op names
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith(("File ", "Detected at node", "Graph execution"))]

@@ -71,8 +71,9 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
 
 
 def test_every_export_serves_in_a_clean_process(served, tmp_path):
-    """Each export, loaded where the project was never imported, answers its request as the app's module did.
-    Exports that need no extra imports load first, before any app's custom ops are registered."""
+    """Each export, loaded where the project was never imported, answers its request as the app's module did,
+    and its other signatures that take the same inputs (verify, probabilities, attention) answer too. Exports
+    that need no extra imports load first, before any app's custom ops are registered."""
     (tmp_path / "requests.pkl").write_bytes(pickle.dumps(
         sorted(((bool(imports), name, path, imports, request) for name, (path, imports, request, _) in served.items()))))
     script = textwrap.dedent(f"""
@@ -83,8 +84,16 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
             try:
                 for m in imports:  # e.g. tensorflow_text's custom ops
                     importlib.import_module(m)
-                serve = tf.saved_model.load(path).signatures["serving_default"]
-                out[name] = {{k: v.numpy() for k, v in serve(**{{k: tf.constant(v) for k, v in request.items()}}).items()}}
+                signatures = tf.saved_model.load(path).signatures
+                answer = {{k: v.numpy() for k, v in signatures["serving_default"](
+                    **{{k: tf.constant(v) for k, v in request.items()}}).items()}}
+                others = {{}}  # the other signatures whose inputs the request gives (images_a: its images)
+                for sig, fn in signatures.items():
+                    given = {{k: [v for r, v in request.items() if k.startswith(r)]
+                             for k in fn.structured_input_signature[1]}}
+                    if sig != "serving_default" and all(given.values()):
+                        others[sig] = sorted(fn(**{{k: tf.constant(v[0]) for k, v in given.items()}}))
+                out[name] = (answer, others)
             except Exception:
                 out[name] = traceback.format_exc()[-2000:]
         out["imported"] = sorted({{"apps", "layers", "data", "backbones"}} & set(sys.modules))
@@ -96,8 +105,11 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
     assert answers.pop("imported") == [], "the clean process imported the project"
     failed = {name: answer for name, answer in answers.items() if isinstance(answer, str)}
     assert not failed, failed
+    others = {name: answer[1] for name, answer in answers.items()}
+    assert all(names for sigs in others.values() for names in sigs.values()), others
+    assert {"verify", "probabilities", "attention"} <= {sig for answer in others.values() for sig in answer}, others
     for name, (_, _, _, mine) in served.items():
-        exported = answers[name]
+        exported = answers[name][0]
         assert sorted(mine) == sorted(exported), name
         for key, value in mine.items():
             if value.dtype == object:  # strings (PNG bytes included) must be identical

@@ -40,8 +40,6 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
     """The run's export with --max_detections 5 (its reload in a clean process: test_every_app.py)."""
-    import tensorflow as tf
-
     folder = tmp_path_factory.mktemp("exports")
     run_ok(APP, "export", "--run_dir", trained[0], "--export_dir", folder, "--max_detections", "5")
     return tf.saved_model.load(str(folder / "1")).signatures["serving_default"]
@@ -191,7 +189,6 @@ def test_detector_can_overfit_a_few_scenes(tmp_path):
 
 def test_predict_keeps_one_picture_per_input(trained, photos, tmp_path):
     """Issue 11: a/x.jpg and b/x.jpg (and a/x.png) each keep their picture in predictions/."""
-    from pathlib import Path
 
     from data.images.files import picture_names
 
