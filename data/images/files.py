@@ -59,8 +59,12 @@ def _tensorflow_refuses(data):
     try:
         _checked_decode(data, 3)
     except tf.errors.InvalidArgumentError as e:
-        return f"refused by the decoders the exported models use ({_refusal(e)}); convert it to PNG or JPEG"
+        return _refused(e)
     return None
+
+
+def _refused(error):
+    return f"refused by the decoders the exported models use ({_refusal(error)}); convert it to PNG or JPEG"
 
 
 def _refusal(error):
@@ -200,8 +204,8 @@ def read_image_file(path, channels=3):
     data = Path(path).read_bytes()
     try:
         return _checked_decode(data, channels)
-    except tf.errors.InvalidArgumentError:
-        raise DataError(f"{path}: {_tensorflow_refuses(data) or 'cannot be decoded'}") from None
+    except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it
+        raise DataError(f"{path}: {_refused(e)}") from None
 
 
 def image_paths(inputs):
