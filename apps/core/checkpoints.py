@@ -23,22 +23,10 @@ Saved = collections.namedtuple("Saved", "path epoch step variables")  # variable
 _VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def model_variables(model):
-    """Every variable of `model` (weights, BatchNorm statistics, dropout seed state) by path, the keys
-    its checkpoints use. Listed by path rather than through Keras' object graph, which does not expose
-    layers held in Python lists (so their BatchNorm statistics and seeds were lost)."""
-    variables = {}
-    for v in model.variables:
-        variables[v.path if v.path not in variables else f"{v.path}#{len(variables)}"] = v
-    return variables
-
-
-def _entry(name, v):
-    return [name, [int(d) for d in v.shape], str(tf.as_dtype(v.dtype).name)]
-
-
 # A SeedGenerator is auto-named with a process-wide counter (seed_generator_3): the number says how
-# many were made before it in this process, nothing about the model, so fingerprints leave it out.
+# many were made before it in this process, nothing about the model, so checkpoint keys and fingerprints
+# leave it out (else a run trained after another in one process kept its dropout seeds under keys that a
+# resume in a fresh process did not find, and went on with other masks).
 _AUTO_NUMBER = re.compile(r"(seed_generator)_\d+")
 
 
@@ -46,9 +34,24 @@ def _canonical(name):
     return _AUTO_NUMBER.sub(r"\1", name)
 
 
+def model_variables(model):
+    """Every variable of `model` (weights, BatchNorm statistics, dropout seed state) by canonical path, the
+    keys its checkpoints use. Listed by path rather than through Keras' object graph, which does not expose
+    layers held in Python lists (so their BatchNorm statistics and seeds were lost)."""
+    variables = {}
+    for v in model.variables:
+        path = _canonical(v.path)
+        variables[path if path not in variables else f"{path}#{len(variables)}"] = v
+    return variables
+
+
+def _entry(name, v):
+    return [name, [int(d) for d in v.shape], str(tf.as_dtype(v.dtype).name)]
+
+
 def fingerprint(model):
     """[[path, shape, dtype], ...] of the model's variables, in the model's order."""
-    return [_entry(_canonical(k), v) for k, v in model_variables(model).items()]
+    return [_entry(k, v) for k, v in model_variables(model).items()]
 
 
 def optimizer_fingerprint(optimizer):

@@ -72,7 +72,8 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, source_vocab, target_vocab, cell="gru", attention="bahdanau", embedding_dim=256, units=256,
                  encoder_layers=1, decoder_layers=1, dropout=0.1, tie_embeddings=False, **kwargs):
-        super().__init__(**kwargs)
+        # A fixed name: an automatic one is numbered per process (seq2seq_1), and checkpoint keys hold it
+        super().__init__(**{"name": "seq2seq", **kwargs})
         if cell not in CELLS or attention not in ATTENTIONS:
             raise ValueError(f"cell must be one of {CELLS} and attention one of {ATTENTIONS}; got {cell!r}, {attention!r}")
         if units % 2:

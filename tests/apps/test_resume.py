@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import layers  # noqa: F401  (registers the custom layers for loading)
-from tests.conftest import ROOT, TINY, last_line, run_cli, run_main
+from tests.conftest import ROOT, TINY, last_line, run_cli, run_cli_calls, run_main
 
 APP = "image_classification"
 RUN = [*TINY, "--epochs", "3", "--seed", "5", "--deterministic", "true", "--model.dropout", "0.2",
@@ -34,21 +34,27 @@ def latest_checkpoint(run_dir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The weights of RUN trained straight through, in a fresh process: what every resumed run must equal."""
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    run_cli(APP, "train", "--run_dir", run_dir, *RUN)
-    return final_weights(run_dir)
+def runs(tmp_path_factory):
+    """RUN trained straight through in a fresh process (what every resumed run must equal), and the same process
+    then trains RUN's first epoch alone into another folder (a second run in one process trains as a fresh
+    process would; extending a run in the process that trained it does not: that is left to fresh processes)."""
+    folder = tmp_path_factory.mktemp("runs")
+    run_cli_calls([APP, "train", "--run_dir", folder / "straight", *RUN],
+                  [APP, "train", "--run_dir", folder / "short", *RUN, "--epochs", "1"])
+    return final_weights(folder / "straight"), folder / "short"
 
 
-def test_extending_a_finished_run_equals_one_long_run(tmp_path, uninterrupted):
-    run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN, "--epochs", "1")
-    proc = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
-    assert "resuming from epoch 1, step 0" in proc.stdout
-    assert_same_weights(uninterrupted, final_weights(tmp_path / "short"))
-    again = run_cli(APP, "train", "--run_dir", tmp_path / "short", *RUN)
-    assert "already has 3 epochs" in again.stdout
-    assert_same_weights(uninterrupted, final_weights(tmp_path / "short"))  # not re-initialised
+@pytest.fixture(scope="module")
+def uninterrupted(runs):
+    return runs[0]
+
+
+def test_extending_a_finished_run_equals_one_long_run(runs, uninterrupted):
+    short = runs[1]
+    proc, again = run_cli_calls([APP, "train", "--run_dir", short, *RUN], [APP, "train", "--run_dir", short, *RUN])
+    assert "resuming from epoch 1, step 0" in proc
+    assert "already has 3 epochs" in again
+    assert_same_weights(uninterrupted, final_weights(short))  # extended as one long run, then not re-initialised
 
 
 @pytest.mark.slow

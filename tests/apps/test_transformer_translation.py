@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from data.generated.toy_text import write_word_pairs
-from tests.conftest import run_cli, run_main, run_ok
+from tests.conftest import run_cli, run_cli_calls, run_main, run_ok
 
 TINY = ["--epochs", "16", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.hidden_dim", "64", "--model.intermediate_dim", "128",
@@ -94,8 +94,9 @@ def test_extending_a_run_equals_training_straight_through(tmp_path):
     write_word_pairs(tmp_path / "pairs.tsv", n=400)
     flags = ["--data.source", "tsv", "--data.path", tmp_path / "pairs.tsv", *TINY, "--deterministic", "true",
              "--data.dev_size", "20", "--data.test_size", "20"]
-    run_cli("transformer_translation", "train", "--run_dir", tmp_path / "straight", *flags, "--epochs", "2")
-    run_cli("transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "1")
+    # Two runs in one process (the second trains as a fresh process would); the extension in a process of its own
+    run_cli_calls(["transformer_translation", "train", "--run_dir", tmp_path / "straight", *flags, "--epochs", "2"],
+                  ["transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "1"])
     run_cli("transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "2")
     a, b = (keras.saving.load_model(tmp_path / name / "model.keras", compile=False) for name in ("straight", "extended"))
     for x, y in zip(a.get_weights(), b.get_weights()):
