@@ -1,6 +1,8 @@
 """Smoke test over every registered app, from what each app declares beside its code (its
 `smoke_example`): a tiny training under `--strategy mirrored` on two logical CPUs (or the app's one-line
-refusal and a training on one device), then predict, export, and the SavedModel reloaded in a clean process
+refusal and a training on one device), in which whatever the app writes into the run directory (corpus,
+vocabularies, split records) is there, whole, at the runner's first barrier, where workers other than the
+chief start reading it; then predict, export, and the SavedModel reloaded in a clean process
 gives the outputs of the app's own serving module (evaluate: each app's own tests, with the checks of its task;
 one mirrored run is evaluated here, in a fresh process as a user would).
 
@@ -8,24 +10,81 @@ Each training has a fresh process (TensorFlow cannot run a second MirroredStrate
 their collectives' keys collide); the exports are reloaded together in one clean process at the end (a
 TensorFlow start costs about 7 CPU-seconds)."""
 import json
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
+from apps.core import runner
 from apps.core.checkpoints import _VALUE
+from apps.core.files import LOCK_NAME
 from apps.core.registry import get_app, list_apps
-from tests.conftest import last_line, run_cli, run_main
+from tests.conftest import ROOT, last_line, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
 def served():
     """{app: (export dir, serving imports, request, the in-process serving module's outputs)} from the round trips."""
     return {}
+
+
+# What the runner writes into a run directory itself; the rest is the app's (corpus, vocabularies, split records).
+_RUNNERS_OWN = ("config.json", "state.json", "run.json", "history.csv", "model.keras", "learning_curves.png", LOCK_NAME)
+
+def _watching_the_first_barrier(run_dir, at_barrier):
+    """runner._on_every_worker that also appends the run directory's files ({relative path: bytes}) to
+    `at_barrier` when the first barrier is left: where workers other than the chief start reading what it prepared."""
+    every_worker = runner._on_every_worker
+
+    def barrier(strategy, fn, *args):
+        result = every_worker(strategy, fn, *args)
+        if not at_barrier:
+            at_barrier.append({str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()})
+        return result
+    return barrier
+
+
+_WATCH_THE_BARRIER = """
+import pickle, sys
+from pathlib import Path
+from apps.core import runner
+from apps.__main__ import main
+from tests.apps.test_every_app import _watching_the_first_barrier
+
+run, out, argv, at_barrier = Path(sys.argv[1]), sys.argv[2], sys.argv[3:], []
+runner._on_every_worker = _watching_the_first_barrier(run, at_barrier)
+code = main(argv) or 0
+pickle.dump(at_barrier[0] if at_barrier else None, open(out, "wb"))
+sys.exit(code)
+"""
+
+
+def _train_watching_the_barrier(name, run_dir, flags, cwd):
+    """`python -m apps NAME train` in a fresh process, as run_cli, with the run directory's files recorded when
+    the first barrier (runner._on_every_worker) is left; (CompletedProcess, {relative path: bytes})."""
+    out = cwd / "at_barrier.pkl"
+    proc = subprocess.run([sys.executable, "-c", _WATCH_THE_BARRIER, run_dir, out, name, "train", "--run_dir", run_dir,
+                           *map(str, flags)], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc, pickle.loads(out.read_bytes())
+
+
+def _assert_prepared_before_the_barrier(run_dir, at_barrier):
+    """Whatever the app wrote into the run directory during training is there, whole, at the first barrier
+    (with several workers the others start reading it there)."""
+    assert at_barrier is not None, "the runner never reached its first barrier"
+    prepared = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    prepared = {path: content for path, content in prepared.items()
+                if path not in _RUNNERS_OWN and path.split("/")[0] not in ("checkpoints", "logs")}
+    assert prepared == {path: content for path, content in at_barrier.items() if path in prepared}
 
 
 @pytest.mark.parametrize("name", list_apps())
@@ -39,10 +98,15 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
         assert refused.returncode == 2 and last_line(refused.stderr) == (
             f"error: {name} trains on one device ({app_cls.single_device}); --strategy mirrored is not supported")
         assert not (folder / "refused" / "model.keras").exists()
-        assert run_main(name, "train", "--run_dir", run_dir, *example.train_flags, cwd=folder).returncode == 0
+        at_barrier = []
+        with monkeypatch.context() as patched:
+            patched.setattr(runner, "_on_every_worker", _watching_the_first_barrier(run_dir, at_barrier))
+            assert run_main(name, "train", "--run_dir", run_dir, *example.train_flags, cwd=folder).returncode == 0
+        _assert_prepared_before_the_barrier(run_dir, at_barrier[0] if at_barrier else None)
     else:
-        trained = run_cli(name, "train", "--run_dir", run_dir, *example.train_flags, "--strategy", "mirrored",
-                          "--cpu_devices", "2", cwd=folder)
+        trained, at_barrier = _train_watching_the_barrier(
+            name, run_dir, [*example.train_flags, "--strategy", "mirrored", "--cpu_devices", "2"], folder)
+        _assert_prepared_before_the_barrier(run_dir, at_barrier)
         batch = example.train_flags[example.train_flags.index("--batch_size") + 1] if "--batch_size" in example.train_flags \
             else app_cls.Config().batch_size
         assert f"MirroredStrategy with 2 replica(s); global batch {batch}" in trained.stdout
@@ -72,8 +136,24 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
 
 def test_every_export_serves_in_a_clean_process(served, tmp_path):
     """Each export, loaded where the project was never imported, answers its request as the app's module did,
-    and its other signatures that take the same inputs (verify, probabilities, attention) answer too. Exports
-    that need no extra imports load first, before any app's custom ops are registered."""
+    and its other signatures that take the same inputs (verify, probabilities, attention) answer too; its
+    SignatureDef (what saved_model_cli and TF Serving's metadata show) declares a 1-D batch of strings, and a
+    batch of another rank or an empty one is refused naming the input. Exports that need no extra imports
+    load first, before any app's custom ops are registered."""
+    for name, (path, _, request, _) in served.items():
+        proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
+        for key in request:
+            info = proto.meta_graphs[0].signature_def["serving_default"].inputs[key]
+            assert info.dtype == tf.string.as_datatype_enum, (name, key)
+            assert not info.tensor_shape.unknown_rank and [d.size for d in info.tensor_shape.dim] == [-1], (name, key)
+    if "object_detection" in served:  # as saved_model_cli shows it, for one of them
+        cli = Path(sys.executable).parent / "saved_model_cli"
+        command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+        proc = subprocess.run([*command, "show", "--dir", served["object_detection"][0], "--tag_set", "serve",
+                               "--signature_def", "serving_default"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        shown = " ".join(proc.stdout.split())
+        assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
     (tmp_path / "requests.pkl").write_bytes(pickle.dumps(
         sorted(((bool(imports), name, path, imports, request) for name, (path, imports, request, _) in served.items()))))
     script = textwrap.dedent(f"""
@@ -93,7 +173,16 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
                              for k in fn.structured_input_signature[1]}}
                     if sig != "serving_default" and all(given.values()):
                         others[sig] = sorted(fn(**{{k: tf.constant(v[0]) for k, v in given.items()}}))
-                out[name] = (answer, others)
+                refusals = {{}}  # each string input sent as a 2-D batch, a scalar, an empty batch
+                for key, values in request.items():
+                    rest = {{k: tf.constant(v) for k, v in request.items() if k != key}}
+                    for how, bad in (("2-D", [values[:1]]), ("scalar", values[0]), ("empty", [])):
+                        try:
+                            signatures["serving_default"](**rest, **{{key: tf.constant(bad, tf.string)}})
+                            refusals[key, how] = "answered"
+                        except tf.errors.InvalidArgumentError as e:
+                            refusals[key, how] = " ".join(str(e).split())
+                out[name] = (answer, others, refusals)
             except Exception:
                 out[name] = traceback.format_exc()[-2000:]
         out["imported"] = sorted({{"apps", "layers", "data", "backbones"}} & set(sys.modules))
@@ -105,6 +194,11 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
     assert answers.pop("imported") == [], "the clean process imported the project"
     failed = {name: answer for name, answer in answers.items() if isinstance(answer, str)}
     assert not failed, failed
+    for name, (_, _, refusals) in answers.items():  # the in-graph checks: a declared shape is not enforced
+        assert refusals, name
+        for (key, how), message in refusals.items():
+            expected = f"`{key}` is empty" if how == "empty" else f"`{key}` must be a 1-D batch"
+            assert expected in message, (name, key, how, message)
     others = {name: answer[1] for name, answer in answers.items()}
     assert all(names for sigs in others.values() for names in sigs.values()), others
     assert {"verify", "probabilities", "attention"} <= {sig for answer in others.values() for sig in answer}, others

@@ -19,7 +19,6 @@ import tensorflow as tf
 from apps.core import files as run_files
 from apps.core.checkpoints import TrainingState
 from apps.core.errors import TrainingDiverged
-from apps.core.registry import list_apps
 from apps.image_classification.app import ImageClassification
 from tests.conftest import TINY, last_line, run_main, run_ok
 
@@ -106,35 +105,6 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch, name):
     assert written and all(p.startswith("workers/worker-0/") for p in written), sorted(written)
     assert not (run / "workers" / "worker-0" / "state.json").exists()
     assert list((run / "workers" / "worker-0" / "checkpoints").glob("*.index"))
-
-
-_RUNNERS_OWN = ("config.json", "state.json", "run.json", "history.csv", "model.keras", "learning_curves.png",
-                run_files.LOCK_NAME)
-
-
-@pytest.mark.parametrize("name", sorted(list_apps()))
-def test_the_chief_prepares_the_runs_data_before_the_other_workers_read_it(tmp_path, monkeypatch, name):
-    """Whatever an app writes into the run directory during training (corpus, vocabularies, split records)
-    is there, whole, when the workers leave the first barrier, where the others start reading it."""
-    from apps.core import runner
-    from apps.core.registry import get_app
-
-    at_barrier = []
-    every_worker = runner._on_every_worker
-
-    def barrier(strategy, fn, *args):
-        result = every_worker(strategy, fn, *args)
-        if not at_barrier:
-            at_barrier.append(snapshot(run))
-        return result
-
-    monkeypatch.setattr(runner, "_on_every_worker", barrier)
-    example = get_app(name).smoke_example(tmp_path)
-    run = tmp_path / "run"
-    run_ok(name, "train", "--run_dir", run, *example.train_flags, "--epochs", "1")
-    prepared = {path: content for path, (content, _) in snapshot(run).items()
-                if path not in _RUNNERS_OWN and path.split("/")[0] not in ("checkpoints", "logs")}
-    assert prepared == {path: content for path, (content, _) in at_barrier[0].items() if path in prepared}
 
 
 def test_the_run_records_its_app_and_structure(trained):

@@ -10,10 +10,11 @@ from data.generated.toy_text import write_word_pairs
 from tests.conftest import run_ok
 
 APP = "seq2seq_attention"
-# Rate 0.02: at 0.01 the mapping was half learnt after 40 epochs on this machine (BLEU 30; 0.005: 3; 0.02: 99).
-TINY = ["--epochs", "40", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
+# Rate 0.02, cosine: 20 epochs of 25 steps reached BLEU 99.7 (learnt by epoch 10; 16 epochs: 91; 25: 99.4). A
+# constant 0.02 needed 40 epochs (it spiked late); a constant 0.01 had half learnt it after 40 (BLEU 30).
+TINY = ["--epochs", "20", "--batch_size", "512", "--data.dev_size", "50", "--data.test_size", "100",
         "--data.vocab_size", "300", "--data.max_length", "16", "--model.units", "128", "--model.embedding_dim", "64",
-        "--model.dropout", "0", "--learning_rate", "0.02", "--schedule", "constant", "--warmup_epochs", "0",
+        "--model.dropout", "0", "--learning_rate", "0.02", "--schedule", "cosine", "--warmup_epochs", "0",
         "--label_smoothing", "0", "--jit_compile", "false",
         "--beam_size", "2",
         "--verbose", "line"]
