@@ -58,6 +58,21 @@ def run_cli_calls(*calls, cwd=None, timeout=900):
     return [out if i == 0 else out.split("\n", 1)[1] for i, out in enumerate(outputs)]
 
 
+def watching_the_first_barrier(run_dir, at_barrier):
+    """runner._on_every_worker that also appends the run directory's files ({relative path: bytes}) to
+    `at_barrier` when the first barrier is left: where workers other than the chief start reading what it prepared."""
+    from apps.core import runner
+
+    every_worker = runner._on_every_worker
+
+    def barrier(strategy, fn, *args):
+        result = every_worker(strategy, fn, *args)
+        if not at_barrier:
+            at_barrier.append({str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()})
+        return result
+    return barrier
+
+
 Result = collections.namedtuple("Result", "returncode stdout stderr")
 
 

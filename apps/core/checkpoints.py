@@ -28,10 +28,11 @@ _VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 # leave it out (else a run trained after another in one process kept its dropout seeds under keys that a
 # resume in a fresh process did not find, and went on with other masks).
 _AUTO_NUMBER = re.compile(r"(seed_generator)_\d+")
+_REPEATED = re.compile(r"#\d+$")  # model_variables' suffix for a path met again (two seed generators in one place)
 
 
 def _canonical(name):
-    return _AUTO_NUMBER.sub(r"\1", name)
+    return _REPEATED.sub("", _AUTO_NUMBER.sub(r"\1", name))
 
 
 def model_variables(model):
@@ -51,7 +52,7 @@ def _entry(name, v):
 
 def fingerprint(model):
     """[[path, shape, dtype], ...] of the model's variables, in the model's order."""
-    return [_entry(k, v) for k, v in model_variables(model).items()]
+    return [_entry(_canonical(k), v) for k, v in model_variables(model).items()]
 
 
 def optimizer_fingerprint(optimizer):

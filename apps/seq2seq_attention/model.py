@@ -72,8 +72,9 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, source_vocab, target_vocab, cell="gru", attention="bahdanau", embedding_dim=256, units=256,
                  encoder_layers=1, decoder_layers=1, dropout=0.1, tie_embeddings=False, **kwargs):
-        # A fixed name: an automatic one is numbered per process (seq2seq_1), and checkpoint keys hold it
-        super().__init__(**{"name": "seq2seq", **kwargs})
+        # Fixed names (those a fresh process gives): automatic ones are numbered per process (seq2_seq_1,
+        # forward_gru_2), and checkpoint keys hold them
+        super().__init__(**{"name": "seq2_seq", **kwargs})
         if cell not in CELLS or attention not in ATTENTIONS:
             raise ValueError(f"cell must be one of {CELLS} and attention one of {ATTENTIONS}; got {cell!r}, {attention!r}")
         if units % 2:
@@ -91,7 +92,8 @@ class Seq2Seq(keras.Model):
         self.target_embedding = keras.layers.ReversibleEmbedding(target_vocab, embedding_dim, tie_weights=tie_embeddings,
                                                                  name="target_embedding")
         self.dropout = keras.layers.Dropout(dropout)
-        self.encoder_rnns = [keras.layers.Bidirectional(rnn(units // 2, return_sequences=True, return_state=True),
+        self.encoder_rnns = [keras.layers.Bidirectional(rnn(units // 2, return_sequences=True, return_state=True,
+                                                            name=cell if i == 0 else f"{cell}_{i}"),
                                                         name=f"encoder_{i}") for i in range(encoder_layers)]
         self.bridge = keras.layers.Dense(decoder_layers * self.kinds * units, activation="tanh", name="bridge")
         if attention == "bahdanau":

@@ -24,7 +24,8 @@ from layers.transformer_decoder_block import TransformerDecoderBlock
 class Transformer(keras.Model):
     def __init__(self, source_vocab, target_vocab, hidden_dim=256, encoder_layers=3, decoder_layers=3, num_heads=4,
                  intermediate_dim=1024, dropout=0.1, tie_embeddings=True, normalize_first=False, **kwargs):
-        # A fixed name: an automatic one is numbered per process (transformer_1), and checkpoint keys hold it
+        # A fixed name (the one a fresh process gives): an automatic one is numbered per process (transformer_1),
+        # and checkpoint keys hold it
         super().__init__(**{"name": "transformer", **kwargs})
         self.settings = dict(source_vocab=source_vocab, target_vocab=target_vocab, hidden_dim=hidden_dim,
                              encoder_layers=encoder_layers, decoder_layers=decoder_layers, num_heads=num_heads,

@@ -26,7 +26,7 @@ from apps.core import runner
 from apps.core.checkpoints import _VALUE
 from apps.core.files import LOCK_NAME
 from apps.core.registry import get_app, list_apps
-from tests.conftest import ROOT, last_line, run_cli, run_main
+from tests.conftest import ROOT, last_line, run_cli, run_main, watching_the_first_barrier
 
 
 @pytest.fixture(scope="module")
@@ -38,28 +38,15 @@ def served():
 # What the runner writes into a run directory itself; the rest is the app's (corpus, vocabularies, split records).
 _RUNNERS_OWN = ("config.json", "state.json", "run.json", "history.csv", "model.keras", "learning_curves.png", LOCK_NAME)
 
-def _watching_the_first_barrier(run_dir, at_barrier):
-    """runner._on_every_worker that also appends the run directory's files ({relative path: bytes}) to
-    `at_barrier` when the first barrier is left: where workers other than the chief start reading what it prepared."""
-    every_worker = runner._on_every_worker
-
-    def barrier(strategy, fn, *args):
-        result = every_worker(strategy, fn, *args)
-        if not at_barrier:
-            at_barrier.append({str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()})
-        return result
-    return barrier
-
-
 _WATCH_THE_BARRIER = """
 import pickle, sys
 from pathlib import Path
 from apps.core import runner
 from apps.__main__ import main
-from tests.apps.test_every_app import _watching_the_first_barrier
+from tests.conftest import watching_the_first_barrier
 
 run, out, argv, at_barrier = Path(sys.argv[1]), sys.argv[2], sys.argv[3:], []
-runner._on_every_worker = _watching_the_first_barrier(run, at_barrier)
+runner._on_every_worker = watching_the_first_barrier(run, at_barrier)
 code = main(argv) or 0
 pickle.dump(at_barrier[0] if at_barrier else None, open(out, "wb"))
 sys.exit(code)
@@ -100,7 +87,7 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
         assert not (folder / "refused" / "model.keras").exists()
         at_barrier = []
         with monkeypatch.context() as patched:
-            patched.setattr(runner, "_on_every_worker", _watching_the_first_barrier(run_dir, at_barrier))
+            patched.setattr(runner, "_on_every_worker", watching_the_first_barrier(run_dir, at_barrier))
             assert run_main(name, "train", "--run_dir", run_dir, *example.train_flags, cwd=folder).returncode == 0
         _assert_prepared_before_the_barrier(run_dir, at_barrier[0] if at_barrier else None)
     else:

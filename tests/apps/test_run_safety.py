@@ -4,6 +4,7 @@ only, and run files that survive a full disk, a read-only folder and a damaged m
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from apps.core import files as run_files
-from apps.core.checkpoints import TrainingState
+from apps.core.checkpoints import TrainingState, fingerprint, model_variables, saved_fingerprint
 from apps.core.errors import TrainingDiverged
 from apps.image_classification.app import ImageClassification
 from tests.conftest import TINY, last_line, run_main, run_ok
@@ -184,6 +185,26 @@ def test_a_checkpoint_is_saved_only_when_every_variable_is_finite(tmp_path):
     with pytest.raises(TrainingDiverged, match="dense/kernel holds NaN or infinite values"):
         state.save()
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == good
+
+
+def test_repeated_seed_paths_keep_the_fingerprint_runs_recorded(tmp_path):
+    """Two dropout seeds at one path (numbered seed_generator_N per process, which keys leave out) are keyed
+    path and path#N in a checkpoint; fingerprints, which run.json and the fit check compare, keep the bare
+    path as runs recorded them, and a checkpoint's own fingerprint reads back equal."""
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dropout(0.2, name="first")(keras.layers.Dropout(0.1, name="second")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(hidden))
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    keys = list(model_variables(model))
+    assert len([k for k in keys if "#" in k]) == 1 and not [k for k in keys if re.search(r"seed_generator_\d", k)]
+    assert [name for name, _, _ in fingerprint(model)] == [
+        re.sub(r"seed_generator_\d+", "seed_generator", v.path) for v in model.variables]
+    state = TrainingState(tmp_path / "checkpoints", keep=1)
+    state.attach(model, "optimizer_0_train_adam")
+    state.save()
+    saved = state.find()
+    assert sorted(saved_fingerprint(saved, "optimizer_0_train_adam")[0]) == sorted(fingerprint(model))  # by name
 
 
 def _raise_enospc(*args, **kwargs):

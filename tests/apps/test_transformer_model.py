@@ -1,5 +1,7 @@
 """The Transformer: positional-encoding values, cached decoding equal to the full pass, beam 1 equal to
 greedy, tied embeddings, save and reload."""
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -67,3 +69,17 @@ def test_save_and_reload(model, tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(again((SOURCE, target_in)), model((SOURCE, target_in)), atol=1e-6)
+
+
+
+def test_checkpoint_keys_do_not_depend_on_the_models_built_before(model):
+    """Checkpoint keys are variable paths: a model built after others in a process (here, after the module's)
+    has the names a fresh process gives it, so its run resumes anywhere."""
+    from apps.core.checkpoints import model_variables
+
+    again = Transformer(40, 50, hidden_dim=16, encoder_layers=2, decoder_layers=2, num_heads=2, intermediate_dim=32,
+                        dropout=0.1)
+    again((np.ones((1, 4), "int32"), np.ones((1, 4), "int32")))
+    keys = list(model_variables(again))
+    assert not [k for k in keys if re.search(r"seed_generator_\d", k) or not k.startswith(("transformer/", "seed_generator"))], keys
+    assert set(keys) >= set(model_variables(model))  # the same paths, and the dropout layers' seeds besides
