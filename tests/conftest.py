@@ -23,18 +23,24 @@ TINY = ["--epochs", "1", "--batch_size", "32", "--data.limit", "640", "--learnin
         "--verbose", "line"]
 
 
-def run_cli(*args, cwd=None, env=None, timeout=600, check=True):
-    """Run `python -m apps ...` in a fresh process; returns the CompletedProcess. `env` adds to this
-    process's environment; a None value removes the variable. A fresh Python + TensorFlow costs
-    seconds: use it where a fresh process matters (kill -9, multi-worker, --cpu_devices, a strategy,
-    reloading an export, the process's own output), and run_main for messages and exit codes."""
+def run_python(*args, cwd=None, env=None, timeout=600, check=True):
+    """`python ARGS` in a fresh process with this checkout importable; returns the CompletedProcess. `env` adds
+    to this process's environment; a None value removes the variable. check: a non-zero exit fails the test,
+    showing the ends of both outputs."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}
-    proc = subprocess.run([sys.executable, "-m", "apps", *map(str, args)], cwd=cwd or ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd or ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600, check=True):
+    """Run `python -m apps ...` in a fresh process (run_python). A fresh Python + TensorFlow costs
+    seconds: use it where a fresh process matters (kill -9, multi-worker, --cpu_devices, a strategy,
+    reloading an export, the process's own output), and run_main for messages and exit codes."""
+    return run_python("-m", "apps", *args, cwd=cwd, env=env, timeout=timeout, check=check)
 
 
 _CALL_END = "--- end of call, exit "
@@ -49,13 +55,14 @@ def run_cli_calls(*calls, cwd=None, timeout=900):
               "    code = main(argv) or 0\n"
               f"    print({_CALL_END!r} + str(code), flush=True)\n"
               "    if code:\n        sys.exit(code)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd or ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    proc = run_python("-c", script, cwd=cwd, timeout=timeout)
     outputs = proc.stdout.split(_CALL_END)[:-1]
     return [out if i == 0 else out.split("\n", 1)[1] for i, out in enumerate(outputs)]
+
+
+def folder_bytes(folder):
+    """{path relative to `folder`: bytes} of every file under it."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def watching_the_first_barrier(run_dir, at_barrier):
@@ -68,7 +75,7 @@ def watching_the_first_barrier(run_dir, at_barrier):
     def barrier(strategy, fn, *args):
         result = every_worker(strategy, fn, *args)
         if not at_barrier:
-            at_barrier.append({str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()})
+            at_barrier.append(folder_bytes(run_dir))
         return result
     return barrier
 

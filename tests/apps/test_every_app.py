@@ -10,7 +10,6 @@ Each training has a fresh process (TensorFlow cannot run a second MirroredStrate
 their collectives' keys collide); the exports are reloaded together in one clean process at the end (a
 TensorFlow start costs about 7 CPU-seconds)."""
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from apps.core import runner
 from apps.core.checkpoints import _VALUE
 from apps.core.files import LOCK_NAME
 from apps.core.registry import get_app, list_apps
-from tests.conftest import ROOT, last_line, run_cli, run_main, watching_the_first_barrier
+from tests.conftest import folder_bytes, last_line, run_cli, run_main, run_python, watching_the_first_barrier
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +56,7 @@ def _train_watching_the_barrier(name, run_dir, flags, cwd):
     """`python -m apps NAME train` in a fresh process, as run_cli, with the run directory's files recorded when
     the first barrier (runner._on_every_worker) is left; (CompletedProcess, {relative path: bytes})."""
     out = cwd / "at_barrier.pkl"
-    proc = subprocess.run([sys.executable, "-c", _WATCH_THE_BARRIER, run_dir, out, name, "train", "--run_dir", run_dir,
-                           *map(str, flags)], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    proc = run_python("-c", _WATCH_THE_BARRIER, run_dir, out, name, "train", "--run_dir", run_dir, *flags, cwd=cwd)
     return proc, pickle.loads(out.read_bytes())
 
 
@@ -68,8 +64,7 @@ def _assert_prepared_before_the_barrier(run_dir, at_barrier):
     """Whatever the app wrote into the run directory during training is there, whole, at the first barrier
     (with several workers the others start reading it there)."""
     assert at_barrier is not None, "the runner never reached its first barrier"
-    prepared = {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    prepared = {path: content for path, content in prepared.items()
+    prepared = {path: content for path, content in folder_bytes(run_dir).items()
                 if path not in _RUNNERS_OWN and path.split("/")[0] not in ("checkpoints", "logs")}
     assert prepared == {path: content for path, content in at_barrier.items() if path in prepared}
 

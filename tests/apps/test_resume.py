@@ -36,8 +36,8 @@ def latest_checkpoint(run_dir):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """RUN trained straight through in a fresh process (what every resumed run must equal), and the same process
-    then trains RUN's first epoch alone into another folder (a second run in one process trains as a fresh
-    process would; extending a run in the process that trained it does not: that is left to fresh processes)."""
+    then trains RUN's first epoch alone into another folder: a run trained after another in one process, as in a
+    notebook, which a fresh process then extends (its checkpoint keys must not depend on what came before)."""
     folder = tmp_path_factory.mktemp("runs")
     run_cli_calls([APP, "train", "--run_dir", folder / "straight", *RUN],
                   [APP, "train", "--run_dir", folder / "short", *RUN, "--epochs", "1"])

@@ -94,7 +94,7 @@ def test_extending_a_run_equals_training_straight_through(tmp_path):
     write_word_pairs(tmp_path / "pairs.tsv", n=400)
     flags = ["--data.source", "tsv", "--data.path", tmp_path / "pairs.tsv", *TINY, "--deterministic", "true",
              "--data.dev_size", "20", "--data.test_size", "20"]
-    # Two runs in one process (the second trains as a fresh process would); the extension in a process of its own
+    # Two runs in one process, the second then extended by a fresh one: its model must be named as there
     run_cli_calls(["transformer_translation", "train", "--run_dir", tmp_path / "straight", *flags, "--epochs", "2"],
                   ["transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "1"])
     run_cli("transformer_translation", "train", "--run_dir", tmp_path / "extended", *flags, "--epochs", "2")
