@@ -60,6 +60,16 @@ def run_cli_calls(*calls, cwd=None, timeout=900):
     return [out if i == 0 else out.split("\n", 1)[1] for i, out in enumerate(outputs)]
 
 
+def compile_built(model, *args, **kwargs):
+    """`model.compile(*args, **kwargs)`, then its optimizer's variables built for the model's trainable ones, as the
+    runner does: left to Keras, they are created inside the first traced step, which TensorFlow then traces a
+    second time (a tiny Inception's first fit: 10 s instead of 15)."""
+    assert model.trainable_variables, "build the model before compile_built"
+    model.compile(*args, **kwargs)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def folder_bytes(folder):
     """{path relative to `folder`: bytes} of every file under it."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

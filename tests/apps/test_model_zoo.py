@@ -8,7 +8,7 @@ from apps.image_classification.config import ModelConfig
 from apps.image_classification.model import build_classifier
 from backbones import BackboneError, backbone_names, set_trainable_top
 from backbones.squeezenet import WEIGHTS as SQUEEZENET_WEIGHTS
-from tests.conftest import last_line, run_main, run_ok, shared_data
+from tests.conftest import compile_built, last_line, run_main, run_ok, shared_data
 
 SHARED_VGG16 = "weights/vgg16_hed_notop.weights.h5"  # under ../shared/data
 
@@ -19,7 +19,7 @@ def test_every_zoo_model_builds_trains_and_reloads(arch, tmp_path):
     model = build_classifier(ModelConfig(arch=arch, width=8, depth=1, dropout=0.1), (28, 28, 1), 10, ([120.0], [900.0]))
     x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
     y = keras.utils.to_categorical([0, 1, 2, 3], 10)
-    model.compile("adam", "categorical_crossentropy")
+    compile_built(model, "adam", "categorical_crossentropy")
     losses = model.fit(x, y, epochs=8, verbose=0).history["loss"]
     assert losses[-1] < losses[0]  # it learns
     probabilities = model(x, training=False).numpy()  # eager: predict() would trace a function per model
@@ -111,7 +111,7 @@ def test_batchnorm_learns_from_scratch_and_keeps_pretrained_statistics(weights):
     model = build_classifier(ModelConfig(arch="efficientnet_lite0", weights=weights), (32, 32, 3), 3, None)
     bn = model.get_layer("backbone").get_layer("stem_bn")
     before = bn.moving_mean.numpy().copy()
-    model.compile("sgd", "categorical_crossentropy")
+    compile_built(model, "sgd", "categorical_crossentropy")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     model.fit(x, keras.utils.to_categorical([0, 1, 2, 0], 3), epochs=1, verbose=0)
     moved = not np.allclose(bn.moving_mean.numpy(), before)

@@ -12,6 +12,7 @@ from apps.semantic_segmentation.model import (ModelConfig, PyramidEncoder, build
 from backbones import build_backbone, set_trainable_top
 from layers.initializers import BilinearUpsampling
 from layers.losses.segmentation import SegmentationCrossEntropy
+from tests.conftest import compile_built
 
 TINY = dict(width=4, depth=3)
 ARCHS = {
@@ -136,7 +137,7 @@ def test_tiny_unet_overfits_one_image():
     mask = ((yy - 14) ** 2 + (xx - 18) ** 2 < 81).astype("int32")
     image = (pixels((32, 32, 3)) * 0.3 + 150 * mask[..., None])[None]
     model = build_segmenter(ModelConfig(width=8, depth=2), num_classes=2)
-    model.compile(keras.optimizers.Adam(3e-3), SegmentationCrossEntropy())
+    compile_built(model, keras.optimizers.Adam(3e-3), SegmentationCrossEntropy())
     losses = [float(model.train_on_batch(image, mask[None])) for _ in range(60)]
     assert losses[-1] < 0.1 * losses[0], losses[::10]
     predicted = np.argmax(model.predict_on_batch(image)[0], -1)

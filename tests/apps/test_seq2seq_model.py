@@ -11,6 +11,7 @@ from apps.seq2seq_attention.model import Seq2SeqConfig, build_seq2seq
 from data.text.subword import BOS, EOS, PAD
 from layers.decoding.search import beam_search, greedy_search
 from layers.losses.sequence import MaskedSmoothedCrossEntropy
+from tests.conftest import compile_built
 
 V, E, UNITS = 20, 6, 8
 SOURCE = np.array([[5, 6, 7, 8, EOS], [9, 10, EOS, PAD, PAD]], np.int32)  # the second has two padding positions
@@ -122,7 +123,7 @@ def test_fit_reduces_the_loss_on_a_copy_task():
     target_in = np.concatenate([np.full((n, 1), BOS), target[:, :-1]], 1)
     x, y = (target.astype("int32"), target_in.astype("int32")), target.astype("int32")
     model = tiny("gru-luong_general", dropout=0.1)
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=MaskedSmoothedCrossEntropy(), jit_compile=False)
+    compile_built(model, optimizer=keras.optimizers.Adam(0.02), loss=MaskedSmoothedCrossEntropy(), jit_compile=False)
     before = model.evaluate(x, y, batch_size=32, verbose=0)
     model.fit(x, y, batch_size=32, epochs=3, verbose=0)
     assert model.evaluate(x, y, batch_size=32, verbose=0) < before - 0.1
@@ -135,7 +136,7 @@ def test_the_training_step_compiles_with_xla(kind):
     so lstm-bahdanau, whose cell and attention the others compile, is left out."""
     model = tiny(kind, dropout=0.1)
     target = np.array([[11, 12, 13, EOS], [14, EOS, PAD, PAD]], np.int32)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=MaskedSmoothedCrossEntropy(), jit_compile=True)
+    compile_built(model, optimizer=keras.optimizers.Adam(0.01), loss=MaskedSmoothedCrossEntropy(), jit_compile=True)
     first = model.train_on_batch((SOURCE, TARGET_IN), target)
     for _ in range(3):
         last = model.train_on_batch((SOURCE, TARGET_IN), target)

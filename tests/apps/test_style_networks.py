@@ -12,6 +12,7 @@ from apps.style_transfer.networks import ADAIN_LAYERS, AdaINModel, JohnsonLoss, 
 from apps.style_transfer.serving import stylize_any_size
 from layers import ReflectionPad2D
 from layers.losses.style import adain, adain_content_loss, adain_style_loss, gram_matrix, perceptual_loss
+from tests.conftest import compile_built
 
 
 def pictures(n, h, w, seed):
@@ -84,7 +85,7 @@ def test_johnson_loss_is_perceptual_loss_averaged_over_the_batch(features):
 def test_johnson_loss_trains_the_net_and_the_compiled_net_saves(features, tmp_path):
     keras.utils.set_random_seed(1)
     net = transform_net(width=4, residual_blocks=1)
-    net.compile(optimizer=keras.optimizers.Adam(1e-2), loss=JohnsonLoss(features, pictures(1, 32, 32, seed=5)[0]))
+    compile_built(net, optimizer=keras.optimizers.Adam(1e-2), loss=JohnsonLoss(features, pictures(1, 32, 32, seed=5)[0]))
     photos = tf.data.Dataset.from_tensor_slices(pictures(2, 32, 32, seed=6)).map(lambda x: (x, x)).batch(2)
     before = net.evaluate(photos, verbose=0)
     net.fit(photos.repeat(6), verbose=0)
@@ -150,7 +151,7 @@ def test_adain_fit_trains_only_the_decoder_and_round_trips(encoder_features, tmp
     data = tf.data.Dataset.from_tensor_slices(batch(4, strength=[1.0, 1.0, 0.5, 0.0], seed=8)).batch(2)
     encoder_before = [w.numpy().copy() for w in model.encoder.weights]
     decoder_before = [w.numpy().copy() for w in model.decoder.weights]
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    compile_built(model, optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(data, validation_data=data.take(1), epochs=1, verbose=0).history
     assert {"loss", "content", "style", "val_loss", "val_content", "val_style"} <= set(history)
     assert all(np.isfinite(v[0]) for v in history.values())

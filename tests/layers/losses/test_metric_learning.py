@@ -11,6 +11,7 @@ from layers import PairwiseLogits
 from layers.losses.metric_learning import (METRIC_LOSSES, MININGS, ActiveTripletFraction, PairwiseBinaryLoss,
                                            TripletLoss, active_triplet_fraction, make_metric_loss,
                                            pairwise_squared_distances, triplet_loss)
+from tests.conftest import compile_built
 from tests.layers.layer_checks import check_gradients, check_output_shape, check_save_reload
 
 
@@ -272,7 +273,7 @@ def test_each_loss_trains_in_fit(name):
     outputs = PairwiseLogits()(embeddings) if name == "binary" else embeddings
     model = keras.Model(inputs, outputs)
     metrics = [ActiveTripletFraction(0.2, name)] if name in MININGS else []
-    model.compile(keras.optimizers.Adam(0.01), loss=make_metric_loss(name), metrics=metrics)
+    compile_built(model, keras.optimizers.Adam(0.01), loss=make_metric_loss(name), metrics=metrics)
     history = model.fit(x, labels, batch_size=16, epochs=2, verbose=0, shuffle=False).history
     assert np.isfinite(history["loss"]).all()
     if metrics:
