@@ -46,12 +46,17 @@ def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tm
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python, work = env / "bin" / "python", tmp_path / "work"
     work.mkdir()
-    where = run(python, "-c", f"import {', '.join(PACKAGES)}; print({PACKAGES[0]}.__file__, backbones.__file__)", cwd=work)
-    assert all(p.startswith(str(site)) for p in where.stdout.split()), where.stdout
     listing = run(python, "-m", "apps", "list", cwd=work).stdout
     assert "image_classification" in listing and "transformer_translation" in listing
-    run(python, "-m", "apps", "image_classification", "train", "--epochs", "1", "--data.limit", "320", "--batch_size", "32",
-        "--model.width", "8", "--model.depth", "1", "--verbose", "line", cwd=work)  # the embedded data ships in the wheel
-    run(python, "-m", "apps", "image_classification", "export", cwd=work)
+    # One process for the rest (a TensorFlow start costs seconds): where the packages come from, then train and
+    # export with the embedded data, which ships in the wheel.
+    train = ["image_classification", "train", "--epochs", "1", "--data.limit", "320", "--batch_size", "32",
+             "--model.width", "8", "--model.depth", "1", "--verbose", "line"]
+    script = (f"import sys, {', '.join(PACKAGES)}\nprint('FILES', {PACKAGES[0]}.__file__, backbones.__file__)\n"
+              "from apps.__main__ import main\n"
+              f"for argv in {[train, ['image_classification', 'export']]!r}:\n"
+              "    code = main(argv)\n    if code:\n        sys.exit(code)\n")
+    where = run(python, "-c", script, cwd=work).stdout.split("FILES ", 1)[1].split("\n", 1)[0]
+    assert all(p.startswith(str(site)) for p in where.split()), where
     assert (work / "saved_models" / "image_classification" / "1" / "saved_model.pb").is_file()
     assert not list(site.glob("saved_models")) and not list((site / "apps").glob("saved_models"))
