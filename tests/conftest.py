@@ -46,16 +46,21 @@ def run_cli(*args, cwd=None, env=None, timeout=600, check=True):
 _CALL_END = "--- end of call, exit "
 
 
+def main_calls_script(*calls):
+    """Python source that runs `apps.__main__.main` on each call's arguments in turn, printing an end line after
+    each and exiting with the first non-zero code: for run_cli_calls, or any interpreter that has `apps`."""
+    return ("import sys\nfrom apps.__main__ import main\n"
+            f"for argv in {[[str(a) for a in call] for call in calls]!r}:\n"
+            "    code = main(argv) or 0\n"
+            f"    print({_CALL_END!r} + str(code), flush=True)\n"
+            "    if code:\n        sys.exit(code)\n")
+
+
 def run_cli_calls(*calls, cwd=None, timeout=900):
     """Several `python -m apps ...` commands one after another in ONE fresh process: for commands that need a
     process of their own (--deterministic stays set in a process) but not one each (a TensorFlow start costs
     ~6 CPU-seconds). Each must succeed; returns each one's stdout."""
-    script = ("import sys\nfrom apps.__main__ import main\n"
-              f"for argv in {[[str(a) for a in call] for call in calls]!r}:\n"
-              "    code = main(argv) or 0\n"
-              f"    print({_CALL_END!r} + str(code), flush=True)\n"
-              "    if code:\n        sys.exit(code)\n")
-    proc = run_python("-c", script, cwd=cwd, timeout=timeout)
+    proc = run_python("-c", main_calls_script(*calls), cwd=cwd, timeout=timeout)
     outputs = proc.stdout.split(_CALL_END)[:-1]
     return [out if i == 0 else out.split("\n", 1)[1] for i, out in enumerate(outputs)]
 

@@ -7,7 +7,7 @@ import sysconfig
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, main_calls_script
 
 PACKAGES = ("apps", "backbones", "layers", "data")
 
@@ -52,10 +52,8 @@ def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tm
     # export with the embedded data, which ships in the wheel.
     train = ["image_classification", "train", "--epochs", "1", "--data.limit", "320", "--batch_size", "32",
              "--model.width", "8", "--model.depth", "1", "--verbose", "line"]
-    script = (f"import sys, {', '.join(PACKAGES)}\nprint('FILES', {PACKAGES[0]}.__file__, backbones.__file__)\n"
-              "from apps.__main__ import main\n"
-              f"for argv in {[train, ['image_classification', 'export']]!r}:\n"
-              "    code = main(argv)\n    if code:\n        sys.exit(code)\n")
+    script = (f"import {', '.join(PACKAGES)}\nprint('FILES', {PACKAGES[0]}.__file__, backbones.__file__)\n"
+              + main_calls_script(train, ["image_classification", "export"]))
     where = run(python, "-c", script, cwd=work).stdout.split("FILES ", 1)[1].split("\n", 1)[0]
     assert all(p.startswith(str(site)) for p in where.split()), where
     assert (work / "saved_models" / "image_classification" / "1" / "saved_model.pb").is_file()
