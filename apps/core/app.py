@@ -98,7 +98,7 @@ class App:
         return steps_per_epoch
 
     def extra_signatures(self, module):
-        """Signatures exported beside `serving_default` (name -> concrete function)."""
+        """Signatures exported beside `serving_default`: name -> a tf.function of the module with an input_signature."""
         return {}
 
     def export_files(self, model, directory):

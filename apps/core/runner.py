@@ -499,7 +499,9 @@ def _export(app, base_dir):
     module = app.serving_model(model)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
     try:
-        signatures = {"serving_default": module.serve.get_concrete_function(), **app.extra_signatures(module)}
+        # tf.functions, not concrete functions: traced inside the save (a trace made before it is made again
+        # there, as TensorFlow keys traces by the save context too)
+        signatures = {"serving_default": module.serve, **app.extra_signatures(module)}
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         app.export_files(model, tmp)
         os.replace(tmp, final)

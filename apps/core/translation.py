@@ -206,4 +206,4 @@ class TranslationApp(App):
 
     def extra_signatures(self, module):
         """`attention`: sentences in; translations and the attention weights over the source tokens out."""
-        return {"attention": module.attention.get_concrete_function()}
+        return {"attention": module.attention}

@@ -143,7 +143,7 @@ class SemanticSegmentation(RecordedSplits, App):
         return SegmenterServing(model, self.class_names, self.stride, self.config.tta)
 
     def extra_signatures(self, module):
-        return {"probabilities": module.probabilities.get_concrete_function()}
+        return {"probabilities": module.probabilities}
 
 
 def class_weights(option, masks, num_classes):

@@ -40,6 +40,7 @@ def _undo(output, k, flip):
     return tf.image.flip_left_right(output) if flip else output
 
 
+@tf.autograph.experimental.do_not_convert  # Python loops over the 8 views only: nothing to convert
 def image_probabilities(model, image, stride, tta=False):
     """Softmax probabilities (H, W, C) float32 of one float32 (H, W, 3) image of any size."""
 

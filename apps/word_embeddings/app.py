@@ -135,7 +135,7 @@ class WordEmbeddingsApp(App):
         return self._serving
 
     def extra_signatures(self, module):
-        return {"neighbors": module.neighbors.get_concrete_function()}
+        return {"neighbors": module.neighbors}
 
     def export_files(self, model, directory):
         """Called once the SavedModel is written: its vocabulary asset is in assets/, so the module's

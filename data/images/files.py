@@ -147,6 +147,7 @@ def check_scan(scan, skip_bad):
         raise DataError("no readable images found")
 
 
+@tf.autograph.experimental.do_not_convert  # TensorFlow's own tf.cond: nothing for AutoGraph to convert
 def decode_image(encoded, channels):
     """Encoded JPEG/PNG/GIF/BMP/WebP/binary PGM bytes -> uint8 HxWxC tensor (first frame of a GIF).
 
