@@ -122,7 +122,7 @@ def score(app, model, seed):
     the test distances and flags (for pooling) and the threshold pairs' distances."""
     from apps.face_verification.model import embedding_function
 
-    embed = embedding_function(model)
+    embed = embedding_function(model, app.config.flip_test)
     train_set, test_set = app.splits["val"], app.splits["test"]
     if not len(train_set.labels):
         train_set = app.splits["train"]
@@ -388,16 +388,15 @@ def latency(args, flags, keep):
               "model": f"{app.config.model.backbone} fine-tuned (fold 0) at {app.size}x{app.size}",
               "export_dir": str(export_dir), **serve_latency(export_dir, png, png2, args)}
     model = runner.load_trained(app)
-    result["forward_gflops_per_face"] = round(forward_flops(embedder_of(model), (app.size, app.size, 3)) / 1e9, 3)
-    result["breakdown"] = latency_breakdown(app, embedder_of(model), png, args)
+    result["forward_gflops_per_face"] = round(forward_flops(embedder_of(model, app.config.flip_test), (app.size, app.size, 3)) / 1e9, 3)
+    result["breakdown"] = latency_breakdown(app, embedder_of(model, app.config.flip_test), png, args)
     release(model)
     if result["serving_default_batch1"]["median_ms"] > GOALS["latency_ms"]:
         small = make_app({**fold_flags(flags, 0), "data.image_size": 112})
         model = small.build_model()
         module = FaceServing(embedder_of(model), 112, {"threshold": 1.0, "slope": -1.0, "intercept": 0.0})
         out = Path(tempfile.mkdtemp(prefix="bench-faces-export112-")) / "1"
-        tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve.get_concrete_function(),
-                                                          "verify": module.verify.get_concrete_function()})
+        tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve, "verify": module.verify})
         result["untrained_at_112"] = {"note": "latency only: the same network exported untrained at --data.image_size 112",
                                       "forward_gflops_per_face": round(forward_flops(embedder_of(model), (112, 112, 3)) / 1e9, 3),
                                       **serve_latency(out, png, png2, args)}

@@ -136,7 +136,7 @@ class FaceVerification(RecordedSplits, App):
 
     def evaluate(self, model, out_dir):
         cfg = self.config
-        embed = embedding_function(model)
+        embed = embedding_function(model, self.config.flip_test)
         if cfg.data.pairs:
             distances, same, fold, count = self._lfw_pairs(embed)
             report = {"pairs_file": cfg.data.pairs}
@@ -170,7 +170,7 @@ class FaceVerification(RecordedSplits, App):
         slope, intercept = fit_calibration(distances, same)
         calibration = {"threshold": float(best_threshold(distances, same)), "slope": float(slope),
                        "intercept": float(intercept), "pairs": int(len(same)), "genuine": int(np.sum(same)),
-                       "source": source}
+                       "source": source, "flip_test": self.config.flip_test}
         atomic_write_text(self.run_dir / CALIBRATION, json.dumps(calibration, indent=2) + "\n")
         return calibration
 
@@ -178,16 +178,23 @@ class FaceVerification(RecordedSplits, App):
         """The run's calibration (evaluate or calibrate wrote it); made from the test split when there is none."""
         path = self.run_dir / CALIBRATION
         if path.is_file():
-            return json.loads(path.read_text())
+            calibration = json.loads(path.read_text())
+            made_with = calibration.get("flip_test", False)  # files written before the option: without it
+            if made_with != self.config.flip_test:
+                made, now = (f"--flip_test {str(v).lower()}" for v in (made_with, self.config.flip_test))
+                raise UserError(f"{path} ({calibration.get('source', 'unknown source')}) is a threshold for embeddings "
+                                f"made with {made}, and this command has {now}: give {made}, or run evaluate or "
+                                f"calibrate with {now} first")
+            return calibration
         print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
-        _, _, pairs, distances = self._test_pairs(embedding_function(model))
+        _, _, pairs, distances = self._test_pairs(embedding_function(model, self.config.flip_test))
         return self._save_calibration(distances, pairs.same, "test pairs (automatic)")
 
     def calibrate(self, model):
         """Refit the threshold and the probability calibration on the user's own faces: identity folders
         (--data.path; all genuine pairs and sampled impostors) or an LFW pairs.txt (--data.pairs)."""
         cfg = self.config
-        embed = embedding_function(model)
+        embed = embedding_function(model, self.config.flip_test)
         if cfg.data.pairs:
             distances, same, _, _ = self._lfw_pairs(embed)
             source = f"calibrate: {cfg.data.pairs}"
@@ -210,7 +217,7 @@ class FaceVerification(RecordedSplits, App):
     # ---- predict and export -----------------------------------------------------------------------------
 
     def predict(self, model, inputs):
-        embed = embedding_function(model)
+        embed = embedding_function(model, self.config.flip_test)
         calibration = self.calibration(model)
         threshold = calibration["threshold"]
         paths = image_paths(inputs)
@@ -246,10 +253,11 @@ class FaceVerification(RecordedSplits, App):
         return records
 
     def serving_model(self, model):
-        return FaceServing(embedder_of(model), self.size, self.calibration(model), square_mode(self.config.data))
+        cfg = self.config
+        return FaceServing(embedder_of(model, cfg.flip_test), self.size, self.calibration(model), square_mode(cfg.data))
 
     def extra_signatures(self, module):
-        return {"verify": module.verify.get_concrete_function()}
+        return {"verify": module.verify}
 
 
 def _mining(loss):

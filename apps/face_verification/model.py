@@ -65,17 +65,26 @@ def build_embedder(cfg, size, pair_head=False):
     return keras.Model(inputs, outputs, name="face_embedder")
 
 
-def embedder_of(model):
-    """The part of `model` that maps images to embeddings (the model itself without a pair head)."""
-    if model.output.name and model.get_layer(EMBEDDING).output is model.output:
-        return model
-    return keras.Model(model.input, model.get_layer(EMBEDDING).output, name="face_embedder")
+def embedder_of(model, flip_test=False):
+    """The part of `model` that maps images to embeddings (the model itself without a pair head). With
+    `flip_test`, each face and its mirror image go through it and the result is their normalised mean (the
+    "flip test" of face-recognition evaluation): an embedding that a left-right mirror does not change, for
+    twice the network's work."""
+    embedder = model
+    if not (model.output.name and model.get_layer(EMBEDDING).output is model.output):
+        embedder = keras.Model(model.input, model.get_layer(EMBEDDING).output, name="face_embedder")
+    if not flip_test:
+        return embedder
+    images = keras.Input(embedder.input_shape[1:], name="images")
+    mirrored = keras.ops.flip(images, axis=2)  # (batch, height, width, channels): left-right
+    both = keras.layers.Add(name="flip_sum")([embedder(images), embedder(mirrored)])
+    return keras.Model(images, keras.layers.UnitNormalization(name=EMBEDDING)(both), name="flip_test_embedder")
 
 
-def embedding_function(model, batch_size=64):
+def embedding_function(model, flip_test=False, batch_size=64):
     """images (n, size, size, 3) uint8 or float -> their embeddings as float32 NumPy (n, dim), through a
-    tf.function over batches of `batch_size` (evaluation, predict, the benchmark)."""
-    embedder = embedder_of(model)
+    tf.function over batches of `batch_size` (evaluation, predict, the benchmark); `flip_test` as embedder_of."""
+    embedder = embedder_of(model, flip_test)
     run = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
 
     def embed(images):

@@ -5,7 +5,7 @@
                                         probability (n,) = sigmoid(slope * distance + intercept), threshold ()
 
 Faces are decoded (JPEG/PNG/GIF/BMP/WebP/binary PGM), turned RGB, made square as in training (--data.square)
-and resized to the model's size inside.
+and resized to the model's size inside; a run with --flip_test exports the flip-averaged embedder (embedder_of).
 The threshold and the logistic calibration are the run's (evaluate or calibrate), baked in as constants.
 Bad requests are refused as the other exports refuse them: an INVALID_ARGUMENT naming the input.
 """

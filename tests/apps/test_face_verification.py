@@ -2,6 +2,7 @@
 calibrate, export with its `verify` signature; the user errors a person can meet."""
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -120,6 +121,30 @@ def test_export_embeddings_and_verify(trained, tmp_path):
     predicted = run_ok(APP, "predict", tmp_path / "a.pgm", b, "--run_dir", trained).stdout
     distance = float(predicted.split("distance ")[1].split()[0])  # the same crop, resize and network as the export
     assert distance == pytest.approx(out["d"][1], abs=2e-4)
+
+
+def test_flip_test_calibrates_predicts_and_exports_mirror_invariant_embeddings(trained, tmp_path):
+    """--flip_test: evaluate calibrates for the flip-averaged embeddings and says so in calibration.json; a
+    command without the flag is then refused, naming the file and the flag; with it, predict and the export
+    find a face and its mirror image the same."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)  # the module's run keeps its plain calibration
+    run_ok(APP, "evaluate", "--run_dir", run, "--flip_test", "--examples", "2")
+    assert json.loads((run / "calibration.json").read_text())["flip_test"] is True
+    code, _, err = run_main(APP, "export", "--run_dir", run, "--export_dir", tmp_path / "refused")
+    assert code == 2 and err.startswith(f"error: {run / 'calibration.json'} (evaluate: test pairs) is a threshold for "
+                                        "embeddings made with --flip_test true, and this command has --flip_test false")
+    assert not list((tmp_path / "refused").rglob("saved_model.pb"))
+    face = _face(tmp_path / "face.png", 0)
+    Image.open(face).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "mirror.png")
+    predicted = run_ok(APP, "predict", face, tmp_path / "mirror.png", "--run_dir", run, "--flip_test").stdout
+    assert float(predicted.split("distance ")[1].split()[0]) == pytest.approx(0, abs=1e-4)
+    run_ok(APP, "export", "--run_dir", run, "--flip_test", "--export_dir", tmp_path / "exports")
+    import tensorflow as tf
+
+    m = tf.saved_model.load(str(tmp_path / "exports" / "1"))
+    e = m.signatures["serving_default"](images=tf.constant([face.read_bytes(), (tmp_path / "mirror.png").read_bytes()]))
+    np.testing.assert_allclose(e["embeddings"].numpy()[0], e["embeddings"].numpy()[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("loss", ["binary", "circle"])
