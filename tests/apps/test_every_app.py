@@ -105,7 +105,7 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
     here = ["--run_dir", run_dir, "--strategy", "default", "--cpu_devices", "1"]  # this process's devices are set
     predicted = run_main(name, "predict", example.predict_input, *here)
     assert predicted.returncode == 0 and example.predict_input in predicted.stdout
-    exported_modules = []  # the module the export saved, called here below (its serve is traced already)
+    exported_modules = []  # the module the export saved, called here below
     serving_model = app_cls.serving_model
     monkeypatch.setattr(app_cls, "serving_model",
                         lambda app, model: exported_modules.append(serving_model(app, model)) or exported_modules[-1])
