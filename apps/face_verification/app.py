@@ -146,7 +146,7 @@ class FaceVerification(RecordedSplits, App):
             save_embedding_map(embeddings, test.labels, test.class_names, out_dir / "embedding.png", cfg.examples)
             count = len(test.labels)
         report = {**verification_report(distances, same, fold), **report, "images": count}
-        calibration = self._save_calibration(distances, same, "evaluate: test pairs")
+        calibration = self._save_calibration(distances, same, "evaluate: test pairs", keep_yours=True)
         report["calibration"] = calibration
         save_roc(report, out_dir / "roc.png")
         save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png")
@@ -166,12 +166,21 @@ class FaceVerification(RecordedSplits, App):
         a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
         return pair_distances(embeddings, a, b), same, fold, len(files)
 
-    def _save_calibration(self, distances, same, source):
+    def _save_calibration(self, distances, same, source, keep_yours=False):
+        """Fit the threshold and the logistic calibration and write them to calibration.json; with `keep_yours`
+        (evaluate), one that `calibrate` made from the user's own faces is kept and this one only returned."""
         slope, intercept = fit_calibration(distances, same)
         calibration = {"threshold": float(best_threshold(distances, same)), "slope": float(slope),
                        "intercept": float(intercept), "pairs": int(len(same)), "genuine": int(np.sum(same)),
                        "source": source, "flip_test": self.config.flip_test}
-        atomic_write_text(self.run_dir / CALIBRATION, json.dumps(calibration, indent=2) + "\n")
+        path = self.run_dir / CALIBRATION
+        if keep_yours and path.is_file():
+            yours = json.loads(path.read_text()).get("source", "")
+            if yours.startswith("calibrate:"):
+                print(f"note: {path} ({yours}) is kept for predict and export; this evaluation's own threshold, "
+                      f"{calibration['threshold']:.4f}, is in metrics.json")
+                return calibration
+        atomic_write_text(path, json.dumps(calibration, indent=2) + "\n")
         return calibration
 
     def calibration(self, model):

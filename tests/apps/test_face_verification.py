@@ -99,6 +99,9 @@ def test_calibrate_on_own_folders(trained, tmp_path):
     assert after["source"].startswith("calibrate:") and after["genuine"] == 3 * 6 and after["pairs"] == 18 + 3 * 16
     assert result["threshold"] == after["threshold"]
     assert after != before and "threshold" in proc.stdout
+    evaluated = run_ok(APP, "evaluate", "--run_dir", trained, "--examples", "2").stdout  # your calibration stays
+    assert json.loads((trained / "calibration.json").read_text()) == after
+    assert f"note: {trained / 'calibration.json'} ({after['source']}) is kept for predict and export" in evaluated
 
 
 def test_export_embeddings_and_verify(trained, tmp_path):
@@ -129,6 +132,7 @@ def test_flip_test_calibrates_predicts_and_exports_mirror_invariant_embeddings(t
     find a face and its mirror image the same."""
     run = tmp_path / "run"
     shutil.copytree(trained, run)  # the module's run keeps its plain calibration
+    (run / "calibration.json").unlink(missing_ok=True)  # evaluate keeps one that calibrate made
     run_ok(APP, "evaluate", "--run_dir", run, "--flip_test", "--examples", "2")
     assert json.loads((run / "calibration.json").read_text())["flip_test"] is True
     code, _, err = run_main(APP, "export", "--run_dir", run, "--export_dir", tmp_path / "refused")
