@@ -111,6 +111,7 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
                         lambda app, model: exported_modules.append(serving_model(app, model)) or exported_modules[-1])
     assert run_main(name, "export", *here, "--export_dir", folder / "exports").returncode == 0
     (module,) = exported_modules
+    assert module.serve.experimental_get_tracing_count() == 1  # inside the save only, not also before it
     mine = module.serve(*(tf.constant(v) for v in example.request.values()))
     served[name] = (str(folder / "exports" / "1"), list(app_cls.serving_imports), example.request,
                     {k: v.numpy() for k, v in mine.items()})
