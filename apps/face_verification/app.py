@@ -191,9 +191,11 @@ class FaceVerification(RecordedSplits, App):
             made_with = calibration.get("flip_test", False)  # files written before the option: without it
             if made_with != self.config.flip_test:
                 made, now = (f"--flip_test {str(v).lower()}" for v in (made_with, self.config.flip_test))
-                raise UserError(f"{path} ({calibration.get('source', 'unknown source')}) is a threshold for embeddings "
-                                f"made with {made}, and this command has {now}: give {made}, or run evaluate or "
-                                f"calibrate with {now} first")
+                source = calibration.get("source", "unknown source")
+                # evaluate keeps a calibration that calibrate made: then only calibrate replaces it
+                redo = "calibrate again" if source.startswith("calibrate:") else "run evaluate or calibrate"
+                raise UserError(f"{path} ({source}) is a threshold for embeddings made with {made}, and this command "
+                                f"has {now}: give {made}, or {redo} with {now} first")
             return calibration
         print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
         _, _, pairs, distances = self._test_pairs(embedding_function(model, self.config.flip_test))

@@ -102,6 +102,8 @@ def test_calibrate_on_own_folders(trained, tmp_path):
     evaluated = run_ok(APP, "evaluate", "--run_dir", trained, "--examples", "2").stdout  # your calibration stays
     assert json.loads((trained / "calibration.json").read_text()) == after
     assert f"note: {trained / 'calibration.json'} ({after['source']}) is kept for predict and export" in evaluated
+    code, _, err = run_main(APP, "export", "--run_dir", trained, "--flip_test", "--export_dir", tmp_path / "refused")
+    assert code == 2 and err.rstrip().endswith("give --flip_test false, or calibrate again with --flip_test true first")
 
 
 def test_export_embeddings_and_verify(trained, tmp_path):
