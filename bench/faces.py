@@ -388,8 +388,9 @@ def latency(args, flags, keep):
               "model": f"{app.config.model.backbone} fine-tuned (fold 0) at {app.size}x{app.size}",
               "export_dir": str(export_dir), **serve_latency(export_dir, png, png2, args)}
     model = runner.load_trained(app)
-    result["forward_gflops_per_face"] = round(forward_flops(embedder_of(model, app.config.flip_test), (app.size, app.size, 3)) / 1e9, 3)
-    result["breakdown"] = latency_breakdown(app, embedder_of(model, app.config.flip_test), png, args)
+    embedder = embedder_of(model, app.config.flip_test)
+    result["forward_gflops_per_face"] = round(forward_flops(embedder, (app.size, app.size, 3)) / 1e9, 3)
+    result["breakdown"] = latency_breakdown(app, embedder, png, args)
     release(model)
     if result["serving_default_batch1"]["median_ms"] > GOALS["latency_ms"]:
         small = make_app({**fold_flags(flags, 0), "data.image_size": 112})

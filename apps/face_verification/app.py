@@ -34,6 +34,7 @@ from data.images.files import image_paths, load_image_file
 from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_metric_loss
 
 CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
+CALIBRATE_SOURCE = "calibrate:"  # how a calibration made by `calibrate` (the user's own faces) begins its source
 
 
 @register_app("face_verification")
@@ -124,6 +125,10 @@ class FaceVerification(RecordedSplits, App):
     def phases(self):
         return finetune_phases(self.config.model, self.config.epochs)
 
+    def _embedding(self, model):
+        """images -> embeddings as this run makes them (with --flip_test or not): evaluate, calibrate, predict."""
+        return embedding_function(model, self.config.flip_test)
+
     # ---- evaluation -------------------------------------------------------------------------------------
 
     def _test_pairs(self, embed):
@@ -136,7 +141,7 @@ class FaceVerification(RecordedSplits, App):
 
     def evaluate(self, model, out_dir):
         cfg = self.config
-        embed = embedding_function(model, self.config.flip_test)
+        embed = self._embedding(model)
         if cfg.data.pairs:
             distances, same, fold, count = self._lfw_pairs(embed)
             report = {"pairs_file": cfg.data.pairs}
@@ -176,7 +181,7 @@ class FaceVerification(RecordedSplits, App):
         path = self.run_dir / CALIBRATION
         if keep_yours and path.is_file():
             yours = json.loads(path.read_text()).get("source", "")
-            if yours.startswith("calibrate:"):
+            if _by_calibrate(yours):
                 print(f"note: {path} ({yours}) is kept for predict and export; this evaluation's own threshold, "
                       f"{calibration['threshold']:.4f}, is in metrics.json")
                 return calibration
@@ -193,22 +198,22 @@ class FaceVerification(RecordedSplits, App):
                 made, now = (f"--flip_test {str(v).lower()}" for v in (made_with, self.config.flip_test))
                 source = calibration.get("source", "unknown source")
                 # evaluate keeps a calibration that calibrate made: then only calibrate replaces it
-                redo = "calibrate again" if source.startswith("calibrate:") else "run evaluate or calibrate"
+                redo = "calibrate again" if _by_calibrate(source) else "run evaluate or calibrate"
                 raise UserError(f"{path} ({source}) is a threshold for embeddings made with {made}, and this command "
                                 f"has {now}: give {made}, or {redo} with {now} first")
             return calibration
         print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
-        _, _, pairs, distances = self._test_pairs(embedding_function(model, self.config.flip_test))
+        _, _, pairs, distances = self._test_pairs(self._embedding(model))
         return self._save_calibration(distances, pairs.same, "test pairs (automatic)")
 
     def calibrate(self, model):
         """Refit the threshold and the probability calibration on the user's own faces: identity folders
         (--data.path; all genuine pairs and sampled impostors) or an LFW pairs.txt (--data.pairs)."""
         cfg = self.config
-        embed = embedding_function(model, self.config.flip_test)
+        embed = self._embedding(model)
         if cfg.data.pairs:
             distances, same, _, _ = self._lfw_pairs(embed)
-            source = f"calibrate: {cfg.data.pairs}"
+            source = f"{CALIBRATE_SOURCE} {cfg.data.pairs}"
         else:
             if not cfg.data.path:
                 raise UserError("calibrate needs your faces: --data.path FOLDER of <person>/<image> files "
@@ -217,7 +222,7 @@ class FaceVerification(RecordedSplits, App):
             embeddings = embed(faces.images)
             a, b, same, _ = make_pairs(faces.labels, 1, cfg.impostors_per_fold, cfg.seed)
             distances = pair_distances(embeddings, a, b)
-            source = f"calibrate: {cfg.data.path}"
+            source = f"{CALIBRATE_SOURCE} {cfg.data.path}"
         if not np.any(same) or np.all(same):
             raise UserError("calibration needs genuine and impostor pairs: give at least two people, one with 2+ images")
         calibration = self._save_calibration(distances, same, source)
@@ -228,7 +233,7 @@ class FaceVerification(RecordedSplits, App):
     # ---- predict and export -----------------------------------------------------------------------------
 
     def predict(self, model, inputs):
-        embed = embedding_function(model, self.config.flip_test)
+        embed = self._embedding(model)
         calibration = self.calibration(model)
         threshold = calibration["threshold"]
         paths = image_paths(inputs)
@@ -269,6 +274,10 @@ class FaceVerification(RecordedSplits, App):
 
     def extra_signatures(self, module):
         return {"verify": module.verify}
+
+
+def _by_calibrate(source):
+    return source.startswith(CALIBRATE_SOURCE)
 
 
 def _mining(loss):

@@ -44,9 +44,9 @@ _TAIL = 4096  # end bytes read to find a JPEG's or PNG's end marker behind any z
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC
 
 
-# Every function here builds its graph with TensorFlow's own control flow (tf.where, tf.cond, tf.while_loop,
-# tf.map_fn); AutoGraph has nothing to convert, and converting it cost ~2 s of each process's first trace.
-_plain_graph_code = tf.autograph.experimental.do_not_convert
+# The entry points below are marked do_not_convert: every function here builds its graph with TensorFlow's own
+# control flow (tf.where, tf.cond, tf.while_loop, tf.map_fn), so AutoGraph has nothing to convert, and converting
+# it cost ~2 s of each process's first trace.
 
 
 def is_encoded_image(images):
@@ -244,14 +244,14 @@ def _checked(images, max_pixels=None, name="images"):
         return tf.identity(images)
 
 
-@_plain_graph_code
+@tf.autograph.experimental.do_not_convert
 def check_encoded_images(images, max_pixels=None, name="images"):
     """The serving checks of `images` (rank, headers, ends, pixel count), for training's file scans to
     refuse exactly what the exported models refuse; `name`: the input the errors name."""
     return _checked(images, max_pixels, name)
 
 
-@_plain_graph_code
+@tf.autograph.experimental.do_not_convert
 def decode_image_batch(images, size, channels, max_pixels=None, name="images", square="stretch"):
     """Validate a 1-D string tensor of encoded images and decode + resize it to (n, h, w, channels) uint8;
     `max_pixels`: the most pixels an image's header may claim (None: MAX_PIXELS); `name`: the input the
@@ -261,7 +261,7 @@ def decode_image_batch(images, size, channels, max_pixels=None, name="images", s
                      fn_output_signature=tf.TensorSpec([*size, channels], tf.uint8))
 
 
-@_plain_graph_code
+@tf.autograph.experimental.do_not_convert
 def decode_letterbox_batch(images, size, max_pixels=None):
     """Checked encoded RGB images of any sizes -> letterboxed (n, size, size, 3) uint8 canvases,
     the (n, 2) image-to-canvas scales and the (n, 2) image heights and widths (data.boxes)."""
