@@ -29,12 +29,12 @@ class FaceServing(tf.Module):
         faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels, name, self.square)
         return self.embedder(tf.cast(faces, tf.float32), training=False)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False)
     def serve(self, images):
         return {"embeddings": self._embed(images)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images_a"),
-                                  tf.TensorSpec([None], tf.string, name="images_b")])
+                                  tf.TensorSpec([None], tf.string, name="images_b")], autograph=False)
     def verify(self, images_a, images_b):
         check = tf.debugging.assert_equal(tf.size(images_a), tf.size(images_b),
                                           message="`images_a` and `images_b` must hold the same number of images (pairs)")

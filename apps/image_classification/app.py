@@ -128,7 +128,7 @@ class ClassifierServing(tf.Module):
         self.channels = input_shape[2]
         self.max_pixels = max_pixels
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False)
     def serve(self, images):
         pixels = tf.cast(decode_image_batch(images, self.size, self.channels, self.max_pixels), tf.float32)
         probabilities = self.model(pixels, training=False)

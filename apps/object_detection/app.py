@@ -355,7 +355,7 @@ class DetectorServing(tf.Module):
         self.settings = (score_threshold, iou_threshold, max_detections)
         self.max_pixels = max_pixels
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False)
     def serve(self, images):
         canvas, scale, image_hw = decode_letterbox_batch(images, self.size, self.max_pixels)
         boxes, scores, classes, n = self.coder.detect(self.model(tf.cast(canvas, tf.float32), training=False),

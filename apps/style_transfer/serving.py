@@ -49,7 +49,7 @@ class StylizerServing(tf.Module):
     def _stylize(self, batch):
         return self.net(batch, training=False)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False)
     def serve(self, images):
         images = check_encoded_images(images, self.max_pixels)
         return {"stylized": tf.map_fn(
@@ -82,18 +82,18 @@ class AdaINServing(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                   tf.TensorSpec([None], tf.string, name="styles"),
-                                  tf.TensorSpec([None], tf.float32, name="strength")])
+                                  tf.TensorSpec([None], tf.float32, name="strength")], autograph=False)
     def serve(self, images, styles, strength):
         images = check_encoded_images(images, self.max_pixels)
         styles = check_encoded_images(styles, self.max_pixels, name="styles")
         n = tf.size(images)
-        for name, values in (("styles", styles), ("strength", strength)):
-            tf.debugging.assert_equal(tf.logical_or(tf.size(values) == 1, tf.size(values) == n), True,
-                                      message=f"{name} must hold one entry, or one per image")
-        tf.debugging.assert_equal(tf.reduce_all((strength >= 0.0) & (strength <= 1.0)), True,
-                                  message="strength must lie in 0..1")
-        styles = tf.broadcast_to(styles, [n]) if tf.size(styles) == 1 else styles
-        strength = tf.broadcast_to(strength, [n]) if tf.size(strength) == 1 else strength
+        checks = [tf.debugging.assert_equal(tf.logical_or(tf.size(values) == 1, tf.size(values) == n), True,
+                                            message=f"{name} must hold one entry, or one per image")
+                  for name, values in (("styles", styles), ("strength", strength))]
+        checks.append(tf.debugging.assert_equal(tf.reduce_all((strength >= 0.0) & (strength <= 1.0)), True,
+                                                message="strength must lie in 0..1"))
+        with tf.control_dependencies(checks):  # one entry, or n already
+            styles, strength = tf.broadcast_to(styles, [n]), tf.broadcast_to(strength, [n])
 
         def one(args):
             encoded, style, alpha = args

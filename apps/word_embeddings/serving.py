@@ -72,14 +72,15 @@ class EmbeddingServing(tf.Module):
         words = _checked_words(words)
         return self.table.lookup(tf.strings.lower(tf.strings.strip(words), encoding="utf-8"))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")], autograph=False)
     def serve(self, words):
         ids = self._ids(words)
         known = ids >= 0
         vectors = tf.gather(self.vectors, tf.maximum(ids, 0)) * tf.cast(known, tf.float32)[:, None]
         return {"vectors": vectors, "in_vocabulary": known}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words"), tf.TensorSpec([], tf.int32, name="k")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words"), tf.TensorSpec([], tf.int32, name="k")],
+                 autograph=False)
     def neighbors(self, words, k):
         ids = self._ids(words)
         known = ids >= 0

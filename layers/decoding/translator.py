@@ -75,12 +75,14 @@ class TranslationServing(tf.Module):
         translations = tf.where(tf.equal(text, ""), "", self.target_tokenizer.decode(tokens))  # nothing in, nothing out
         return translations, tf.logical_or(truncated, cut), ids, tokens, weights
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    # autograph=False: the search loops are tf.while_loop already, and AutoGraph would convert every Keras call the
+    # model makes inside them (7 s of each process's first translation, measured)
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")], autograph=False)
     def serve(self, sentences):
         text, truncated, _, _, _ = self._translate(sentences)
         return {"translations": text, "truncated": truncated}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")], autograph=False)
     def attention(self, sentences):
         text, truncated, ids, tokens, weights = self._translate(sentences)
         return {"translations": text, "truncated": truncated, "source_ids": ids, "target_ids": tokens, "weights": weights}
