@@ -4,6 +4,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 VERBS = ("train", "evaluate", "predict", "export")
 USAGE = "usage: python -m apps list | python -m apps <app> {train,evaluate,predict,export} [--help] [--key value ...]"
@@ -96,6 +97,16 @@ def _start_tensorflow(argv, find_devices):
 
         if find_devices:
             tf.config.list_physical_devices()  # where the GPU platform starts (cuInit); logical devices stay unset
+    if level >= 2:  # TensorFlow's Python warnings too (retracing notes when predict stylises photo after photo)
+        tf.get_logger().setLevel("ERROR")
+
+
+def one_line_warning(message, category, filename, lineno, line=None, _default=warnings.formatwarning):
+    """The suite's own warnings (UserWarning: skipped files, a model that collapsed) as one `warning:` line,
+    without the file, line number and source line Python adds; other categories as Python shows them."""
+    if category is UserWarning:
+        return f"warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
 
 
 def build_parser(app_cls, verb):
@@ -188,7 +199,7 @@ def _main(argv):
     verb = argv[1]
     if verb not in verbs:
         raise UserError(f"unknown verb {verb!r}; choose one of {', '.join(verbs)}")
-    args = build_parser(app_cls, verb).parse_args(argv[2:])
+    args = build_parser(app_cls, verb).parse_command(argv[2:])
     cfg = resolve_config(app_cls, verb, args)
 
     from apps.core import runner
@@ -210,4 +221,5 @@ def _main(argv):
 
 
 if __name__ == "__main__":
+    warnings.formatwarning = one_line_warning
     sys.exit(main())

@@ -183,7 +183,7 @@ def read_config_file(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8-sig")  # a BOM (Notepad) is not part of the text
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
@@ -215,6 +215,11 @@ class OneLineParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(bare_bool_flags(args, self.bool_flags), namespace)
+
+    def parse_command(self, args):
+        """Flags and inputs in any order (`predict a.jpg --run_dir r b.jpg`); after `--` every word is an input
+        (Python 3.11's intermixed parsing would read a flag there)."""
+        return self.parse_args(args) if "--" in args else self.parse_intermixed_args(args)
 
 
 def bare_bool_flags(argv, bool_flags):

@@ -87,7 +87,12 @@ class AdaINServing(tf.Module):
         images = check_encoded_images(images, self.max_pixels)
         styles = check_encoded_images(styles, self.max_pixels, name="styles")
         n = tf.size(images)
-        checks = [tf.debugging.assert_equal(tf.logical_or(tf.size(values) == 1, tf.size(values) == n), True,
+        strength = tf.reshape(strength, tf.boolean_mask(tf.shape(strength), tf.shape(strength) >= 0))  # rank as sent
+        checks = [tf.debugging.assert_less_equal(tf.rank(strength), 1, message="`strength` must be one number, or a "
+                                                 "1-D batch of one per image")]
+        with tf.control_dependencies(checks):
+            strength = tf.reshape(strength, [-1])  # a scalar is one entry for every image
+        checks += [tf.debugging.assert_equal(tf.logical_or(tf.size(values) == 1, tf.size(values) == n), True,
                                             message=f"{name} must hold one entry, or one per image")
                   for name, values in (("styles", styles), ("strength", strength))]
         checks.append(tf.debugging.assert_equal(tf.reduce_all((strength >= 0.0) & (strength <= 1.0)), True,

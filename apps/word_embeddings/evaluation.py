@@ -17,7 +17,7 @@ def _lines(path, what):
     if not path.is_file():
         raise UserError(f"{what} file not found: {path}")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         raise UserError(f"{what} file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
 

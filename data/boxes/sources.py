@@ -190,7 +190,7 @@ def _coco_json(path):
     if not path.is_file():
         raise DataError(f"COCO annotation file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a JSON file ({e})") from None
     for key in ("images", "annotations", "categories"):

@@ -61,7 +61,7 @@ def read_lfw_pairs(path, root):
         raise DataError(f"pairs file not found: {path}")
     if root is None or not root.is_dir():
         raise DataError(f"the pairs file {path} needs --data.path: the identity folders its names refer to")
-    lines = [line.split() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    lines = [line.split() for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() if line.strip()]
     try:
         folds, per_fold = (int(v) for v in lines[0][:2])
     except (IndexError, ValueError):

@@ -159,7 +159,7 @@ def _class_names_file(root):
     path = Path(root) / "classes.txt"
     if not path.is_file():
         return None
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     if not names:
         raise DataError(f"{path} names no classes (one class name per line, id 0 first)")
     if len(set(names)) != len(names):
@@ -275,7 +275,7 @@ def voc_image_ids(root, image_set):
     if not listing.is_file():
         have = sorted(p.stem for p in listing.parent.glob("*.txt"))
         raise DataError(f"VOC image set {listing} not found" + (f" (have: {', '.join(have)})" if have else ""))
-    ids = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = [line.split()[0] for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     if not ids:
         raise DataError(f"VOC image set {listing} lists no images")
     return ids

@@ -53,7 +53,8 @@ def _lines(path):
         raise DataError(f"translation file not found: {path}")
     check_utf8([path])
     with open_binary(path) as f:
-        lines = f.read().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").split("\n")  # universal newlines
+        # utf-8-sig: a byte-order mark (Notepad, Excel) is not text; then universal newlines
+        lines = f.read().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[-1] == "":
         lines.pop()  # the file's final newline
     return lines

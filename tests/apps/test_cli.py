@@ -2,7 +2,9 @@
 
 Only the first two tests start a fresh Python + TensorFlow (seconds each); every other test of a message,
 an exit code or the help runs the command in-process with tests.conftest.run_main."""
-from apps.__main__ import start_up_lines_kept, tf_log_level, wants_debug
+import warnings
+
+from apps.__main__ import one_line_warning, start_up_lines_kept, tf_log_level, wants_debug
 from tests.conftest import run_cli, run_main
 
 # What TensorFlow 2.21 writes while it loads on a CPU-only machine (one copy per library that links absl).
@@ -79,3 +81,11 @@ def test_start_up_noise_goes_and_real_messages_stay():
     assert start_up_lines_kept(lines, 0, user_level=False) == lines  # --verbose debug
     with_driver = [line for line in lines if "Could not find cuda drivers" not in line]
     assert NOISE[-1] in start_up_lines_kept(with_driver, 2, user_level=False)  # a driver that fails: worth seeing
+
+
+def test_the_suites_warnings_are_one_line():
+    skipped = "skipped 1 bad image file(s), e.g. photos/broken.jpg: corrupt image"
+    assert one_line_warning(UserWarning(skipped), UserWarning, "/x/data/style/sources.py", 73, "check(scan)") == (
+        f"warning: {skipped}\n")
+    assert one_line_warning("old", DeprecationWarning, "lib.py", 3) == warnings.formatwarning("old", DeprecationWarning,
+                                                                                              "lib.py", 3)

@@ -42,6 +42,8 @@ def test_config_files(tmp_path):
     (tmp_path / "bad.json").write_text("{epochs: 2")
     assert read_config_file(tmp_path / "a.json") == {"epochs": 2, "data.limit": 64}
     assert read_config_file(tmp_path / "b.toml") == {"epochs": 4, "model.arch": "vgg"}
+    (tmp_path / "notepad.json").write_text("\ufeff" + json.dumps({"epochs": 3}), encoding="utf-8")  # a byte-order mark
+    assert read_config_file(tmp_path / "notepad.json") == {"epochs": 3}
     with pytest.raises(UserError, match="bad.json is not valid JSON"):
         read_config_file(tmp_path / "bad.json")
     with pytest.raises(UserError, match="config file not found"):
@@ -108,7 +110,7 @@ def test_a_bare_boolean_flag_means_true_and_leaves_the_next_input_alone():
     parser = build_parser(get_app("transformer_translation"), "predict")
 
     def parsed(*argv):
-        args = vars(parser.parse_args(list(argv)))
+        args = vars(parser.parse_command(list(argv)))
         return args.get("cfg:attention"), args["inputs"]
 
     assert parsed("--attention", "I am hungry.") == ("true", ["I am hungry."])
@@ -117,6 +119,7 @@ def test_a_bare_boolean_flag_means_true_and_leaves_the_next_input_alone():
     assert parsed("--attention", "YES", "Hi.") == ("YES", ["Hi."])
     assert parsed("--attention=no", "Hi.", "--jit_compile", "--beam_size", "2") == ("no", ["Hi."])
     assert parsed("--", "--attention") == (None, ["--attention"])
+    assert parsed("I eat.", "--run_dir", "r", "We see.", "--attention", "Hi.")[1] == ["I eat.", "We see.", "Hi."]
     # The value is still checked, and a word that is not boolean is an input, not the flag's value.
     assert "'attention' expects bool, got 'maybe'" in _error("transformer_translation", "predict", "--attention=maybe", "Hi.")
     assert "unrecognized arguments: maybe" in _error("transformer_translation", "train", "--attention", "maybe")

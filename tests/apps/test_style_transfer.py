@@ -128,6 +128,10 @@ def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
         serve(images=images, styles=tf.constant([style]), strength=tf.constant([2.0]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="styles must hold one entry, or one per image"):
         serve(images=images, styles=tf.constant([style] * 3), strength=tf.constant([1.0]))
+    one = serve(images=images, styles=tf.constant([style]), strength=tf.constant(1.0))["stylized"].numpy()  # a scalar
+    assert one.tolist() == [strong, strong]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`strength` must be one number, or a 1-D batch"):
+        serve(images=images, styles=tf.constant([style]), strength=tf.constant([[1.0]]))
 
 
 def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):

@@ -14,6 +14,15 @@ def test_tsv_reads_anki_lines_and_ignores_extra_columns(tmp_path):
     assert read_tsv(path) == [("Go.", "Ve."), ("Hi!", "¡Hola!")]
 
 
+def test_a_byte_order_mark_and_windows_line_ends_are_not_text(tmp_path):
+    """As Notepad and Excel save: the first source is "Go.", not "\ufeffGo." (another sentence for the split)."""
+    (tmp_path / "pairs.tsv").write_bytes("\ufeffGo.\tVe.\r\nHi!\t¡Hola!\r\n".encode("utf-8"))
+    assert read_tsv(tmp_path / "pairs.tsv") == [("Go.", "Ve."), ("Hi!", "¡Hola!")]
+    (tmp_path / "en.txt").write_bytes("\ufeffGo.\r\n".encode("utf-8"))
+    (tmp_path / "es.txt").write_bytes("\ufeffVe.\r\n".encode("utf-8"))
+    assert read_parallel(tmp_path / "en.txt", tmp_path / "es.txt") == [("Go.", "Ve.")]
+
+
 def test_embedded_pairs_read_and_deduplicated():
     pairs = read_pairs(TranslationDataConfig())
     assert len(pairs) == 30000 == len(set(pairs))
