@@ -14,6 +14,7 @@ and batches pad with PAD).
     graph.decode(ids)                                                             # [b"I am hungry."]
 """
 import io
+import re
 
 import sentencepiece as spm
 import tensorflow as tf
@@ -36,6 +37,10 @@ def train_sentencepiece(sentences, vocab_size, seed=0, max_sentences=2_000_000):
             hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary instead of an error
             input_sentence_size=max_sentences, shuffle_input_sentence=True, num_threads=2, minloglevel=2)
     except RuntimeError as e:
+        needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+        if needed:  # SentencePiece's own advice names a flag of its command line, not of ours
+            raise DataError(f"--data.vocab_size {vocab_size} is too small for these sentences: their characters, the "
+                            f"256 byte pieces and the 4 special ids need at least {needed.group(1)}") from None
         raise DataError(f"cannot train the subword vocabulary: {str(e).splitlines()[0]}") from None
     return model.getvalue()
 

@@ -74,3 +74,8 @@ def test_two_tokenizers_keep_their_own_models_after_reload(spanish, tmp_path):
 def test_no_sentences_is_a_clear_error():
     with pytest.raises(DataError, match="no sentences to train the subword vocabulary on"):
         train_sentencepiece([], vocab_size=100)
+
+
+def test_a_vocabulary_too_small_for_the_characters_names_our_flag_and_the_size_needed():
+    with pytest.raises(DataError, match=r"--data.vocab_size 100 is too small for these sentences: .* at least 278$"):
+        train_sentencepiece(["hello world", "καλημέρα κόσμε"] * 50, vocab_size=100)
