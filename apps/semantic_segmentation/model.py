@@ -33,6 +33,7 @@ import functools
 
 import keras
 import keras_hub
+import tensorflow as tf
 
 from apps.core.config import field
 from apps.core.errors import UserError
@@ -253,6 +254,25 @@ def _fcn(cfg, x, encoder, num_classes):
                                          kernel_initializer=BilinearUpsampling(), name="upsample")
     final.trainable = False  # FCN keeps the last upsampling fixed at bilinear interpolation
     return final(x)
+
+
+def _resize_any_size(original):
+    """Keras 3.x's UpSampling2D (bilinear) checks `size[0] <= 0` in Python, which fails on a tensor, so it cannot
+    run where height and width are unknown (whole-image evaluation, any-size SavedModels). keras-hub's DeepLabV3
+    builds it by name when built and when loaded, so its resize is given the same resize from tf.shape instead."""
+
+    def resize(self, x, height_factor, width_factor, data_format, interpolation="nearest"):
+        if interpolation == "nearest" or data_format != "channels_last" or None not in tuple(x.shape[1:3]):
+            return original(self, x, height_factor, width_factor, data_format, interpolation)
+        shape = tf.shape(x)
+        return tf.image.resize(x, tf.stack([shape[1] * height_factor, shape[2] * width_factor]), method=interpolation)
+
+    resize.any_size = True
+    return resize
+
+
+if not getattr(keras.layers.UpSampling2D._resize_images, "any_size", False):
+    keras.layers.UpSampling2D._resize_images = _resize_any_size(keras.layers.UpSampling2D._resize_images)
 
 
 def _deeplab(cfg, x, encoder, num_classes):

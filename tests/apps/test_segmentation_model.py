@@ -6,6 +6,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from apps.semantic_segmentation.model import (ModelConfig, PyramidEncoder, build_segmenter, encoder_of,
                                               model_stride)
@@ -46,6 +47,8 @@ def test_logits_at_input_resolution_for_two_sizes_and_reload(name, tmp_path):
     np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-4, atol=1e-4)
     if cfg.backbone != "none":  # the encoder is found again (DeepLabV3+: keras-hub's image encoder)
         assert isinstance(encoder_of(reloaded), PyramidEncoder)
+    any_size = tf.function(lambda x: reloaded(x, training=False), input_signature=[tf.TensorSpec([1, None, None, 3])])
+    np.testing.assert_allclose(any_size(x), reloaded(x, training=False), rtol=1e-4, atol=1e-4)  # as exports run
 
 
 def test_grey_input():
