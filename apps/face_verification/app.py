@@ -135,6 +135,14 @@ class FaceVerification(RecordedSplits, App):
         """The test split, its embeddings, and its LFW-style pairs (Pairs) with their distances."""
         cfg = self.config
         test = self.test_split()
+        people = len(np.unique(test.labels))
+        if people < 4:  # two folds of two people: an impostor pair needs two, a threshold another fold
+            raise UserError(f"the run's test split holds {people} people; evaluation needs at least 4 (two folds of two): "
+                            "train with fewer --data.folds (a larger test share) or more people, or run calibrate on "
+                            "identity folders of your own (--data.path)")
+        if people < 2 * cfg.eval_folds:
+            raise UserError(f"the run's test split holds {people} people, too few for --eval_folds {cfg.eval_folds} "
+                            f"(two people each): give --eval_folds {people // 2}")
         embeddings = embed(test.images)
         pairs = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
         return test, embeddings, pairs, pair_distances(embeddings, pairs.i, pairs.j)
@@ -151,7 +159,8 @@ class FaceVerification(RecordedSplits, App):
             save_embedding_map(embeddings, test.labels, test.class_names, out_dir / "embedding.png", cfg.examples)
             count = len(test.labels)
         report = {**verification_report(distances, same, fold), **report, "images": count}
-        calibration = self._save_calibration(distances, same, "evaluate: test pairs", keep_yours=True)
+        source = f"evaluate: pairs of {cfg.data.pairs}" if cfg.data.pairs else "evaluate: test pairs"
+        calibration = self._save_calibration(distances, same, source, keep_yours=True)
         report["calibration"] = calibration
         save_roc(report, out_dir / "roc.png")
         save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png")

@@ -197,8 +197,12 @@ def describe_identities(image_set, k):
     single, few = int((counts == 1).sum()), int(((counts > 1) & (counts < k)).sum())
     if not single and not few:
         return None
-    return (f"{few} training identities have 2..{k - 1} images (fewer than K={k}: all of them are used, smaller batches); "
-            f"{single} have a single image (negatives only)")
+    counted = f"2..{k - 1} images" if k > 3 else "2 images"  # only K >= 3 has any
+    parts = [f"{few} training identities have {counted} (fewer than K={k}: all of them are used, smaller batches)"] \
+        if few else []
+    if single:
+        parts.append(f"{single} have a single image (negatives only)")
+    return "; ".join(parts)
 
 
 def batches_per_epoch(labels, p, k):

@@ -11,6 +11,7 @@ import numpy as np
 
 from data.embedded import embedded_file
 from data.errors import DataError
+from data.images.files import IMAGE_EXTENSIONS
 from data.images.sources import ImageSet, load_class_folder
 from data.tfds_sets import open_tfds
 
@@ -79,11 +80,18 @@ def read_lfw_pairs(path, root):
                 raise ValueError
         except ValueError:
             raise DataError(f"{path}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2', got {' '.join(fields)!r}") from None
-        file_a.append(f"{a}/{a}_{na:04d}.jpg")
-        file_b.append(f"{b}/{b}_{nb:04d}.jpg")
+        file_a.append(_lfw_file(root, a, na))
+        file_b.append(_lfw_file(root, b, nb))
         same.append(len(fields) == 3)
         fold.append((number - 2) // (2 * per_fold))
     missing = sorted({f for f in file_a + file_b if not (root / f).is_file()})
     if missing:
-        raise DataError(f"{len(missing)} image(s) named by {path} are missing under {root}, e.g. {root / missing[0]}")
+        raise DataError(f"{len(missing)} image(s) named by {path} are missing under {root}, e.g. {root / missing[0]} "
+                        f"(or the same name with {', '.join(IMAGE_EXTENSIONS[1:])})")
     return file_a, file_b, np.array(same), np.array(fold)
+
+
+def _lfw_file(root, name, number):
+    """`name/name_000N.jpg` as LFW names its images, or the first of the other image extensions present."""
+    stem = f"{name}/{name}_{number:04d}"
+    return next((stem + e for e in IMAGE_EXTENSIONS if (root / (stem + e)).is_file()), stem + ".jpg")

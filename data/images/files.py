@@ -16,6 +16,12 @@ from PIL import Image, UnidentifiedImageError
 from data.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".pgm")
+SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # Windows Explorer's own (macOS's start with a dot)
+
+
+def is_user_file(path):
+    """A file a person put there: not hidden (.DS_Store, ._x.jpg) and not one the file manager wrote."""
+    return path.is_file() and not path.name.startswith(".") and path.name.lower() not in SYSTEM_FILES
 _COLOUR_MODES = {"L": 1, "RGB": 3}
 
 
@@ -114,7 +120,7 @@ def scan_class_folders(root):
         raise DataError(f"data folder {root} has no class sub-folders (expected {root}/<class>/<image>.jpg)")
     files, bad, modes = [], [], {}
     for label, d in enumerate(class_dirs):
-        paths = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+        paths = sorted(p for p in d.iterdir() if is_user_file(p))
         if not paths:
             raise DataError(f"class folder {d} is empty")
         for p in paths:

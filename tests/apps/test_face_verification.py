@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from data.faces.sources import load_embedded_faces
-from tests.conftest import run_main, run_ok
+from tests.conftest import last_line, run_main, run_ok
 
 APP = "face_verification"
 TINY = ["--model.backbone", "resnet", "--model.weights", "none", "--model.width", "4", "--model.depth", "1",
@@ -90,6 +90,24 @@ def test_predict_pair_and_gallery(trained, tmp_path):
     assert "closest s1" in proc.stdout or "closest s40" in proc.stdout
 
 
+def test_evaluate_on_an_lfw_pairs_file(trained, tmp_path):
+    """LFW's layout (name/name_0001.jpg, PNG found too) and pairs.txt; the calibration says where it came from."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "calibration.json").unlink(missing_ok=True)
+    faces = load_embedded_faces()
+    for person, name in enumerate(("Ann_A", "Bob_B", "Cy_C", "Di_D")):
+        (tmp_path / "lfw" / name).mkdir(parents=True)
+        for k in (1, 2):
+            Image.fromarray(faces.images[person * 10 + k, ..., 0]).save(tmp_path / "lfw" / name / f"{name}_{k:04d}.png")
+    (tmp_path / "pairs.txt").write_text("2 2\nAnn_A 1 2\nBob_B 1 2\nAnn_A 1 Bob_B 2\nBob_B 1 Ann_A 2\n"
+                                        "Cy_C 1 2\nDi_D 1 2\nCy_C 1 Di_D 2\nDi_D 1 Cy_C 1\n")
+    run_ok(APP, "evaluate", "--run_dir", run, "--data.pairs", tmp_path / "pairs.txt", "--data.path", tmp_path / "lfw")
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["pairs_file"] == str(tmp_path / "pairs.txt") and metrics["images"] == 8
+    assert json.loads((run / "calibration.json").read_text())["source"] == f"evaluate: pairs of {tmp_path / 'pairs.txt'}"
+
+
 def test_calibrate_on_own_folders(trained, tmp_path):
     people = _people(tmp_path / "mine")
     before = json.loads((trained / "calibration.json").read_text()) if (trained / "calibration.json").is_file() else None
@@ -166,6 +184,9 @@ def test_user_errors(trained, tmp_path):
     assert code == 2 and "give two images" in err
     code, _, err = run_main(APP, "calibrate", "--run_dir", trained)
     assert code == 2 and "calibrate needs your faces: --data.path" in err
+    code, _, err = run_main(APP, "evaluate", "--run_dir", trained, "--eval_folds", "6")  # advice the flags accept
+    assert code == 2 and last_line(err) == ("error: the run's test split holds 10 people, too few for --eval_folds 6 "
+                                            "(two people each): give --eval_folds 5")
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r", *TINY, "--data.test_fold", "7")
     assert code == 2 and "--data.test_fold 7 must be below --data.folds 4" in err
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r2", *TINY, "--loss", "triplets")

@@ -52,8 +52,12 @@ def test_pk_indices():
     assert seen == set(range(6))
     again = pk_indices(members, counts, 3, 4, tf.constant([0, 0], tf.int64)).numpy()
     np.testing.assert_array_equal(again, pk_indices(members, counts, 3, 4, tf.constant([0, 0], tf.int64)).numpy())
-    assert "1 training identities have 2..3 images" in describe_identities(
-        type("S", (), {"labels": labels, "class_names": list("abcdef")})(), 4)
+    split = type("S", (), {"labels": labels, "class_names": list("abcdef")})()
+    assert "1 training identities have 2..3 images" in describe_identities(split, 4)
+    small = type("S", (), {"labels": np.array([0, 0, 1, 1, 1, 2]), "class_names": ["a", "b", "c"]})()
+    assert describe_identities(small, 3) == ("1 training identities have 2 images (fewer than K=3: all of them are "
+                                             "used, smaller batches); 1 have a single image (negatives only)")
+    assert describe_identities(small, 2) == "1 have a single image (negatives only)"  # not "0 ... have 2..1 images"
     with pytest.raises(DataError, match="at least 2 identities"):
         identity_table(np.zeros(4, int))
 

@@ -55,6 +55,8 @@ def test_lfw_pairs(tmp_path):
     file_a, file_b, same, fold = read_lfw_pairs(pairs, root)
     assert file_a[1] == "Ann_A/Ann_A_0001.jpg" and file_b[1] == "Bob_B/Bob_B_0002.jpg"
     assert same.tolist() == [True, False, True, False] and fold.tolist() == [0, 0, 1, 1]
+    (root / "Bob_B" / "Bob_B_0002.jpg").rename(root / "Bob_B" / "Bob_B_0002.png")  # another format, the same name
+    assert read_lfw_pairs(pairs, root)[1][1] == "Bob_B/Bob_B_0002.png"
 
 
 @pytest.mark.parametrize("text, message", [

@@ -14,6 +14,13 @@ def test_scan_finds_classes_and_files(class_folder):
     assert len(scan.files) == 36 and not scan.bad and not scan.converted
 
 
+def test_files_the_system_writes_are_not_data(class_folder):
+    for name in (".DS_Store", "._000.png", "Thumbs.db", "desktop.ini"):
+        (class_folder / "cat" / name).write_bytes(b"\0\1")
+    scan = scan_class_folders(class_folder)
+    assert len(scan.files) == 36 and not scan.bad
+
+
 def _add_broken_files(root):
     good = (root / "cat" / "000.png").read_bytes()
     jpeg = (root / "cat" / "001.jpg").read_bytes()
