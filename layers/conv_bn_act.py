@@ -24,27 +24,38 @@ class ConvBNAct(keras.layers.Layer):
         self.use_bn = use_bn
         self.weight_decay = weight_decay
         self.kernel_initializer = kernel_initializer
+        # A strided 1x1 convolution is the same as a 1x1 convolution of every s-th pixel, which is how it runs here:
+        # oneDNN's strided 1x1 kernels corrupted the heap (a native crash) in training with under 16 channels at
+        # batch sizes that are not multiples of 8 (TensorFlow 2.21; e.g. a width-4 or width-8 ResNet at batch 9).
+        pointwise = tuple(kernel_size) == (1, 1) if isinstance(kernel_size, (tuple, list)) else kernel_size == 1
+        self.subsample = (tuple(strides) if isinstance(strides, (tuple, list)) else (strides, strides)) if pointwise \
+            else (1, 1)
         self.conv = keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="same", use_bias=not use_bn,
+            filters, kernel_size, strides=1 if pointwise else strides, padding="same", use_bias=not use_bn,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
             dtype=self.dtype_policy, name="conv")
         self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=self.dtype_policy, name="bn") if use_bn else None
         self.act = keras.layers.Activation(activation, dtype=self.dtype_policy) if activation else None
 
+    def _subsampled(self, shape):
+        return (shape[0], *(None if n is None else -(-n // s) for n, s in zip(shape[1:3], self.subsample)), shape[3])
+
     def build(self, input_shape):
-        self.conv.build(input_shape)
+        self.conv.build(self._subsampled(input_shape))
         if self.bn:
-            self.bn.build(self.conv.compute_output_shape(input_shape))
+            self.bn.build(self.compute_output_shape(input_shape))
 
     def call(self, x, training=None):
+        if self.subsample != (1, 1):
+            x = x[:, ::self.subsample[0], ::self.subsample[1], :]
         x = self.conv(x)
         if self.bn:
             x = self.bn(x, training=training)
         return self.act(x) if self.act else x
 
     def compute_output_shape(self, input_shape):
-        return self.conv.compute_output_shape(input_shape)
+        return self.conv.compute_output_shape(self._subsampled(input_shape))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
