@@ -209,21 +209,22 @@ class StyleTransfer(App):
                       "gatys (--method gatys) and adain runs")
             style_name = self.learned["style"]
         style = read_picture(style_name, "style")
+        style_stem = Path(str(style_name)).stem
         records = []
         for path, name in zip(paths, picture_names(paths)):
             stem = name[:-len(".png")]
             if method == "gatys":
-                result = self._gatys(path, style_name, out_dir / "gatys" / f"{stem}-{Path(str(style_name)).stem}")
+                result = self._gatys(path, style_name, out_dir / "gatys" / f"{stem}-{style_stem}")
                 content = read_image_file(path, 3).numpy()
             else:
                 content = read_image_file(path, 3).numpy()
                 result = self.stylizer(model)(tf.cast(content, tf.float32), self.style_image(style_name),
                                               self.config.strength)
                 result = np.clip(np.round(result), 0, 255).astype(np.uint8)
-            write_png(out_dir / f"{stem}_stylized.png", result)
-            save_sheet([[("content", content), ("style", style), (method, result)]], out_dir / f"{stem}_sheet.png")
-            records.append(f"{path}: {result.shape[0]}x{result.shape[1]} stylised ({method}) -> "
-                           f"{out_dir / (stem + '_stylized.png')}, {out_dir / (stem + '_sheet.png')}")
+            stylized, sheet = out_dir / f"{stem}_{style_stem}_stylized.png", out_dir / f"{stem}_{style_stem}_sheet.png"
+            write_png(stylized, result)  # the style in the name: another --style does not replace this one
+            save_sheet([[("content", content), ("style", style), (method, result)]], sheet)
+            records.append(f"{path}: {result.shape[0]}x{result.shape[1]} stylised ({method}) -> {stylized}, {sheet}")
         return records
 
     def _gatys(self, path, style_name, folder):

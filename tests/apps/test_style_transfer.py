@@ -99,8 +99,8 @@ def test_johnson_evaluate_predict_and_export(johnson, tmp_path):
     photo = _photo(tmp_path / "odd.png", (37, 51))  # not a multiple of the stride: padded, cropped back
     out = run_ok(APP, "predict", str(photo), "--run_dir", johnson).stdout
     assert "method: model" in out and "37x51 stylised (model)" in out
-    assert Image.open(johnson / "predictions" / "odd_stylized.png").size == (51, 37)
-    assert (johnson / "predictions" / "odd_sheet.png").is_file()
+    assert Image.open(johnson / "predictions" / "odd_scream_stylized.png").size == (51, 37)
+    assert (johnson / "predictions" / "odd_scream_sheet.png").is_file()
     run_ok(APP, "export", "--run_dir", johnson, "--export_dir", tmp_path / "exports")
     serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
     images = [photo.read_bytes(), _photo(tmp_path / "b.png", (20, 9)).read_bytes()]
@@ -141,13 +141,15 @@ def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):
     assert "method: gatys" in out and "36x48 stylised (gatys)" in out
     folders = list((run_dir / "predictions" / "gatys").iterdir())
     assert len(folders) == 1 and (folders[0] / "checkpoints" / "state.npz").is_file()
-    assert (folders[0] / "losses.png").is_file() and (run_dir / "predictions" / "photo_sheet.png").is_file()
-    first = np.asarray(Image.open(run_dir / "predictions" / "photo_stylized.png"))
+    assert (folders[0] / "losses.png").is_file() and (run_dir / "predictions" / "photo_scream_sheet.png").is_file()
+    first = np.asarray(Image.open(run_dir / "predictions" / "photo_scream_stylized.png"))
     # The same command finds its finished run; more steps continue it; another style starts its own folder.
     run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "scream", *GATYS)
-    assert np.array_equal(first, np.asarray(Image.open(run_dir / "predictions" / "photo_stylized.png")))
+    assert np.array_equal(first, np.asarray(Image.open(run_dir / "predictions" / "photo_scream_stylized.png")))
     run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "starry_night", *GATYS)
     assert len(list((run_dir / "predictions" / "gatys").iterdir())) == 2
+    kept = np.asarray(Image.open(run_dir / "predictions" / "photo_scream_stylized.png"))  # not replaced by the other
+    assert np.array_equal(first, kept) and (run_dir / "predictions" / "photo_starry_night_stylized.png").is_file()
 
 
 def test_user_errors_are_one_line(tmp_path):
@@ -193,6 +195,6 @@ def test_gatys_killed_with_sigkill_resumes_to_the_uninterrupted_image(tmp_path):
     out = run_cli(APP, "predict", photo, "--run_dir", tmp_path / "killed", *flags).stdout
     resumed_at = int(re.search(r"resuming from step (\d+) of 90", out).group(1))
     assert 0 < resumed_at < 90
-    whole = np.asarray(Image.open(tmp_path / "whole" / "predictions" / "photo_stylized.png"))
-    resumed = np.asarray(Image.open(tmp_path / "killed" / "predictions" / "photo_stylized.png"))
+    whole = np.asarray(Image.open(tmp_path / "whole" / "predictions" / "photo_scream_stylized.png"))
+    resumed = np.asarray(Image.open(tmp_path / "killed" / "predictions" / "photo_scream_stylized.png"))
     assert np.array_equal(whole, resumed)
