@@ -6,7 +6,7 @@ more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its in
 """
 import tensorflow as tf
 
-from data.images.decode import check_encoded_images
+from data.images.decode import check_encoded_images, forget_shape
 from data.images.files import decode_image
 
 
@@ -87,7 +87,7 @@ class AdaINServing(tf.Module):
         images = check_encoded_images(images, self.max_pixels)
         styles = check_encoded_images(styles, self.max_pixels, name="styles")
         n = tf.size(images)
-        strength = tf.reshape(strength, tf.boolean_mask(tf.shape(strength), tf.shape(strength) >= 0))  # rank as sent
+        strength = forget_shape(strength)  # its rank as sent, not as declared
         checks = [tf.debugging.assert_less_equal(tf.rank(strength), 1, message="`strength` must be one number, or a "
                                                  "1-D batch of one per image")]
         with tf.control_dependencies(checks):

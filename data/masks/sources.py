@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
-from data.images.files import IMAGE_EXTENSIONS, read_image_file
+from data.images.files import IMAGE_EXTENSIONS, is_user_file, read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 
@@ -173,7 +173,7 @@ def _by_stem(folder, extensions):
     """{relative path without suffix: file} under `folder`; two files with one stem are an error."""
     found = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
+        if is_user_file(p) and p.suffix.lower() in extensions:
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in found:
                 raise DataError(f"{found[key]} and {p} have the same name; keep one of them")
