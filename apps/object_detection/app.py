@@ -37,7 +37,7 @@ from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import canvas_sides, eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
-from data.images.files import image_paths, picture_names
+from data.images.files import decode_image, image_paths, picture_names
 
 EXAMPLES = 8  # test images drawn by `evaluate`
 KEPT_ON_RESUME = ("mosaic", "multi_scale")  # data flags a resumed run keeps from its state unless set again
@@ -318,7 +318,7 @@ class ObjectDetection(RecordedSplits, App):
             data = path.read_bytes()
             try:
                 result = {k: v.numpy() for k, v in serving.serve(tf.constant([data])).items()}
-                image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+                image = decode_image(tf.constant(data), 3).numpy()  # as served: upright (EXIF orientation)
             except tf.errors.InvalidArgumentError:
                 raise UserError(f"{path} is not a readable JPEG/PNG/GIF/BMP image") from None
             n = int(result["num_detections"][0])

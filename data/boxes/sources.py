@@ -12,9 +12,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc
 from data.errors import DataError
+from data.images.exif import exif_orientation
 from data.images.files import read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
@@ -59,9 +61,16 @@ def _read_image(path, where):
         raise DataError(f"{where}: cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def _checked(name, image, boxes, labels, crowd, member=None):
+def _checked(name, image, boxes, labels, crowd, member=None, image_path=None):
     h, w = image.shape[:2]
-    check_boxes(boxes, h, w, name)
+    try:
+        check_boxes(boxes, h, w, name)
+    except DataError as e:
+        if image_path is None or int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) < 5:
+            raise
+        raise DataError(f"{e}; {image_path} is stored on its side with an EXIF orientation, which the suite applies "
+                        "(as photo viewers do): annotate the upright image, or remove its orientation tag "
+                        "(exiftool -Orientation= FILE)") from None
     boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
     return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool), member)
 
@@ -149,7 +158,7 @@ def _read_voc_file(xml_path, root, class_names):
         crowd.append((obj.findtext("difficult") or "0").strip() == "1")
     image = _read_image(image_path, xml_path)
     member = {"annotation": xml_path.relative_to(root).as_posix(), "image": image_path.relative_to(root).as_posix()}
-    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd, member)
+    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd, member, image_path)
 
 
 def list_voc_files(root):
@@ -260,7 +269,8 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, memb
             raise DataError(f"{where}: image file {image_dir / file_name} does not exist")
         image = _read_image(image_dir / file_name, where)
         member = {"image_id": image_id, "file_name": file_name, "annotations": [a.get("id") for a in anns]}
-        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns], member)
+        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns], member,
+                        image_dir / file_name)
 
     skips = _Skips(skip_bad)
     records = [r for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]

@@ -158,12 +158,15 @@ def decode_image(encoded, channels):
     """Encoded JPEG/PNG/GIF/BMP/WebP/binary PGM bytes -> uint8 HxWxC tensor (first frame of a GIF).
 
     Decoded as RGB first (the one channel count every decoder accepts: BMP and GIF refuse 1),
-    then converted to grey when `channels` is 1; PGM (grey) by data.images.pgm, repeated to RGB."""
+    then converted to grey when `channels` is 1; PGM (grey) by data.images.pgm, repeated to RGB.
+    A JPEG is turned upright as its EXIF orientation says (phone photos), as photo viewers show it."""
+    from data.images.exif import apply_orientation, exif_orientation
     from data.images.pgm import decode_pgm
 
     image = tf.cond(tf.strings.substr(encoded, 0, 2) == b"P5",
                     lambda: tf.image.grayscale_to_rgb(decode_pgm(encoded)),
                     lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8))
+    image = apply_orientation(image, exif_orientation(encoded))
     if channels == 1:
         grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
         image = tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)

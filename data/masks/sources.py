@@ -151,8 +151,11 @@ def _read_image(path):
 
 def _check_same_size(image, mask, image_path, mask_path):
     if image.shape[:2] != mask.shape:
+        turned = ("; the image's EXIF orientation turns it upright (as photo viewers and this suite show it), and the "
+                  "mask fits the image as stored: rotate the mask, or remove the image's orientation tag "
+                  "(exiftool -Orientation= FILE)") if image.shape[:2] == mask.shape[::-1] else ""
         raise DataError(f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} is "
-                        f"{image.shape[0]}x{image.shape[1]}; a mask must have its image's size")
+                        f"{image.shape[0]}x{image.shape[1]}; a mask must have its image's size{turned}")
 
 
 def _class_names_file(root):

@@ -37,6 +37,19 @@ def test_voc_boxes_classes_and_difficult(tmp_path):
     np.testing.assert_array_equal(records[0].crowd, [False, True])
 
 
+def test_a_phone_photo_is_read_upright_and_boxes_drawn_on_it_as_stored_are_refused_saying_why(tmp_path):
+    write_voc(tmp_path, "phone", [("dog", 5, 5, 55, 30)])  # fits the 60x40 photo as stored
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored on its side: a quarter turn anticlockwise shows it upright (40 wide, 60 high)
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "images" / "phone.jpg", exif=exif.tobytes())
+    with pytest.raises(DataError, match=r"phone.xml: box .* lies outside the 40x60 image; .*phone.jpg is stored on its "
+                                        r"side with an EXIF orientation.*annotate the upright image"):
+        load_voc(tmp_path)
+    write_voc(tmp_path, "phone", [("dog", 5, 5, 30, 55)], size=(60, 40), image=False)  # drawn on the upright photo
+    (record,), _ = load_voc(tmp_path)
+    assert record.image.shape == (60, 40, 3)
+
+
 def test_voc_errors_name_the_file(tmp_path):
     bad = write_voc(tmp_path, "outside", [("dog", 5, 5, 70, 10)])
     with pytest.raises(DataError, match=r"outside.xml: box .*x_max 70.* lies outside the 60x40 image"):

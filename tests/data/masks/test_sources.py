@@ -124,6 +124,19 @@ def test_mask_folder_errors(tmp_path):
         load_mask_folder(tmp_path / "empty")
 
 
+def test_a_phone_photo_is_read_upright_and_a_mask_of_it_as_stored_is_refused_saying_why(tmp_path):
+    root = _folder(tmp_path / "phone", names=("a", "b"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: a quarter turn clockwise shows it upright
+    Image.fromarray(np.zeros((16, 12, 3), np.uint8)).save(root / "images" / "b.jpg", exif=exif.tobytes())
+    mset = load_mask_folder(root)  # its mask (12x16) fits the upright photo
+    assert mset.images[1].shape == (12, 16, 3) and mset.masks[1].shape == (12, 16)
+    Image.fromarray(np.zeros((16, 12), np.uint8)).save(root / "masks" / "b.png")  # drawn on the photo as stored
+    with pytest.raises(DataError, match=r"masks/b.png is 16x12 \(HxW\) but its image .*b.jpg is 12x16; .*EXIF "
+                                        r"orientation turns it upright .* rotate the mask, or remove"):
+        load_mask_folder(root)
+
+
 def _voc(root, ids=("2007_000001", "2007_000002", "2007_000003")):
     for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / d).mkdir(parents=True)
