@@ -46,15 +46,19 @@ def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tm
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python, work = env / "bin" / "python", tmp_path / "work"
     work.mkdir()
-    listing = run(python, "-m", "apps", "list", cwd=work).stdout
-    assert "image_classification" in listing and "transformer_translation" in listing
-    # One process for the rest (a TensorFlow start costs seconds): where the packages come from, then train and
-    # export with the embedded data, which ships in the wheel.
+    # One process (a TensorFlow start costs seconds): where the packages come from, then train and export with
+    # the embedded data, which ships in the wheel, then `python -m apps list`: the package's __main__ run as -m
+    # runs it (runpy), whose exit ends the process.
     train = ["image_classification", "train", "--epochs", "1", "--data.limit", "320", "--batch_size", "32",
              "--model.width", "8", "--model.depth", "1", "--verbose", "line"]
     script = (f"import {', '.join(PACKAGES)}\nprint('FILES', {PACKAGES[0]}.__file__, backbones.__file__)\n"
-              + main_calls_script(train, ["image_classification", "export"]))
-    where = run(python, "-c", script, cwd=work).stdout.split("FILES ", 1)[1].split("\n", 1)[0]
+              + main_calls_script(train, ["image_classification", "export"])
+              + "import runpy\nsys.argv = ['-m', 'list']\nprint('LISTING', flush=True)\n"
+              "runpy.run_module('apps', run_name='__main__', alter_sys=True)\n")
+    out = run(python, "-c", script, cwd=work).stdout
+    where = out.split("FILES ", 1)[1].split("\n", 1)[0]
     assert all(p.startswith(str(site)) for p in where.split()), where
+    listing = out.split("LISTING\n", 1)[1]
+    assert "image_classification" in listing and "transformer_translation" in listing
     assert (work / "saved_models" / "image_classification" / "1" / "saved_model.pb").is_file()
     assert not list(site.glob("saved_models")) and not list((site / "apps").glob("saved_models"))

@@ -54,6 +54,11 @@ class App:
         """Return an uncompiled keras.Model (called inside the strategy scope)."""
         raise NotImplementedError
 
+    def train_batch_size(self):
+        """Examples in one global training batch, as the run's first line states it (--batch_size unless the
+        app batches otherwise)."""
+        return self.config.batch_size
+
     def build_dataset(self, split, epoch=0):
         """Batches of `split`. For "train": one epoch, order and augmentation a pure function of
         (config.seed, epoch), so a resumed run sees exactly the data an uninterrupted one would.

@@ -137,7 +137,7 @@ def _train(app, extra_callbacks):
     seed_everything(cfg)
     chief = is_chief(strategy)
     print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
-          f"global batch {cfg.batch_size}")
+          f"global batch {app.train_batch_size()}")
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     with contextlib.ExitStack() as held:

@@ -107,6 +107,10 @@ class FaceVerification(RecordedSplits, App):
     def build_model(self):
         return build_embedder(self.config.model, self.size, pair_head=self.config.loss == "binary")
 
+    def train_batch_size(self):
+        """P identities x K images (--batch_size is the evaluation batch)."""
+        return self.config.data.identities_per_batch * self.config.data.images_per_identity
+
     def build_dataset(self, split, epoch=0):
         cfg = self.config
         if split == "train":

@@ -210,6 +210,9 @@ class StyleTransfer(App):
             style_name = self.learned["style"]
         style = read_picture(style_name, "style")
         style_stem = Path(str(style_name)).stem
+        if method == "gatys":  # minutes a photo: a bad file among them stops the command before, not after, hours
+            for path in paths:
+                read_image_file(path, 3)
         records = []
         for path, name in zip(paths, picture_names(paths)):
             stem = name[:-len(".png")]

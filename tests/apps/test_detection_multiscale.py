@@ -35,10 +35,32 @@ def test_batches_of_every_side_are_encoded_with_that_sides_anchors(tmp_path):
         assert model(tf.zeros((1, side, side, 3))).shape[1] == app.coder_for(side).num_predictions
 
 
-def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_path, capsys):
+def _drawn_sides(monkeypatch):
+    """The canvas side of every training batch the runs below are fed, in order (recorded as fit reads it)."""
+    drawn = []
+    build_dataset = ObjectDetection.build_dataset
+
+    def recording(self, split, epoch=0):
+        data = build_dataset(self, split, epoch)
+        if split != "train":
+            return data
+
+        def record(images, targets):
+            side = tf.py_function(lambda s: drawn.append(int(s)) or s, [tf.shape(images)[1]], tf.int32)
+            with tf.control_dependencies([side]):
+                return tf.identity(images), targets
+        return data.map(record)
+
+    monkeypatch.setattr(ObjectDetection, "build_dataset", recording)
+    return drawn
+
+
+def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_path, capsys, monkeypatch):
     """...and evaluating it at another data.image_size than its own is one line."""
-    app = _app(tmp_path)
+    drawn = _drawn_sides(monkeypatch)
+    app = _app(tmp_path, **{"data.train_scenes": "16"})
     model = runner.train(app)
+    assert len(set(drawn)) >= 2 and set(drawn) <= set(app.train_sides), drawn  # batches of several sides
     report = app.evaluate(model, tmp_path)
     assert 0.0 <= report["map_50"] <= 1.0
     serving = app.serving_model(model)
@@ -47,12 +69,14 @@ def test_a_multi_scale_run_trains_evaluates_exports_and_resumes_multi_scale(tmp_
     assert out["boxes"].shape == (1, 100, 4)
     run = tmp_path / "run"
     assert json.loads((run / "state.json").read_text())["multi_scale"] == 0.5
-    other = _app(tmp_path, **{"data.image_size": "96"})  # evaluating at another size than the run's
+    other = _app(tmp_path, **{"data.image_size": "96", "data.train_scenes": "16"})  # at another size than the run's
     with pytest.raises(UserError, match="data.image_size is 96 but the model takes 64"):
         other.evaluate(runner.load_trained(other), tmp_path)
     capsys.readouterr()
     flags = {k: v for k, v in TINY.items() if k != "data.multi_scale"}
-    extended = ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(run), **flags, "epochs": "2"}))
+    extended = ObjectDetection(apply_overrides(ObjectDetection.Config(), {"run_dir": str(run), **flags, "epochs": "2",
+                                                                          "data.train_scenes": "16"}))
+    drawn.clear()
     model = runner.train(extended)
     assert "note: the run's data.multi_scale 0.5 is kept (--data.multi_scale to change it)" in capsys.readouterr().out
     assert extended.train_sides == [32, 64, 96] and model.input_shape[1:3] == (None, None)

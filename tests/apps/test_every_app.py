@@ -2,9 +2,9 @@
 `smoke_example`): a tiny training under `--strategy mirrored` on two logical CPUs (or the app's one-line
 refusal and a training on one device), in which whatever the app writes into the run directory (corpus,
 vocabularies, split records) is there, whole, at the runner's first barrier, where workers other than the
-chief start reading it; then predict, export, and the SavedModel reloaded in a clean process
-gives the outputs of the app's own serving module (evaluate: each app's own tests, with the checks of its task;
-one mirrored run is evaluated here, in a fresh process as a user would).
+chief start reading it; then export, and the SavedModel reloaded in a clean process gives the outputs of the
+app's own serving module (evaluate and predict: each app's own tests, with the checks of its task; one mirrored
+run is evaluated, in a fresh process as a user would, and predicts here).
 
 Each training has a fresh process (TensorFlow cannot run a second MirroredStrategy training in one process:
 their collectives' keys collide); the exports are reloaded together in one clean process at the end (a
@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from apps.core import runner
 from apps.core.checkpoints import _VALUE
+from apps.core.config import apply_overrides
 from apps.core.files import LOCK_NAME
 from apps.core.registry import get_app, list_apps
 from tests.conftest import folder_bytes, last_line, run_cli, run_main, run_python, watching_the_first_barrier
@@ -89,22 +91,23 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
         trained, at_barrier = _train_watching_the_barrier(
             name, run_dir, [*example.train_flags, "--strategy", "mirrored", "--cpu_devices", "2"], folder)
         _assert_prepared_before_the_barrier(run_dir, at_barrier)
-        batch = example.train_flags[example.train_flags.index("--batch_size") + 1] if "--batch_size" in example.train_flags \
-            else app_cls.Config().batch_size
+        flags = example.train_flags  # --key value pairs
+        config = apply_overrides(app_cls.Config(), {k[2:]: v for k, v in zip(flags[::2], flags[1::2])})
+        batch = app_cls.train_batch_size(types.SimpleNamespace(config=config))  # without building the app's data
         assert f"MirroredStrategy with 2 replica(s); global batch {batch}" in trained.stdout
         assert (run_dir / "model.keras").is_file()
         latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # the run's variables, under "model/"
         assert latest, f"no checkpoint in {run_dir / 'checkpoints'}"
         names = [k for k, _ in tf.train.list_variables(latest)]
         assert any(k.startswith("model/") and k.endswith(_VALUE) for k in names), names[:20]
+    here = ["--run_dir", run_dir, "--strategy", "default", "--cpu_devices", "1"]  # this process's devices are set
     if name == "image_classification":
         # As a user evaluates a mirrored run: the run's own strategy and logical CPUs, in a fresh process.
         run_cli(name, "evaluate", "--run_dir", run_dir)
         assert json.loads((run_dir / "eval" / "metrics.json").read_text())
-    # evaluate of every app: its own test file, with the checks of its task
-    here = ["--run_dir", run_dir, "--strategy", "default", "--cpu_devices", "1"]  # this process's devices are set
-    predicted = run_main(name, "predict", example.predict_input, *here)
-    assert predicted.returncode == 0 and example.predict_input in predicted.stdout
+        predicted = run_main(name, "predict", example.predict_input, *here)
+        assert predicted.returncode == 0 and example.predict_input in predicted.stdout
+    # evaluate and predict of every app: its own test file, with the checks of its task
     exported_modules = []  # the module the export saved, called here below
     serving_model = app_cls.serving_model
     monkeypatch.setattr(app_cls, "serving_model",
@@ -122,21 +125,15 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
     and its other signatures that take the same inputs (verify, probabilities, attention) answer too; its
     SignatureDef (what saved_model_cli and TF Serving's metadata show) declares a 1-D batch of strings, and a
     batch of another rank or an empty one is refused naming the input. Exports that need no extra imports
-    load first, before any app's custom ops are registered."""
+    load first, before any app's custom ops are registered; saved_model_cli's `show` runs last in the same
+    process (a TensorFlow start costs seconds), as its command does."""
     for name, (path, _, request, _) in served.items():
         proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
         for key in request:
             info = proto.meta_graphs[0].signature_def["serving_default"].inputs[key]
             assert info.dtype == tf.string.as_datatype_enum, (name, key)
             assert not info.tensor_shape.unknown_rank and [d.size for d in info.tensor_shape.dim] == [-1], (name, key)
-    if "object_detection" in served:  # as saved_model_cli shows it, for one of them
-        cli = Path(sys.executable).parent / "saved_model_cli"
-        command = [str(cli)] if cli.exists() else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-        proc = subprocess.run([*command, "show", "--dir", served["object_detection"][0], "--tag_set", "serve",
-                               "--signature_def", "serving_default"], capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        shown = " ".join(proc.stdout.split())
-        assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
+    shown_dir = served["object_detection"][0] if "object_detection" in served else None  # saved_model_cli's show
     (tmp_path / "requests.pkl").write_bytes(pickle.dumps(
         sorted(((bool(imports), name, path, imports, request) for name, (path, imports, request, _) in served.items()))))
     script = textwrap.dedent(f"""
@@ -169,12 +166,30 @@ def test_every_export_serves_in_a_clean_process(served, tmp_path):
             except Exception:
                 out[name] = traceback.format_exc()[-2000:]
         out["imported"] = sorted({{"apps", "layers", "data", "backbones"}} & set(sys.modules))
+        if {shown_dir!r} is not None:  # `saved_model_cli show ...`: its main() on that command line, stdout captured
+            import contextlib, io
+            from tensorflow.python.tools import saved_model_cli
+            sys.argv = ["saved_model_cli", "show", "--dir", {shown_dir!r}, "--tag_set", "serve",
+                        "--signature_def", "serving_default"]
+            shown = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(shown):
+                    saved_model_cli.main()  # absl's app.run: exits
+                code = 0
+            except SystemExit as e:
+                code = e.code or 0
+            out["saved_model_cli"] = (code, shown.getvalue())
         pickle.dump(out, open({str(tmp_path / "answers.pkl")!r}, "wb"))
     """)
     proc = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     answers = pickle.loads((tmp_path / "answers.pkl").read_bytes())
     assert answers.pop("imported") == [], "the clean process imported the project"
+    if shown_dir is not None:  # as saved_model_cli shows it, for one of them
+        code, shown = answers.pop("saved_model_cli")
+        assert code == 0, (shown[-2000:], proc.stderr[-2000:])
+        shown = " ".join(shown.split())
+        assert "inputs['images'] tensor_info: dtype: DT_STRING shape: (-1)" in shown, shown
     failed = {name: answer for name, answer in answers.items() if isinstance(answer, str)}
     assert not failed, failed
     for name, (_, _, refusals) in answers.items():  # the in-graph checks: a declared shape is not enforced

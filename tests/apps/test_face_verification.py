@@ -35,7 +35,8 @@ def _people(root, people=(3, 7, 12), per_person=4):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("faces") / "run"
-    run_ok(APP, "train", "--run_dir", run_dir, *TINY)
+    proc = run_ok(APP, "train", "--run_dir", run_dir, *TINY)
+    assert "global batch 18" in proc.stdout  # 6 people x 3 faces (--batch_size is evaluation's)
     return run_dir
 
 

@@ -1,4 +1,5 @@
-"""Crash safety: kill -9 at any moment (saves included), resume to the same weights; NaN stops cleanly."""
+"""Crash safety: kill -9 at any moment (saves included), resume to the same weights (a NaN loss stopping cleanly:
+test_run_safety.py)."""
 import os
 import random
 import signal
@@ -12,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import layers  # noqa: F401  (registers the custom layers for loading)
-from tests.conftest import ROOT, TINY, last_line, run_cli, run_cli_calls, run_main
+from tests.conftest import ROOT, TINY, run_cli, run_cli_calls
 
 APP = "image_classification"
 RUN = [*TINY, "--epochs", "3", "--seed", "5", "--deterministic", "true", "--model.dropout", "0.2",
@@ -59,13 +60,15 @@ def test_extending_a_finished_run_equals_one_long_run(runs, uninterrupted):
 
 @pytest.mark.slow
 def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
-    """Checkpoint every step so that kills land inside saves too; three kills, then finish."""
+    """Checkpoint every step so that kills land inside saves too; two kills, then finish (the second kill lands
+    about 24 of RUN's 54 steps in: a step with its save takes ~0.1 s, the kills come 1.3 s and 1.1 s after a
+    start's first save)."""
     args = [sys.executable, "-m", "apps", APP, "train", "--run_dir", str(tmp_path / "killed"), *RUN,
             "--checkpoint_every_steps", "1", "--keep_checkpoints", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = random.Random(0)
     kills = 0
-    for _ in range(3):
+    for _ in range(2):
         proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = latest_checkpoint(tmp_path / "killed")
         deadline = time.time() + 120
@@ -76,22 +79,8 @@ def test_kill_9_anywhere_then_resume_equals_uninterrupted(tmp_path, uninterrupte
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 2, "training finished before it could be killed; make the run longer"
-    resumed = run_cli(APP, "train", "--run_dir", tmp_path / "killed", *RUN, "--checkpoint_every_steps", "1")
+    assert kills == 2, "training finished before it could be killed; make the run longer"
+    resumed = run_cli(APP, "train", "--run_dir", tmp_path / "killed", *RUN)  # step saves change no weight
     assert "resuming from epoch" in resumed.stdout
     assert_same_weights(uninterrupted, final_weights(tmp_path / "killed"))
 
-
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
-    """In this process: no fresh process is needed to stop on NaN and resume from disk (no strategy, no
-    --deterministic, which would stay set here)."""
-    assert run_main(APP, "train", "--run_dir", tmp_path, *TINY).returncode == 0
-    before = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-    proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2", "--learning_rate", "1e30")
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "the training loss became nan" in last_line(proc.stderr) or "the training loss became inf" in last_line(proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == before
-    tf.train.load_checkpoint(before)  # still readable
-    resumed = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
-    assert resumed.returncode == 0 and "resuming from epoch 1, step 0" in resumed.stdout

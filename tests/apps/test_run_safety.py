@@ -171,6 +171,20 @@ def test_a_non_finite_validation_loss_stops_and_keeps_the_last_checkpoint(traine
     assert tf.train.latest_checkpoint(str(trained / "checkpoints")) == before
 
 
+def test_a_non_finite_training_loss_stops_and_keeps_the_last_checkpoint(trained):
+    """In this process: no fresh process is needed to stop on NaN and resume from disk (no strategy, no
+    --deterministic, which would stay set here)."""
+    before = tf.train.latest_checkpoint(str(trained / "checkpoints"))
+    proc = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2", "--learning_rate", "1e30")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "the training loss became nan" in last_line(proc.stderr) or "the training loss became inf" in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert tf.train.latest_checkpoint(str(trained / "checkpoints")) == before
+    tf.train.load_checkpoint(before)  # still readable
+    resumed = run_main(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert resumed.returncode == 0 and "resuming from epoch 1, step 0" in resumed.stdout
+
+
 def test_a_checkpoint_is_saved_only_when_every_variable_is_finite(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
     model.compile(optimizer="adam", loss="mse")
@@ -394,20 +408,19 @@ def test_run_files_are_written_whole(tmp_path, monkeypatch):
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
-def test_temporaries_left_by_killed_saves_are_removed_at_the_next_start(tmp_path):
+def test_temporaries_left_by_killed_saves_are_removed_at_the_next_start(trained):
     """A kill inside a save skips its `finally`: the next trainer (holding the lock) removes what is left."""
-    assert run_main("image_classification", "train", "--run_dir", tmp_path, *TINY).returncode == 0
-    leftovers = [tmp_path / ".tmp-abc.keras", tmp_path / "checkpoints" / "checkpoint.tmp77",
-                 tmp_path / "data" / ".tmp-splits.json-x"]
+    leftovers = [trained / ".tmp-abc.keras", trained / "checkpoints" / "checkpoint.tmp77",
+                 trained / "data" / ".tmp-splits.json-x"]
     for path in leftovers:
         path.write_bytes(b"half")
-    (tmp_path / "checkpoints" / "ckpt-1000003_temp").mkdir()
-    (tmp_path / "checkpoints" / "ckpt-1000003_temp" / "part-00000-of-00001").write_bytes(b"half")
-    kept = tmp_path / "notes.tmp"
+    (trained / "checkpoints" / "ckpt-1000003_temp").mkdir()
+    (trained / "checkpoints" / "ckpt-1000003_temp" / "part-00000-of-00001").write_bytes(b"half")
+    kept = trained / "notes.tmp"
     kept.write_text("mine")
-    proc = run_ok("image_classification", "train", "--run_dir", tmp_path, *TINY, "--epochs", "2")
-    assert f"removed 4 temporary file(s) an interrupted save left in {tmp_path}" in proc.stdout
-    assert not any(p.exists() for p in leftovers) and not (tmp_path / "checkpoints" / "ckpt-1000003_temp").exists()
+    proc = run_ok(APP, "train", "--run_dir", trained, *TINY, "--epochs", "2")
+    assert f"removed 4 temporary file(s) an interrupted save left in {trained}" in proc.stdout
+    assert not any(p.exists() for p in leftovers) and not (trained / "checkpoints" / "ckpt-1000003_temp").exists()
     assert kept.read_text() == "mine" and "resuming from epoch 1, step 0" in proc.stdout
 
 

@@ -156,6 +156,11 @@ def test_user_errors_are_one_line(tmp_path):
     photo = _photo(tmp_path / "photo.png")
     code, _, err = run_main(APP, "predict", str(photo), "--run_dir", tmp_path / "r", "--style", "monet", *GATYS)
     assert code == 2 and last_line(err).startswith("error: style image not found: monet (give an image file")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    code, _, err = run_main(APP, "predict", str(photo), str(tmp_path / "broken.jpg"), "--run_dir", tmp_path / "r",
+                            "--style", "scream", *GATYS)
+    assert code == 2 and last_line(err).startswith(f"error: {tmp_path / 'broken.jpg'}: ")
+    assert not (tmp_path / "r" / "predictions" / "gatys").exists()  # refused before the first photo's optimisation
     code, _, err = run_main(APP, "predict", str(photo), "--run_dir", tmp_path / "r", "--method", "model")
     assert code == 2 and "no trained model at" in last_line(err)
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "t", *TINY, "--data.image_size", "50")
