@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -59,6 +60,39 @@ def _distribute(dataset):
     options = pipeline_options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def _every_replica_fed(batches, replicas):
+    """`batches` without a last batch too small to give every replica an example (its first replicas take
+    ceil(n / replicas) each): with oneDNN, a replica with an empty batch failed inside a fused kernel
+    (training batches are whole). Says so, once, when it leaves one out."""
+    if replicas == 1:
+        return batches
+    said = []
+
+    def say(n):
+        if not said:
+            said.append(True)
+            print(f"warning: validation leaves out its last batch of {int(n)} example(s), too few for {replicas} "
+                  "replicas (in every epoch)", flush=True)
+        return False
+
+    def fed(*batch):
+        n = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
+        ok = n - (replicas - 1) * ((n + replicas - 1) // replicas) >= 1
+        return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(say, [n], tf.bool))
+
+    return batches.filter(fed)
+
+
+@contextlib.contextmanager
+def _validation_length_unknown(replicas):
+    """With several replicas, validation may end a batch early (_every_replica_fed): Keras warns that its
+    "input ran out of data; interrupting training" when a dataset of unknown length ends, which here is not so."""
+    with warnings.catch_warnings():
+        if replicas > 1:
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def _train_stream(app, first_epoch, skip_steps, last_epoch):
@@ -169,7 +203,7 @@ def _train(app, extra_callbacks):
         if steps_per_epoch <= 0:
             raise UserError("the training split gives no full batch; lower --batch_size")
         val = app.build_dataset("val")  # None: the app holds out no validation split
-        val = _distribute(val) if val is not None else None
+        val = _distribute(_every_replica_fed(val, strategy.num_replicas_in_sync)) if val is not None else None
         with strategy.scope():
             model = app.build_model()
         updates = app.updates_per_epoch(steps_per_epoch)
@@ -228,6 +262,7 @@ def _train(app, extra_callbacks):
         callbacks_common = [_LogWrites(keras.callbacks.TensorBoard(str(logs)), logs), *extra_callbacks]
         if isinstance(cfg, FitConfig) and cfg.early_stopping_patience:
             callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
+        held.enter_context(_validation_length_unknown(strategy.num_replicas_in_sync))
         while int(state.epoch) < phases[index].until_epoch:
             phase = phases[index]
             print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "

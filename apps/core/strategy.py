@@ -24,7 +24,7 @@ def make_strategy(name, tpu=None):
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return _reduce_nested(tf.distribute.MirroredStrategy(devices))
     if name == "multi-worker":
         if "TF_CONFIG" in os.environ:
             _check_tf_config(os.environ["TF_CONFIG"])
@@ -43,11 +43,17 @@ def make_strategy(name, tpu=None):
 def _reduce_nested(strategy):
     """Keras 3's fit() calls strategy.reduce on a whole (x, y) batch, and with axis=0 on scalar
     metrics; MultiWorkerMirroredStrategy accepts neither (keras-team/keras#20585). Reduce each
-    leaf on its own, over replicas only for scalars. Patched on this one strategy object only."""
+    leaf on its own, over replicas only for scalars. Patched on this one strategy object only.
+
+    The batch is averaged over replicas (MEAN, no axis) only to build the model from its shapes: a local
+    batch does that, and the sum failed, in both mirrored strategies, where replicas hold batches of different
+    sizes (an odd global batch on two replicas, the last batch of a validation split)."""
     reduce = strategy.reduce
 
     def reduce_one(reduce_op, value, axis):
         local = strategy.experimental_local_results(value)[0]
+        if axis is None and local.shape.rank and str(reduce_op).upper().endswith("MEAN"):
+            return local
         if axis is not None and local.shape.rank == 0:
             axis = None
         return reduce(reduce_op, value, axis)
