@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import keras
@@ -62,37 +61,26 @@ def _distribute(dataset):
     return dataset.with_options(options)
 
 
+def _fills_every_replica(n, replicas):
+    """Whether a batch of `n` split over `replicas` as tf.distribute splits it (ceil(n / replicas) to each
+    replica in turn: 4 on three is 2 + 2 + 0) leaves none of them empty: with oneDNN, a replica given no
+    example failed inside a fused kernel."""
+    return n - (replicas - 1) * -(-n // replicas) >= 1
+
+
 def _every_replica_fed(batches, replicas):
-    """`batches` without a last batch too small to give every replica an example (its first replicas take
-    ceil(n / replicas) each): with oneDNN, a replica with an empty batch failed inside a fused kernel
-    (training batches are whole). Says so, once, when it leaves one out."""
+    """Validation `batches` for several replicas, without a last batch too small for every replica (said
+    when it is left out; its length stays known: Keras warns when a dataset of unknown length ends)."""
     if replicas == 1:
         return batches
-    said = []
-
-    def say(n):
-        if not said:
-            said.append(True)
-            print(f"warning: validation leaves out its last batch of {int(n)} example(s), too few for {replicas} "
-                  "replicas (in every epoch)", flush=True)
-        return False
-
-    def fed(*batch):
-        n = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
-        ok = n - (replicas - 1) * ((n + replicas - 1) // replicas) >= 1
-        return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(say, [n], tf.bool))
-
-    return batches.filter(fed)
-
-
-@contextlib.contextmanager
-def _validation_length_unknown(replicas):
-    """With several replicas, validation may end a batch early (_every_replica_fed): Keras warns that its
-    "input ran out of data; interrupting training" when a dataset of unknown length ends, which here is not so."""
-    with warnings.catch_warnings():
-        if replicas > 1:
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-        yield
+    count = int(batches.cardinality())
+    if count <= 0:
+        return batches
+    n = int(tf.shape(tf.nest.flatten(next(iter(batches.skip(count - 1))))[0])[0])
+    if _fills_every_replica(n, replicas):
+        return batches
+    print(f"warning: validation leaves out its last batch of {n} example(s), too few for {replicas} replicas")
+    return batches.take(count - 1)
 
 
 def _train_stream(app, first_epoch, skip_steps, last_epoch):
@@ -170,8 +158,12 @@ def _train(app, extra_callbacks):
     strategy = make_strategy(cfg.strategy, cfg.tpu)  # first: multi-worker must start before any op runs
     seed_everything(cfg)
     chief = is_chief(strategy)
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
-          f"global batch {app.train_batch_size()}")
+    replicas, batch = strategy.num_replicas_in_sync, app.train_batch_size()
+    print(f"strategy: {type(strategy).__name__} with {replicas} replica(s); global batch {batch}")
+    if not _fills_every_replica(batch, replicas):
+        raise UserError(f"a global batch of {batch} leaves a replica of the {replicas} without examples (each takes "
+                        f"{-(-batch // replicas)} in turn); use a multiple of {replicas}, e.g. --batch_size "
+                        f"{replicas * max(1, -(-batch // replicas))}")
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     with contextlib.ExitStack() as held:
@@ -262,7 +254,6 @@ def _train(app, extra_callbacks):
         callbacks_common = [_LogWrites(keras.callbacks.TensorBoard(str(logs)), logs), *extra_callbacks]
         if isinstance(cfg, FitConfig) and cfg.early_stopping_patience:
             callbacks_common.append(keras.callbacks.EarlyStopping(patience=cfg.early_stopping_patience, restore_best_weights=False))
-        held.enter_context(_validation_length_unknown(strategy.num_replicas_in_sync))
         while int(state.epoch) < phases[index].until_epoch:
             phase = phases[index]
             print(f"phase {phase.name!r}: epochs {int(state.epoch) + 1}..{phase.until_epoch}, "

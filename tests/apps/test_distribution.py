@@ -78,10 +78,26 @@ def test_bad_tf_config_is_a_one_line_error(tmp_path, monkeypatch):
 
 def test_mirrored_replicas_with_batches_of_different_sizes(tmp_path):
     """Two replicas in one process: an odd global batch (4 + 3 each step) and a last validation batch of one
-    example (left out, said once: an empty replica batch failed in oneDNN's kernels)."""
+    example (left out, said once: the empty replica batch failed in oneDNN's kernels)."""
     proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--epochs", "2", "--data.limit", "80", "--batch_size", "7",
                    "--strategy", "mirrored", "--cpu_devices", "2")
     assert "MirroredStrategy with 2 replica(s); global batch 7" in proc.stdout
     assert proc.stdout.count("warning: validation leaves out its last batch of 1 example(s), too few for 2") == 1
     assert "ran out of data" not in proc.stdout + proc.stderr
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+
+
+def test_a_batch_that_leaves_a_replica_empty_is_refused(tmp_path):
+    proc = run_cli(APP, "train", "--run_dir", tmp_path, *TINY, "--batch_size", "4", "--strategy", "mirrored",
+                   "--cpu_devices", "3", check=False)
+    assert proc.returncode == 2 and last_line(proc.stderr) == (
+        "error: a global batch of 4 leaves a replica of the 3 without examples (each takes 2 in turn); use a multiple "
+        "of 3, e.g. --batch_size 6")
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_replicas_are_filled_in_turn():
+    from apps.core.runner import _fills_every_replica
+
+    assert [n for n in range(1, 10) if not _fills_every_replica(n, 3)] == [1, 2, 4]  # 1+0+0, 1+1+0, 2+2+0
+    assert all(_fills_every_replica(n, 2) for n in range(2, 40)) and not _fills_every_replica(1, 2)
