@@ -61,16 +61,27 @@ def _read_image(path, where):
         raise DataError(f"{where}: cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def _checked(name, image, boxes, labels, crowd, member=None, image_path=None):
+_UPRIGHT = ("which the suite applies (as photo viewers do): annotate the upright image, or remove its orientation "
+            "tag (exiftool -Orientation= FILE)")
+
+
+def _stored_on_its_side(image_path):
+    return image_path is not None and int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) >= 5
+
+
+def _checked(name, image, boxes, labels, crowd, member=None, image_path=None, recorded=None):
+    """`recorded`: the (width, height) the annotation file gives for its image, if any: boxes drawn on a phone
+    photo as stored (by a tool that ignores EXIF orientation) would land in the wrong place once it is upright."""
     h, w = image.shape[:2]
+    if recorded is not None and h != w and tuple(recorded) == (h, w) and _stored_on_its_side(image_path):
+        raise DataError(f"{name}: annotated on the image as stored ({h}x{w}, width x height), but {image_path} has "
+                        f"an EXIF orientation that turns it upright to {w}x{h}, {_UPRIGHT}")
     try:
         check_boxes(boxes, h, w, name)
     except DataError as e:
-        if image_path is None or int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) < 5:
+        if not _stored_on_its_side(image_path):
             raise
-        raise DataError(f"{e}; {image_path} is stored on its side with an EXIF orientation, which the suite applies "
-                        "(as photo viewers do): annotate the upright image, or remove its orientation tag "
-                        "(exiftool -Orientation= FILE)") from None
+        raise DataError(f"{e}; {image_path} is stored on its side with an EXIF orientation, {_UPRIGHT}") from None
     boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
     return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool), member)
 
@@ -158,7 +169,16 @@ def _read_voc_file(xml_path, root, class_names):
         crowd.append((obj.findtext("difficult") or "0").strip() == "1")
     image = _read_image(image_path, xml_path)
     member = {"annotation": xml_path.relative_to(root).as_posix(), "image": image_path.relative_to(root).as_posix()}
-    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd, member, image_path)
+    return _checked(str(xml_path), image, np.asarray(boxes).reshape(-1, 4), labels, crowd, member, image_path,
+                    _voc_size(tree))
+
+
+def _voc_size(tree):
+    """(width, height) of the annotation's <size>, None where it is missing or not a number."""
+    try:
+        return int(tree.findtext("size/width")), int(tree.findtext("size/height"))
+    except (TypeError, ValueError):
+        return None
 
 
 def list_voc_files(root):
@@ -228,6 +248,7 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, memb
     try:
         categories = {c["id"]: c["name"] for c in data["categories"]}
         by_image = {im["id"]: (im["file_name"], []) for im in data["images"]}
+        sizes = {im["id"]: (im.get("width"), im.get("height")) for im in data["images"]}
         for a in data["annotations"]:
             if a["image_id"] not in by_image:
                 raise DataError(f"{annotation_file}: annotation {a.get('id')} names image id {a['image_id']}, "
@@ -270,7 +291,7 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, memb
         image = _read_image(image_dir / file_name, where)
         member = {"image_id": image_id, "file_name": file_name, "annotations": [a.get("id") for a in anns]}
         return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns], member,
-                        image_dir / file_name)
+                        image_dir / file_name, sizes.get(image_id))
 
     skips = _Skips(skip_bad)
     records = [r for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]

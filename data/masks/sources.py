@@ -9,13 +9,16 @@ serving decodes them. Every user mistake is a DataError naming the file:
     mset = load_mask_folder("membrane")                     # membrane/images/*.png + membrane/masks/*.png
 """
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
+from data.images.exif import exif_orientation
 from data.images.files import IMAGE_EXTENSIONS, is_user_file, read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
@@ -153,7 +156,8 @@ def _check_same_size(image, mask, image_path, mask_path):
     if image.shape[:2] != mask.shape:
         turned = ("; the image's EXIF orientation turns it upright (as photo viewers and this suite show it), and the "
                   "mask fits the image as stored: rotate the mask, or remove the image's orientation tag "
-                  "(exiftool -Orientation= FILE)") if image.shape[:2] == mask.shape[::-1] else ""
+                  "(exiftool -Orientation= FILE)") if image.shape[:2] == mask.shape[::-1] and \
+            int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) >= 5 else ""
         raise DataError(f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} is "
                         f"{image.shape[0]}x{image.shape[1]}; a mask must have its image's size{turned}")
 
@@ -162,9 +166,15 @@ def _class_names_file(root):
     path = Path(root) / "classes.txt"
     if not path.is_file():
         return None
-    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    if not names:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
         raise DataError(f"{path} names no classes (one class name per line, id 0 first)")
+    if "" in lines:  # the line gives the id: a blank one between names would shift every name after it
+        raise DataError(f"{path} line {lines.index('') + 1} is blank; one class name per line, id 0 first (name an "
+                        "unused id, e.g. 'unused')")
+    names = lines
     if len(set(names)) != len(names):
         raise DataError(f"{path} names a class twice")
     return names
@@ -246,8 +256,13 @@ def load_mask_folder(root, class_names=None, members=None, split="test"):
     num_classes = len(class_names) or None
     ids = [_to_ids(raw, palette, path, binary, num_classes) for path, raw, palette in raws]
     if not class_names:
-        top = max([int(m[m != IGNORE].max(initial=0)) for m in ids] + [1])
-        class_names = list(BINARY_CLASSES) if binary else [f"class_{i}" for i in range(top + 1)]
+        used = sorted(set().union(*(np.unique(m[m != IGNORE]).tolist() for m in ids)) | {0})
+        class_names = list(BINARY_CLASSES) if binary else [f"class_{i}" for i in range(max(used[-1], 1) + 1)]
+        if len(used) < len(class_names) / 2:
+            warnings.warn(f"the masks use {len(used)} class ids up to {used[-1]} ({_examples([str(i) for i in used], 6)}): "
+                          f"the model gets {len(class_names)} classes, {len(class_names) - len(used)} of them never "
+                          "seen; a mask holds class indices 0..N-1 (255 = ignore): map your values to them",
+                          stacklevel=2)
     pictures = []
     for k, mask in zip(keys, ids):
         image = _read_image(images[k])

@@ -38,13 +38,18 @@ def test_voc_boxes_classes_and_difficult(tmp_path):
 
 
 def test_a_phone_photo_is_read_upright_and_boxes_drawn_on_it_as_stored_are_refused_saying_why(tmp_path):
-    write_voc(tmp_path, "phone", [("dog", 5, 5, 55, 30)])  # fits the 60x40 photo as stored
+    xml = write_voc(tmp_path, "phone", [("dog", 5, 5, 30, 30)])  # <size> 60x40: the photo as stored
     exif = Image.Exif()
     exif[0x0112] = 8  # stored on its side: a quarter turn anticlockwise shows it upright (40 wide, 60 high)
     Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "images" / "phone.jpg", exif=exif.tobytes())
+    with pytest.raises(DataError, match=r"phone.xml: annotated on the image as stored \(60x40, width x height\), but "
+                                        r".*phone.jpg has an EXIF orientation that turns it upright to 40x60, .*annotate"):
+        load_voc(tmp_path)  # the box would fit the upright photo too, in the wrong place
+    xml.write_text(xml.read_text().replace("<size><width>60</width><height>40</height><depth>3</depth></size>", "")
+                   .replace("<xmax>30</xmax>", "<xmax>55</xmax>"))
     with pytest.raises(DataError, match=r"phone.xml: box .* lies outside the 40x60 image; .*phone.jpg is stored on its "
                                         r"side with an EXIF orientation.*annotate the upright image"):
-        load_voc(tmp_path)
+        load_voc(tmp_path)  # no <size>: a box outside the upright photo tells
     write_voc(tmp_path, "phone", [("dog", 5, 5, 30, 55)], size=(60, 40), image=False)  # drawn on the upright photo
     (record,), _ = load_voc(tmp_path)
     assert record.image.shape == (60, 40, 3)

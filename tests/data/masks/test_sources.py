@@ -103,6 +103,22 @@ def test_load_mask_folder(tmp_path):
         load_mask_folder(named)
 
 
+def test_sparse_ids_warn_and_a_blank_line_in_classes_txt_is_refused(tmp_path):
+    root = _folder(tmp_path / "sparse", binary=False)
+    for name in ("a", "b", "c"):
+        ids = np.asarray(Image.open(root / "masks" / f"{name}.png"))
+        Image.fromarray((ids * 100).astype(np.uint8)).save(root / "masks" / f"{name}.png")  # 0, 100, 200
+    with pytest.warns(UserWarning, match=r"the masks use 3 class ids up to 200 \(0, 100, 200\): the model gets 201 "
+                                         r"classes, 198 of them never seen; .*map your values to them"):
+        assert len(load_mask_folder(root).class_names) == 201
+    named = _folder(tmp_path / "named", binary=False)
+    (named / "classes.txt").write_text("sky\n\nroad\ncar\n\n")
+    with pytest.raises(DataError, match=r"classes.txt line 2 is blank; one class name per line, id 0 first"):
+        load_mask_folder(named)
+    (named / "classes.txt").write_text("sky\nroad\ncar\n\n")  # blank lines at the end are fine
+    assert load_mask_folder(named).class_names == ["sky", "road", "car"]
+
+
 def test_mask_folder_errors(tmp_path):
     root = _folder(tmp_path / "d", names=("a", "b", "c", "d"))
     (root / "masks" / "b.png").unlink()
