@@ -18,24 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.word_embeddings.model import normalized
-
-
-def _checked_words(words):
-    """`words` after in-graph checks that it is a non-empty 1-D batch of valid UTF-8 strings. The
-    signature's declared shape [None] is not enforced when the graph runs (a SavedModel called with a
-    2-D tensor runs it), so the rank is checked on the tensor with its static shape forgotten."""
-    shape = tf.shape(words, out_type=tf.int64)
-    words = tf.reshape(words, tf.boolean_mask(shape, shape >= 0))  # static shape forgotten: see the docstring
-    checks = [tf.debugging.assert_rank(words, 1, message="`words` must be a 1-D batch of strings"),
-              tf.debugging.assert_greater(tf.size(words), 0, message="`words` is empty: send at least one word")]
-    with tf.control_dependencies(checks):
-        words = tf.reshape(words, [-1])
-        # decoding with errors="ignore" drops invalid bytes, so only valid UTF-8 comes back unchanged
-        valid = tf.equal(tf.strings.unicode_transcode(words, "UTF-8", "UTF-8", errors="ignore"), words)
-        checks.append(tf.debugging.Assert(tf.reduce_all(valid), [
-            "`words` holds text that is not valid UTF-8, at indices:", tf.where(~valid)[:, 0]], summarize=16))
-    with tf.control_dependencies(checks):
-        return tf.identity(words)
+from data.text.requests import checked_text
 
 
 class EmbeddingServing(tf.Module):
@@ -69,7 +52,7 @@ class EmbeddingServing(tf.Module):
         self._release()
 
     def _ids(self, words):
-        words = _checked_words(words)
+        words = checked_text(words, "words", "word")
         return self.table.lookup(tf.strings.lower(tf.strings.strip(words), encoding="utf-8"))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")], autograph=False)

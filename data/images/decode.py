@@ -35,6 +35,7 @@ import tensorflow as tf
 from data.boxes.geometry import letterbox
 from data.images.files import decode_image, resize_uint8, to_square
 from data.images.pgm import pgm_complete, pgm_headers
+from data.tensors import forget_shape
 
 MAX_PIXELS = 40_000_000  # width x height an image's header may claim (the decoders allocate it all)
 
@@ -197,14 +198,6 @@ def ends_complete(images):
     ok = tf.where(_starts(images, b"\xff\xd8\xff"), jpeg_ok, tf.where(_starts(images, b"\x89PNG"), png_ok, True))
     ok = tf.where(_starts(images, b"P5"), pgm_complete(images), ok)
     return tf.logical_and(ok, any_byte)
-
-
-def forget_shape(tensor):
-    """`tensor` as it is, with its static shape forgotten, so that checks of its rank run on what was
-    sent: a signature declared as [None] (what saved_model_cli and TF Serving's metadata show) is not
-    enforced when the graph runs, and a rank check against the declared shape would be skipped."""
-    shape = tf.shape(tensor, out_type=tf.int64)
-    return tf.reshape(tensor, tf.boolean_mask(shape, shape >= 0))  # a shape of unknown length: unknown rank
 
 
 def _refuse(condition, message, indices, *data):

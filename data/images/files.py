@@ -22,6 +22,8 @@ SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # Windows Explorer's
 def is_user_file(path):
     """A file a person put there: not hidden (.DS_Store, ._x.jpg) and not one the file manager wrote."""
     return path.is_file() and not path.name.startswith(".") and path.name.lower() not in SYSTEM_FILES
+
+
 _COLOUR_MODES = {"L": 1, "RGB": 3}
 
 
@@ -219,11 +221,13 @@ def read_image_file(path, channels=3):
 
 
 def image_paths(inputs):
-    """Image files named by `inputs`: files as given, folders searched recursively."""
+    """Image files named by `inputs`: files as given, folders searched recursively for a person's images
+    (not macOS's ._x.jpg shadows, nor what hidden folders such as .ipynb_checkpoints hold)."""
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and is_user_file(p)
+                           and not any(part.startswith(".") for part in p.relative_to(item).parts[:-1]))
             if not found:
                 raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP files")
             paths.extend(found)

@@ -26,29 +26,11 @@ What the signatures do with unusual requests (tested in tests/apps/test_serving_
 import tensorflow as tf
 
 from data.text.normalize import normalize_graph
+from data.text.requests import checked_text
 from data.text.subword import BOS, EOS, GraphSubwords
 from layers.decoding.search import beam_search
 
 CHARS_PER_TOKEN = 64  # characters read per source token the model takes (SentencePiece pieces are <= 16)
-
-
-def checked_text(texts, name, what):
-    """`texts` after in-graph checks that it is a non-empty 1-D batch of valid UTF-8 strings; the errors
-    name the input `name` (and the bad indices). The signature's declared shape [None] is not enforced
-    when the graph runs (a SavedModel called with a 2-D tensor runs it), so the rank is checked on the
-    tensor with its static shape forgotten, where the check cannot be skipped."""
-    shape = tf.shape(texts, out_type=tf.int64)
-    texts = tf.reshape(texts, tf.boolean_mask(shape, shape >= 0))  # static shape forgotten: see the docstring
-    checks = [tf.debugging.assert_rank(texts, 1, message=f"`{name}` must be a 1-D batch of strings"),
-              tf.debugging.assert_greater(tf.size(texts), 0, message=f"`{name}` is empty: send at least one {what}")]
-    with tf.control_dependencies(checks):
-        texts = tf.reshape(texts, [-1])
-        # decoding with errors="ignore" drops invalid bytes, so only valid UTF-8 comes back unchanged
-        valid = tf.equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="ignore"), texts)
-        checks.append(tf.debugging.Assert(tf.reduce_all(valid), [
-            f"`{name}` holds text that is not valid UTF-8, at indices:", tf.where(~valid)[:, 0]], summarize=16))
-    with tf.control_dependencies(checks):
-        return tf.identity(texts)
 
 
 class TranslationServing(tf.Module):

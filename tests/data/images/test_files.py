@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from data import DataError
-from data.images.files import check_scan, load_image_file, scan_class_folders
+from data.images.files import check_scan, image_paths, load_image_file, scan_class_folders
 from data.images.sources import load_class_folder
 
 
@@ -19,6 +19,18 @@ def test_files_the_system_writes_are_not_data(class_folder):
         (class_folder / "cat" / name).write_bytes(b"\0\1")
     scan = scan_class_folders(class_folder)
     assert len(scan.files) == 36 and not scan.bad
+
+
+def test_predict_folders_hold_a_persons_images_only(class_folder):
+    """A folder unzipped on a Mac (__MACOSX/, ._x.png shadows) or used from a notebook (.ipynb_checkpoints)."""
+    for hidden in (class_folder / "__MACOSX" / "cat" / "._000.png", class_folder / "cat" / "._001.png",
+                   class_folder / ".ipynb_checkpoints" / "000-checkpoint.png"):
+        hidden.parent.mkdir(parents=True, exist_ok=True)
+        hidden.write_bytes(b"\0\5\26\7")
+    found = image_paths([class_folder])
+    assert len(found) == 36 and all(p.parent.name in ("cat", "dog", "frog") for p in found)
+    named = class_folder / "cat" / "._001.png"
+    assert image_paths([named]) == [named]  # a file named on the command line is taken as given
 
 
 def _add_broken_files(root):
