@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from data.text.normalize import normalize_graph
 from data.text.requests import checked_text
-from data.text.subword import BOS, EOS, GraphSubwords
+from data.text.subword import BOS, EOS, PAD, GraphSubwords
 from layers.decoding.search import beam_search
 
 CHARS_PER_TOKEN = 64  # characters read per source token the model takes (SentencePiece pieces are <= 16)
@@ -54,7 +54,12 @@ class TranslationServing(tf.Module):
         state = self.model.start_decoding(ids, self.max_length)
         tokens, weights = beam_search(self.model.decode_step, state, tf.shape(ids)[0], tf.shape(ids)[1], BOS, EOS,
                                       self.max_length, beam=self.beam, alpha=self.alpha)
-        translations = tf.where(tf.equal(text, ""), "", self.target_tokenizer.decode(tokens))  # nothing in, nothing out
+        empty = tf.equal(text, "")  # nothing in, nothing out: no words, and no attention to plot
+        translations = tf.where(empty, "", self.target_tokenizer.decode(tokens))
+        just_eos = tf.concat([tf.fill(tf.shape(tokens[:, :1]), tf.constant(EOS, tokens.dtype)),
+                              tf.fill(tf.shape(tokens[:, 1:]), tf.constant(PAD, tokens.dtype))], axis=1)
+        tokens = tf.where(empty[:, None], just_eos, tokens)
+        weights = tf.where(empty[:, None, None], tf.zeros_like(weights), weights)
         return translations, tf.logical_or(truncated, cut), ids, tokens, weights
 
     # autograph=False: the search loops are tf.while_loop already, and AutoGraph would convert every Keras call the

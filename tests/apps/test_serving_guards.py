@@ -14,6 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from data.generated.toy_text import ES, EN
+from data.text.subword import EOS, PAD
 from tests.data.images.test_decode import huge_jpeg, huge_png
 
 IMAGE_APPS = ["image_classification", "object_detection", "semantic_segmentation", "face_verification"]
@@ -151,6 +152,9 @@ def test_translation_of_empty_and_very_long_sentences(translator):
     assert out["translations"].numpy().tolist()[:2] == [b"", b""]
     assert out["truncated"].numpy().tolist() == [False, False, False, True, True]
     assert out["translations"].numpy()[2] == translator.serve(tf.constant(["Two red."]))["translations"].numpy()[0]
+    seen = translator.attention(tf.constant(["", "Two red."]))  # what the attention plots draw: nothing decoded
+    assert seen["target_ids"].numpy()[0].tolist()[:2] == [EOS, PAD] and not seen["weights"].numpy()[0].any()
+    assert seen["target_ids"].numpy()[1].tolist()[:2] != [EOS, PAD] and seen["weights"].numpy()[1].any()
 
 
 def test_word_embeddings_guards(embeddings):
