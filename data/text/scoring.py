@@ -18,6 +18,8 @@ signature then says `nrefs:var`.
     scores.bleu, scores.bleu_multi_reference, scores.unique_sources, scores.references_per_source
 """
 import dataclasses
+import importlib.util
+import re
 
 import sacrebleu
 
@@ -55,6 +57,25 @@ def group_by_source(sources, references):
     return list(groups), [list(refs) for refs in groups.values()]
 
 
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u0e00-\u0e7f\u1000-\u109f\u1780-\u17ff]")
+
+
+def bleu_tokenizer(references):
+    """sacreBLEU's tokenizer for the target language, told by its script: BLEU counts words, and 13a (the
+    default, for languages written with spaces) makes a Japanese or Chinese sentence one word. Chinese: 'zh'
+    (each character); Japanese: 'ja-mecab' when mecab-python3 and ipadic are installed, else 'char'; Thai, Khmer,
+    Burmese: 'char'.
+    The choice is in the score's signature (tok:...)."""
+    text = "".join(references[:2000])
+    letters = sum(not c.isspace() for c in text) or 1
+    if len(_UNSPACED.findall(text)) < letters / 2:
+        return "13a"  # Korean too: written with spaces
+    if _KANA.search(text):
+        return "ja-mecab" if importlib.util.find_spec("MeCab") and importlib.util.find_spec("ipadic") else "char"
+    return "zh" if re.search(r"[\u4e00-\u9fff]", text) else "char"
+
+
 def reference_streams(reference_lists):
     """sacreBLEU's reference streams of per-sentence reference lists, padded with None."""
     width = max(map(len, reference_lists))
@@ -63,14 +84,14 @@ def reference_streams(reference_lists):
 
 def multi_reference_bleu(hypotheses, reference_lists):
     """(corpus BLEU of hypotheses[i] against all of reference_lists[i], the metric's signature)."""
-    metric = sacrebleu.BLEU()
+    metric = sacrebleu.BLEU(tokenize=bleu_tokenizer([r for refs in reference_lists for r in refs]))
     return metric.corpus_score(hypotheses, reference_streams(reference_lists)).score, str(metric.get_signature())
 
 
 def score(hypotheses, references, unique_hypotheses, reference_lists):
     """TranslationScores of per-pair hypotheses/references and of each unique source's hypothesis
     against its reference list."""
-    bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+    bleu, chrf = sacrebleu.BLEU(tokenize=bleu_tokenizer(references)), sacrebleu.CHRF()
     bleu_single = bleu.corpus_score(hypotheses, [references]).score
     chrf_single = chrf.corpus_score(hypotheses, [references]).score
     multi, multi_signature = multi_reference_bleu(unique_hypotheses, reference_lists)

@@ -72,3 +72,19 @@ def test_one_reference_each_gives_the_single_reference_score():
     _, scores = score_translations(sources, references, translate_counting([]))
     assert scores.bleu_multi_reference == scores.bleu and scores.references_per_source == 1.0
     assert "nrefs:1" in scores.bleu_multi_reference_signature
+
+
+@pytest.mark.parametrize("references, tokenizer", [
+    (["私は学生です。", "猫がソファで寝ている。"], "char"),  # Japanese (MeCab is not a dependency)
+    (["我是学生。", "猫在沙发上睡觉。"], "zh"),
+    (["แมวนอนบนโซฟา"], "char"),
+    (["나는 학생입니다.", "고양이가 소파에서 잔다."], "13a"),  # Korean is written with spaces
+    (REFERENCES, "13a"),
+])
+def test_bleu_counts_words_of_languages_written_without_spaces(references, tokenizer):
+    from data.text.scoring import bleu_tokenizer
+
+    assert bleu_tokenizer(references) == tokenizer
+    _, scores = score_translations(references, references, lambda sentences: [s[:-2] + s[-1] for s in sentences])
+    assert f"tok:{tokenizer}" in scores.bleu_signature and f"tok:{tokenizer}" in scores.bleu_multi_reference_signature
+    assert 0 < scores.bleu < 100  # one character off: with 13a a Japanese sentence is one word, and BLEU 0
