@@ -12,7 +12,13 @@ def split_cpu(n):
     Must run before TensorFlow initialises its devices."""
     if n > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+        if len(tf.config.get_logical_device_configuration(cpu) or []) == n:
+            return  # set already, as asked (a second command in one process, e.g. a notebook)
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+        except RuntimeError:  # TensorFlow has started its devices: they cannot change in this process
+            raise UserError(f"--cpu_devices {n} needs a fresh process: TensorFlow has already started its devices "
+                            "in this one (run the command in a new process)") from None
 
 
 def make_strategy(name, tpu=None):

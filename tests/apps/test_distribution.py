@@ -10,7 +10,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, TINY, last_line, run_cli, run_main
+from tests.conftest import ROOT, TINY, last_line, run_cli, run_main, run_python
 
 APP = "image_classification"
 
@@ -101,3 +101,19 @@ def test_replicas_are_filled_in_turn():
 
     assert [n for n in range(1, 10) if not _fills_every_replica(n, 3)] == [1, 2, 4]  # 1+0+0, 1+1+0, 2+2+0
     assert all(_fills_every_replica(n, 2) for n in range(2, 40)) and not _fills_every_replica(1, 2)
+
+
+def test_cpu_devices_once_tensorflow_has_started_are_a_one_line_error(tmp_path):
+    """In this process (a notebook's situation): its devices started long ago, so they cannot be split."""
+    tf.constant(1.0) + 1.0
+    proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--cpu_devices", "3")
+    assert proc.returncode == 2 and last_line(proc.stderr) == (
+        "error: --cpu_devices 3 needs a fresh process: TensorFlow has already started its devices in this one "
+        "(run the command in a new process)")
+
+
+def test_the_same_cpu_devices_again_in_one_process_are_kept(tmp_path):
+    """A second command in one process (a notebook) asking for the devices already set goes on."""
+    script = ("import tensorflow as tf\nfrom apps.core.strategy import split_cpu\nsplit_cpu(2)\ntf.constant(1.0) + 1.0\n"
+              "split_cpu(2)\nprint(len(tf.config.list_logical_devices('CPU')))")
+    assert run_python("-c", script).stdout.split()[-1] == "2"
