@@ -161,9 +161,9 @@ def _train(app, extra_callbacks):
     replicas, batch = strategy.num_replicas_in_sync, app.train_batch_size()
     print(f"strategy: {type(strategy).__name__} with {replicas} replica(s); global batch {batch}")
     if not _fills_every_replica(batch, replicas):
+        each = -(-batch // replicas)
         raise UserError(f"a global batch of {batch} leaves a replica of the {replicas} without examples (each takes "
-                        f"{-(-batch // replicas)} in turn); use a multiple of {replicas}, e.g. --batch_size "
-                        f"{replicas * max(1, -(-batch // replicas))}")
+                        f"{each} in turn); use a multiple of {replicas}, e.g. --batch_size {replicas * each}")
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     with contextlib.ExitStack() as held:

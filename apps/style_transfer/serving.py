@@ -7,8 +7,8 @@ more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its in
 import tensorflow as tf
 
 from data.images.decode import check_encoded_images
-from data.tensors import forget_shape
 from data.images.files import decode_image
+from data.tensors import forget_shape
 
 
 def pad_to_stride(image, stride):
