@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any test module imports TensorFlow: `apps` turns oneDNN's kernels on (TensorFlow's own default is off
+# on AVX2-only CPUs), so this process computes as the `python -m apps` processes the tests start do. A test
+# module that imported TensorFlow first ran with other kernels, and a resumed run differed from it in the pixels.
+import apps  # noqa: E402, F401
 # Under pytest-xdist, N workers share the machine's cores: each TensorFlow (and every process a test starts,
 # which inherits this) gets its share of intra-op threads instead of one per core, N times over.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:

@@ -2,6 +2,9 @@
 import dataclasses
 from pathlib import Path
 
+from apps.core.errors import UserError
+from apps.core.strategy import fills_every_replica
+
 
 @dataclasses.dataclass
 class SmokeExample:
@@ -58,6 +61,15 @@ class App:
         """Examples in one global training batch, as the run's first line states it (--batch_size unless the
         app batches otherwise)."""
         return self.config.batch_size
+
+    def check_replicas(self, replicas):
+        """Refuse, before anything is written, a training batch that would leave one of `replicas` without
+        examples (the app's own flags in the advice when it batches otherwise than by --batch_size)."""
+        batch = self.train_batch_size()
+        if not fills_every_replica(batch, replicas):
+            each = -(-batch // replicas)
+            raise UserError(f"a global batch of {batch} leaves a replica of the {replicas} without examples (each "
+                            f"takes {each} in turn); use a multiple of {replicas}, e.g. --batch_size {replicas * each}")
 
     def build_dataset(self, split, epoch=0):
         """Batches of `split`. For "train": one epoch, order and augmentation a pure function of

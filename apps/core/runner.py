@@ -31,7 +31,7 @@ from apps.core.files import atomic_write_text, os_error_message, remove_leftover
 from apps.core.optim import Offset, sized_by_epochs
 from apps.core.plots import plot_learning_curves
 from apps.core.run_config import FitConfig
-from apps.core.strategy import is_chief, make_strategy, worker_id
+from apps.core.strategy import fills_every_replica, is_chief, make_strategy, worker_id
 from data.errors import DataError
 from data.pipeline_options import pipeline_options
 
@@ -61,13 +61,6 @@ def _distribute(dataset):
     return dataset.with_options(options)
 
 
-def _fills_every_replica(n, replicas):
-    """Whether a batch of `n` split over `replicas` as tf.distribute splits it (ceil(n / replicas) to each
-    replica in turn: 4 on three is 2 + 2 + 0) leaves none of them empty: with oneDNN, a replica given no
-    example failed inside a fused kernel."""
-    return n - (replicas - 1) * -(-n // replicas) >= 1
-
-
 def _every_replica_fed(batches, replicas):
     """Validation `batches` for several replicas, without a last batch too small for every replica (said
     when it is left out; its length stays known: Keras warns when a dataset of unknown length ends)."""
@@ -77,7 +70,7 @@ def _every_replica_fed(batches, replicas):
     if count <= 0:
         return batches
     n = int(tf.shape(tf.nest.flatten(next(iter(batches.skip(count - 1))))[0])[0])
-    if _fills_every_replica(n, replicas):
+    if fills_every_replica(n, replicas):
         return batches
     print(f"warning: validation leaves out its last batch of {n} example(s), too few for {replicas} replicas")
     return batches.take(count - 1)
@@ -160,10 +153,8 @@ def _train(app, extra_callbacks):
     chief = is_chief(strategy)
     replicas, batch = strategy.num_replicas_in_sync, app.train_batch_size()
     print(f"strategy: {type(strategy).__name__} with {replicas} replica(s); global batch {batch}")
-    if not _fills_every_replica(batch, replicas):
-        each = -(-batch // replicas)
-        raise UserError(f"a global batch of {batch} leaves a replica of the {replicas} without examples (each takes "
-                        f"{each} in turn); use a multiple of {replicas}, e.g. --batch_size {replicas * each}")
+    if replicas > 1:
+        app.check_replicas(replicas)
     # Non-chief workers join every collective save but write to a private folder.
     files = out if chief else out / "workers" / f"worker-{worker_id(strategy)}"
     with contextlib.ExitStack() as held:

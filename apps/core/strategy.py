@@ -21,6 +21,13 @@ def split_cpu(n):
                             "in this one (run the command in a new process)") from None
 
 
+def fills_every_replica(n, replicas):
+    """Whether a batch of `n` split over `replicas` as tf.distribute splits it (ceil(n / replicas) to each
+    replica in turn: 4 on three is 2 + 2 + 0) leaves none of them empty: with oneDNN, a replica given no
+    example failed inside a fused kernel."""
+    return n - (replicas - 1) * -(-n // replicas) >= 1
+
+
 def make_strategy(name, tpu=None):
     # Listing logical devices starts the runtime, after which multi-worker can no longer be set up.
     if name == "auto":
@@ -29,12 +36,12 @@ def make_strategy(name, tpu=None):
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return _reduce_nested(tf.distribute.MirroredStrategy(devices))
+        devices = tuple(d.name for d in gpus) or tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+        return _one_per_process(("mirrored", devices), lambda: tf.distribute.MirroredStrategy(list(devices)))
     if name == "multi-worker":
         if "TF_CONFIG" in os.environ:
             _check_tf_config(os.environ["TF_CONFIG"])
-        return _reduce_nested(tf.distribute.MultiWorkerMirroredStrategy())
+        return _one_per_process(("multi-worker", os.environ.get("TF_CONFIG")), tf.distribute.MultiWorkerMirroredStrategy)
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
@@ -44,6 +51,19 @@ def make_strategy(name, tpu=None):
             raise UserError(f"no TPU found ({str(e).splitlines()[0]}); use --strategy default, or --tpu ADDRESS") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserError(f"unknown strategy {name!r}")
+
+
+_made = {}
+
+
+def _one_per_process(key, make):
+    """One strategy object per kind and devices for the whole process, patched once (_reduce_nested). A second
+    MirroredStrategy numbers its collective ops from the start again, and a second training in the process (a
+    notebook, several commands in one script) failed on the first training's instance keys ("Shape mismatch in
+    the collective instance 100")."""
+    if key not in _made:
+        _made[key] = _reduce_nested(make())
+    return _made[key]
 
 
 def _reduce_nested(strategy):

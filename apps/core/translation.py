@@ -18,6 +18,7 @@ predict and export. An app supplies its model config, `build_model()` and its sm
             return MyModel(len(self.prepared.source), len(self.prepared.target), **vars(self.config.model))
 """
 import dataclasses
+import sys
 
 import numpy as np
 
@@ -26,8 +27,10 @@ from apps.core.config import field
 from apps.core.errors import UserError
 from apps.core.plots import plot_attention
 from apps.core.run_config import FitConfig
+from apps.core.strategy import fills_every_replica
 from data.generated.toy_text import write_word_pairs
 from data.text.normalize import normalize
+from data.text.pair_batches import bucket_length
 from data.text.pair_corpus import bucketed, load, prepare
 from data.text.pairs import TranslationDataConfig
 from data.text.scoring import score_translations
@@ -65,6 +68,20 @@ class TranslationConfig(FitConfig):
     eval_batch: int = field(64, "sentences translated per call in evaluate and predict", min=1)
 
 
+def _sentences(inputs):
+    """predict's sentences: each argument, and for "-" the lines of standard input (blank lines skipped), so that
+    a file translates as `predict - < sentences.txt`."""
+    sentences = []
+    for item in inputs:
+        if item == "-":
+            sentences += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        else:
+            sentences.append(item)
+    if not sentences:
+        raise UserError("predict needs sentences: as arguments, or - to read them from standard input, one a line")
+    return sentences
+
+
 class TranslationApp(App):
     """Sentence pairs in; a model that translates, scored with sacreBLEU and chrF. Subclasses supply
     `Config` (a TranslationConfig), `build_model()` and `smoke_model_flags`."""
@@ -72,7 +89,7 @@ class TranslationApp(App):
     Config = TranslationConfig
     default_data = "embedded Tatoeba English-Spanish subset, 30,000 sentence pairs"
     predict_inputs = "SENTENCE"
-    predict_inputs_help = 'source sentences, e.g. "I am hungry."'
+    predict_inputs_help = 'source sentences, e.g. "I am hungry."; - reads them from standard input, one a line'
     serving_imports = ("tensorflow_text",)  # the SentencePiece ops inside the export
     smoke_model_flags = ()  # --model.* flags that make the smoke test's model tiny
 
@@ -104,6 +121,18 @@ class TranslationApp(App):
                 print(f"train: {b.pairs:,} pairs in {len(b):,} batches of {self.config.batch_size} padded tokens "
                       f"a side ({b.padding_share():.0%} padding)")
         return self._batches[split]
+
+    def check_replicas(self, replicas):
+        """A batch of a bucket of length L holds --batch_size // L pairs: every bucket's count must leave no
+        replica empty. From the configuration alone (every length up to --data.max_length), before any data."""
+        tokens, longest = self.config.batch_size, self.config.data.max_length
+        rows = sorted({max(tokens // bucket_length(n, longest), 1) for n in range(1, longest + 1)})
+        short = [n for n in rows if not fills_every_replica(n, replicas)]
+        if short:
+            need = max(replicas * (replicas - 1), replicas)  # enough for any count from there up
+            raise UserError(f"--batch_size {tokens} tokens makes batches of {short[0]} sentence pairs (at length "
+                            f"--data.max_length {longest} or below), which leaves one of the {replicas} replicas "
+                            f"without any; use --batch_size {need * longest} or more")
 
     @classmethod
     def smoke_example(cls, folder):
@@ -177,7 +206,8 @@ class TranslationApp(App):
                 "bleu_signature": m["bleu_signature"], "chrf_signature": m["chrf_signature"],
                 "bleu_multi_reference_signature": m["bleu_multi_reference_signature"], "examples": examples}
 
-    def _plot_attention(self, model, sentences, out_dir):
+    def _plot_attention(self, model, sentences, out_dir, first=1):
+        """attention_<n>.png for each sentence, n counted from `first`."""
         result = self._serving(model).attention(np.array(sentences, dtype=object))
         paths = []
         for i, sentence in enumerate(sentences):
@@ -185,19 +215,22 @@ class TranslationApp(App):
             target = list(result["target_ids"][i].numpy())
             target = target[:target.index(EOS) + 1] if EOS in target else [t for t in target if t != PAD]
             weights = result["weights"][i].numpy()[:len(target), :len(source)]
-            path = out_dir / f"attention_{i + 1}.png"
+            path = out_dir / f"attention_{first + i}.png"
             plot_attention(weights, self.prepared.source.pieces(source), self.prepared.target.pieces(target), path,
                            f"{sentence[:50]} -> {result['translations'][i].numpy().decode('utf-8')[:50]}")
             paths.append(path)
         return paths
 
     def predict(self, model, inputs):
-        translations = self.translate(model, list(inputs))
+        inputs = _sentences(inputs)
+        translations = self.translate(model, inputs)
         records = [f"{s}\t{t}" for s, t in zip(inputs, translations)]
         if self.config.attention:
             folder = self.run_dir / "predict"
             folder.mkdir(parents=True, exist_ok=True)
-            paths = self._plot_attention(model, list(inputs), folder)
+            paths = []
+            for i in range(0, len(inputs), self.config.eval_batch):
+                paths += self._plot_attention(model, inputs[i:i + self.config.eval_batch], folder, first=i + 1)
             records.append("attention maps: " + ", ".join(str(p) for p in paths))
         return records
 

@@ -111,6 +111,16 @@ class FaceVerification(RecordedSplits, App):
         """P identities x K images (--batch_size is the evaluation batch)."""
         return self.config.data.identities_per_batch * self.config.data.images_per_identity
 
+    def check_replicas(self, replicas):
+        """Each replica mines triplets within its own share of the P x K batch (whole identities when P is a
+        multiple of the replicas): it needs two identities at least, or it has no negatives."""
+        p, k = self.config.data.identities_per_batch, self.config.data.images_per_identity
+        if p < 2 * replicas or p % replicas:
+            each = max(2, -(-p // replicas))
+            raise UserError(f"--data.identities_per_batch {p} on {replicas} replicas: each replica mines triplets in its "
+                            f"own share of the batch and needs whole identities, two at least; use a multiple of "
+                            f"{replicas}, e.g. --data.identities_per_batch {replicas * each} (x {k} images each)")
+
     def build_dataset(self, split, epoch=0):
         cfg = self.config
         if split == "train":
@@ -149,6 +159,9 @@ class FaceVerification(RecordedSplits, App):
                             f"(two people each): give --eval_folds {people // 2}")
         embeddings = embed(test.images)
         pairs = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
+        if not np.any(pairs.same):
+            raise UserError(f"none of the test split's {people} people has two images, so there is no genuine pair to "
+                            "verify: evaluate on a pairs file (--data.pairs) or identity folders with 2+ images a person")
         return test, embeddings, pairs, pair_distances(embeddings, pairs.i, pairs.j)
 
     def evaluate(self, model, out_dir):

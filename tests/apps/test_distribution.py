@@ -6,10 +6,14 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import tensorflow as tf
 
+from apps.core.config import apply_overrides
+from apps.core.errors import UserError
+from apps.core.strategy import fills_every_replica
 from tests.conftest import ROOT, TINY, last_line, run_cli, run_main, run_python
 
 APP = "image_classification"
@@ -97,10 +101,45 @@ def test_a_batch_that_leaves_a_replica_empty_is_refused(tmp_path):
 
 
 def test_replicas_are_filled_in_turn():
-    from apps.core.runner import _fills_every_replica
+    assert [n for n in range(1, 10) if not fills_every_replica(n, 3)] == [1, 2, 4]  # 1+0+0, 1+1+0, 2+2+0
+    assert all(fills_every_replica(n, 2) for n in range(2, 40)) and not fills_every_replica(1, 2)
+    for replicas in range(2, 9):  # the bound the translation advice relies on
+        assert all(fills_every_replica(n, replicas) for n in range(replicas * (replicas - 1), 200))
 
-    assert [n for n in range(1, 10) if not _fills_every_replica(n, 3)] == [1, 2, 4]  # 1+0+0, 1+1+0, 2+2+0
-    assert all(_fills_every_replica(n, 2) for n in range(2, 40)) and not _fills_every_replica(1, 2)
+
+def _refusal(app_cls, replicas, **overrides):
+    config = apply_overrides(app_cls.Config(), overrides)
+    try:
+        app_cls.check_replicas(types.SimpleNamespace(config=config, train_batch_size=lambda: config.batch_size),
+                               replicas)
+    except UserError as e:
+        return str(e)
+
+
+def test_translation_batches_of_every_bucket_length_must_feed_every_replica():
+    """Token batches: a bucket of length L holds --batch_size // L pairs. 4096 tokens at lengths up to 128 make
+    34 pairs at length 120, 5 + 5 + ... + 4 + 0 on eight replicas."""
+    from apps.transformer_translation.app import TransformerTranslationApp as TransformerApp
+
+    assert _refusal(TransformerApp, 2) is None and _refusal(TransformerApp, 8) is None  # 4096 tokens, length <= 40
+    assert _refusal(TransformerApp, 2, **{"batch_size": "32"}) == (
+        "--batch_size 32 tokens makes batches of 1 sentence pairs (at length --data.max_length 40 or below), which "
+        "leaves one of the 2 replicas without any; use --batch_size 80 or more")
+    message = _refusal(TransformerApp, 8, **{"data.max_length": "128"})
+    assert message.startswith("--batch_size 4096 tokens makes batches of 34 sentence pairs") and message.endswith(
+        "use --batch_size 7168 or more")
+    assert _refusal(TransformerApp, 8, **{"data.max_length": "128", "batch_size": "7168"}) is None
+
+
+def test_face_batches_give_every_replica_whole_identities():
+    from apps.face_verification.app import FaceVerification as FaceApp
+
+    assert _refusal(FaceApp, 2) is None  # P = 8
+    assert _refusal(FaceApp, 3) == (
+        "--data.identities_per_batch 8 on 3 replicas: each replica mines triplets in its own share of the batch and "
+        "needs whole identities, two at least; use a multiple of 3, e.g. --data.identities_per_batch 9 (x 4 images "
+        "each)")
+    assert "e.g. --data.identities_per_batch 16" in _refusal(FaceApp, 8)
 
 
 def test_cpu_devices_once_tensorflow_has_started_are_a_one_line_error(tmp_path):

@@ -6,9 +6,10 @@ chief start reading it; then export, and the SavedModel reloaded in a clean proc
 app's own serving module (evaluate and predict: each app's own tests, with the checks of its task; one mirrored
 run is evaluated, in a fresh process as a user would, and predicts here).
 
-Each training has a fresh process (TensorFlow cannot run a second MirroredStrategy training in one process:
-their collectives' keys collide); the exports are reloaded together in one clean process at the end (a
-TensorFlow start costs about 7 CPU-seconds)."""
+The mirrored trainings of every app run one after another in ONE fresh process, as a notebook or a script of
+several commands would run them (a second MirroredStrategy once failed there on the first one's collective
+keys; the strategy is now made once per process); the exports are reloaded together in one clean process at
+the end (a TensorFlow start costs about 7 CPU-seconds)."""
 import json
 import pickle
 import subprocess
@@ -39,27 +40,45 @@ def served():
 # What the runner writes into a run directory itself; the rest is the app's (corpus, vocabularies, split records).
 _RUNNERS_OWN = ("config.json", "state.json", "run.json", "history.csv", "model.keras", "learning_curves.png", LOCK_NAME)
 
-_WATCH_THE_BARRIER = """
-import pickle, sys
+_MIRRORED_TRAININGS = """
+import contextlib, io, os, pickle, sys
 from pathlib import Path
 from apps.core import runner
+from apps.core.strategy import split_cpu
 from apps.__main__ import main
 from tests.conftest import watching_the_first_barrier
 
-run, out, argv, at_barrier = Path(sys.argv[1]), sys.argv[2], sys.argv[3:], []
-runner._on_every_worker = watching_the_first_barrier(run, at_barrier)
-code = main(argv) or 0
-pickle.dump(at_barrier[0] if at_barrier else None, open(out, "wb"))
-sys.exit(code)
+split_cpu(2)  # once, before anything starts TensorFlow's devices; each command's --cpu_devices 2 keeps it
+jobs, results, every_worker = pickle.load(open(sys.argv[1], "rb")), {}, runner._on_every_worker
+for name, folder, flags in jobs:
+    os.chdir(folder)
+    at_barrier, printed = [], io.StringIO()
+    runner._on_every_worker = watching_the_first_barrier(Path(folder) / "run", at_barrier)
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = main([name, "train", "--run_dir", str(Path(folder) / "run"), *flags]) or 0
+    runner._on_every_worker = every_worker
+    results[name] = (code, printed.getvalue(), at_barrier[0] if at_barrier else None)
+pickle.dump(results, open(sys.argv[2], "wb"))
 """
 
 
-def _train_watching_the_barrier(name, run_dir, flags, cwd):
-    """`python -m apps NAME train` in a fresh process, as run_cli, with the run directory's files recorded when
-    the first barrier (runner._on_every_worker) is left; (CompletedProcess, {relative path: bytes})."""
-    out = cwd / "at_barrier.pkl"
-    proc = run_python("-c", _WATCH_THE_BARRIER, run_dir, out, name, "train", "--run_dir", run_dir, *flags, cwd=cwd)
-    return proc, pickle.loads(out.read_bytes())
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """{app: (folder, SmokeExample, exit code, what it printed, the run's files at the first barrier)} of every
+    app that trains under a strategy: its smoke training under MirroredStrategy on two logical CPUs, all of them
+    in one fresh process."""
+    jobs, examples = [], {}
+    for name in list_apps():
+        if not get_app(name).single_device:
+            folder = tmp_path_factory.mktemp(name)  # kept for the clean process below whatever the retention
+            examples[name] = (folder, get_app(name).smoke_example(folder))
+            jobs.append((name, str(folder), [*examples[name][1].train_flags, "--strategy", "mirrored",
+                                             "--cpu_devices", "2"]))
+    here = tmp_path_factory.mktemp("mirrored")
+    (here / "jobs.pkl").write_bytes(pickle.dumps(jobs))
+    run_python("-c", _MIRRORED_TRAININGS, here / "jobs.pkl", here / "results.pkl", cwd=here, timeout=1500)
+    results = pickle.loads((here / "results.pkl").read_bytes())
+    return {name: (*examples[name], *results[name]) for name in examples}
 
 
 def _assert_prepared_before_the_barrier(run_dir, at_barrier):
@@ -72,10 +91,13 @@ def _assert_prepared_before_the_barrier(run_dir, at_barrier):
 
 
 @pytest.mark.parametrize("name", list_apps())
-def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
+def test_app_round_trip(name, served, mirrored, tmp_path_factory, monkeypatch):
     app_cls = get_app(name)
-    folder = tmp_path_factory.mktemp(name)  # not tmp_path: kept for the clean process below whatever the retention
-    example = app_cls.smoke_example(folder)
+    if app_cls.single_device:
+        folder = tmp_path_factory.mktemp(name)  # not tmp_path: kept for the clean process below whatever the retention
+        example = app_cls.smoke_example(folder)
+    else:
+        folder, example, code, printed, at_barrier = mirrored[name]
     run_dir = folder / "run"
     if app_cls.single_device:
         refused = run_main(name, "train", "--run_dir", folder / "refused", *example.train_flags, "--strategy", "mirrored")
@@ -88,13 +110,12 @@ def test_app_round_trip(name, served, tmp_path_factory, monkeypatch):
             assert run_main(name, "train", "--run_dir", run_dir, *example.train_flags, cwd=folder).returncode == 0
         _assert_prepared_before_the_barrier(run_dir, at_barrier[0] if at_barrier else None)
     else:
-        trained, at_barrier = _train_watching_the_barrier(
-            name, run_dir, [*example.train_flags, "--strategy", "mirrored", "--cpu_devices", "2"], folder)
+        assert code == 0, printed[-3000:]
         _assert_prepared_before_the_barrier(run_dir, at_barrier)
         flags = example.train_flags  # --key value pairs
         config = apply_overrides(app_cls.Config(), {k[2:]: v for k, v in zip(flags[::2], flags[1::2])})
         batch = app_cls.train_batch_size(types.SimpleNamespace(config=config))  # without building the app's data
-        assert f"MirroredStrategy with 2 replica(s); global batch {batch}" in trained.stdout
+        assert f"MirroredStrategy with 2 replica(s); global batch {batch}" in printed
         assert (run_dir / "model.keras").is_file()
         latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # the run's variables, under "model/"
         assert latest, f"no checkpoint in {run_dir / 'checkpoints'}"
