@@ -1,9 +1,11 @@
 """`apps`, `layers`, `data` and `backbones` are generic names: the installed ones must be this project's,
 and an installed (non-editable) copy must work from any directory with only its own files."""
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 
@@ -37,11 +39,21 @@ def test_a_non_editable_install_lists_trains_and_exports_outside_the_checkout(tm
         assert proc.returncode == 0, f"{args}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         return proc
 
+    # Built from a copy: setuptools builds in the source's build/, where modules deleted since an earlier build
+    # would otherwise enter the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "runs", "__pycache__",
+                                                                "saved_models", "tests", "bench"))
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel",
-        ROOT)
+        source)
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".py")}
+    stale = sorted(n for n in shipped if not (ROOT / n).is_file())
+    assert not stale, f"the wheel ships modules the checkout does not have: {stale[:5]}"
+    assert {"apps/__main__.py", "layers/__init__.py", "data/__init__.py", "backbones/__init__.py"} <= shipped
     env = tmp_path / "env"
     run(sys.executable, "-m", "venv", "--without-pip", env)
-    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--prefix", env, *(tmp_path / "wheel").glob("*.whl"))
+    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", "--prefix", env, wheel)
     site = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python, work = env / "bin" / "python", tmp_path / "work"

@@ -117,7 +117,7 @@ class ImageClassification(RecordedSplits, App):
 class ClassifierServing(tf.Module):
     """Encoded images in; class ids, class names and probabilities out. The request is checked before
     decoding (data.images.decode): an image whose header claims more than `max_pixels` pixels (None:
-    data.images.decode.MAX_PIXELS, 40 megapixels), or a truncated JPEG/PNG, is an INVALID_ARGUMENT
+    data.images.decode.MAX_PIXELS, 120 megapixels), or a truncated JPEG/PNG, is an INVALID_ARGUMENT
     naming `images` and its index."""
 
     def __init__(self, model, class_names, input_shape, max_pixels=None):

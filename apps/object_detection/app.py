@@ -342,7 +342,7 @@ class DetectorServing(tf.Module):
     """Encoded images of any size in; boxes [x_min, y_min, x_max, y_max] in each image's pixels,
     class ids and names, scores and the number of valid rows out (rows past it: id -1, name "").
     The request is checked before decoding (data.images.decode): an image whose header claims more than
-    `max_pixels` pixels (None: data.images.decode.MAX_PIXELS, 40 megapixels), or a truncated JPEG/PNG,
+    `max_pixels` pixels (None: data.images.decode.MAX_PIXELS, 120 megapixels), or a truncated JPEG/PNG,
     is an INVALID_ARGUMENT naming `images` and its index."""
 
     def __init__(self, model, coder, class_names, size, score_threshold, iou_threshold, max_detections,

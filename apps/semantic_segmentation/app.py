@@ -22,7 +22,7 @@ from apps.semantic_segmentation.pictures import overlay, save_mask, save_sheet
 from apps.semantic_segmentation.serving import SegmenterServing, image_probabilities
 from data.generated.mask_scenes import make_mask_scenes
 from data.images.files import image_paths, picture_names, read_image_file
-from data.masks.pipeline import load_segmentation_splits, split_record, train_epoch
+from data.masks.pipeline import load_segmentation_splits, split_record, train_epoch, validation_batches
 from layers.losses.segmentation import IGNORE_LABEL, make_loss
 
 COLLAPSE = 0.01  # warn when the predicted foreground covers less than this share of the pixels, or more than 1 - it
@@ -76,7 +76,7 @@ class SemanticSegmentation(RecordedSplits, App):
             return train_epoch(self.splits["train"], cfg.data, cfg.batch_size, cfg.seed, epoch)
         if not self.splits[split]:
             return None
-        return padded_batches(self.splits[split], cfg.batch_size, self.stride)
+        return validation_batches(self.splits[split], cfg.batch_size, self.stride)
 
     def compile_defaults(self):
         cfg = self.config
@@ -166,21 +166,6 @@ def class_weights(option, masks, num_classes):
         raise UserError(f"--class_weights needs {num_classes} finite weights >= 0 (one per class: "
                         f"{num_classes} classes); got {option!r}")
     return weights
-
-
-def padded_batches(mask_set, batch_size, stride):
-    """Validation batches for fit(): every image and mask padded (image 0, mask 255) to the split's largest
-    height and width rounded up to the stride, so that the batches have one shape and one trace."""
-    h = max(image.shape[0] for image in mask_set.images)
-    w = max(image.shape[1] for image in mask_set.images)
-    h, w = -(-h // stride) * stride, -(-w // stride) * stride
-    images = np.zeros((len(mask_set), h, w, 3), np.uint8)
-    masks = np.full((len(mask_set), h, w), IGNORE_LABEL, np.uint8)
-    for i, (image, mask) in enumerate(zip(mask_set.images, mask_set.masks)):
-        images[i, :image.shape[0], :image.shape[1]] = image
-        masks[i, :mask.shape[0], :mask.shape[1]] = mask
-    return tf.data.Dataset.from_tensor_slices((images, masks)).batch(batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)))
 
 
 def _warn_if_collapsed(foreground):

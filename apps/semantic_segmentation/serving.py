@@ -58,7 +58,7 @@ def image_probabilities(model, image, stride, tta=False):
 class SegmenterServing(tf.Module):
     """Encoded images (any sizes) in; class-id masks at each image's own size out, padded to the batch's
     largest image. The request is checked before decoding (data.images.decode): not an image, truncated,
-    or a header claiming more than `max_pixels` pixels (None: 40 megapixels) is an INVALID_ARGUMENT naming
+    or a header claiming more than `max_pixels` pixels (None: 120 megapixels) is an INVALID_ARGUMENT naming
     `images` and its index. An empty batch is refused the same way."""
 
     def __init__(self, model, class_names, stride, tta=False, max_pixels=None):

@@ -106,6 +106,8 @@ def load_face_splits(cfg, seed, size, record=None, names=SPLITS):
     for name in names:
         if name != "val" and len(sets[name].labels) == 0:
             raise DataError(f"the {name} split of source {cfg.source!r} is empty")
+    if cfg.source == "folder":  # framed as they were read, as a resumed run and the export read them: not twice
+        return sets
     return {name: _sized(s, size, square_mode(cfg)) for name, s in sets.items()}
 
 

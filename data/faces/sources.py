@@ -54,7 +54,8 @@ def load_tfds_faces(name, data_dir):
 def read_lfw_pairs(path, root):
     """LFW's pairs.txt -> (file_a, file_b, same, fold) lists, files relative to `root`.
 
-    The first line gives the folds and the pairs per class per fold ("10 300"); then per fold that many
+    The first line gives the folds and the pairs per class per fold ("10 300"; one number, as in View 1's
+    pairsDevTest.txt, is one fold); then per fold that many
     matched lines "name n1 n2" and mismatched lines "name1 n1 name2 n2"; image n of a person is
     <name>/<name>_<n:04d>.jpg. Every referenced file must exist under `root`."""
     path, root = Path(path), Path(root) if root else None
@@ -63,10 +64,11 @@ def read_lfw_pairs(path, root):
     if root is None or not root.is_dir():
         raise DataError(f"the pairs file {path} needs --data.path: the identity folders its names refer to")
     lines = [line.split() for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() if line.strip()]
-    try:
-        folds, per_fold = (int(v) for v in lines[0][:2])
+    try:  # View 2's "10 300"; View 1's pairsDevTrain.txt / pairsDevTest.txt give one number: one fold
+        folds, per_fold = (int(v) for v in lines[0][:2]) if len(lines[0]) > 1 else (1, int(lines[0][0]))
     except (IndexError, ValueError):
-        raise DataError(f"{path}:1: expected '<folds> <pairs per fold>' (e.g. '10 300'), got {' '.join(lines[0]) if lines else 'nothing'}") from None
+        raise DataError(f"{path}:1: expected '<folds> <pairs per fold>' (e.g. '10 300') or, as LFW's View 1 files, "
+                        f"'<pairs>' (e.g. '500'), got {' '.join(lines[0]) if lines else 'nothing'}") from None
     if len(lines) < 1 + folds * 2 * per_fold:
         raise DataError(f"{path}: the header promises {folds} folds x 2 x {per_fold} pairs, the file has {len(lines) - 1} lines")
     file_a, file_b, same, fold = [], [], [], []

@@ -9,7 +9,7 @@ Before anything is decoded, each image's header is read in graph ops and the bat
   JPEG does not end with its end marker FF D9, a PNG with its IEND chunk (zero bytes after them
   are allowed, up to about 4 KB), or a GIF's data end inside a block: the signs of a truncated
   upload ("truncated or corrupt images");
-- a header claims more than `max_pixels` (default MAX_PIXELS, 40 megapixels) width x height, since
+- a header claims more than `max_pixels` (default MAX_PIXELS, 120 megapixels) width x height, since
   the decoders allocate the whole image before reading its data (a 700-byte JPEG claiming
   6000 x 6000 makes TensorFlow's decoder take 110 MB, and the allocation grows with the claim).
   The sizes are the ones the decoders use: the JPEG frame (tf.image.extract_jpeg_shape: libjpeg
@@ -37,7 +37,7 @@ from data.images.files import decode_image, resize_uint8, to_square
 from data.images.pgm import pgm_complete, pgm_headers
 from data.tensors import forget_shape
 
-MAX_PIXELS = 40_000_000  # width x height an image's header may claim (the decoders allocate it all)
+MAX_PIXELS = 120_000_000  # width x height a header may claim (the decoders allocate it all): a 108 MP phone photo passes
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 _HEAD = 32  # header bytes read: enough for every size field below

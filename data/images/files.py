@@ -16,6 +16,10 @@ from PIL import Image, UnidentifiedImageError
 from data.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".pgm")
+# Pictures the exported models' decoders cannot read: named as bad files, never skipped unsaid. Any other
+# extension (notes.txt, landmarks.pts, labels.json) is not a picture: left out, and counted.
+OTHER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm", ".pnm", ".pbm", ".ico",
+                          ".dng", ".cr2", ".nef", ".arw", ".psd", ".exr")
 SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # Windows Explorer's own (macOS's start with a dot)
 
 
@@ -35,6 +39,7 @@ class FolderScan:
     files: list  # [(path, label)] readable images
     bad: list  # [(path, reason)]
     converted: list  # [(path, mode)] images in another colour mode, converted on load
+    other: list = dataclasses.field(default_factory=list)  # files that are not pictures (notes.txt), left out
 
 
 def inspect_image(path):
@@ -72,7 +77,9 @@ def _tensorflow_refuses(data):
 
 
 def _refused(error):
-    return f"refused by the decoders the exported models use ({_refusal(error)}); convert it to PNG or JPEG"
+    reason = _refusal(error)
+    advice = "downscale it" if "claim more than" in reason else "convert it to PNG or JPEG"
+    return f"refused by the decoders the exported models use ({reason}); {advice}"
 
 
 def _refusal(error):
@@ -120,14 +127,17 @@ def scan_class_folders(root):
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"data folder {root} has no class sub-folders (expected {root}/<class>/<image>.jpg)")
-    files, bad, modes = [], [], {}
+    files, bad, modes, other = [], [], {}, []
     for label, d in enumerate(class_dirs):
         paths = sorted(p for p in d.iterdir() if is_user_file(p))
+        other += [p for p in paths if p.suffix.lower() not in IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS]
+        paths = [p for p in paths if p.suffix.lower() in IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS]
         if not paths:
-            raise DataError(f"class folder {d} is empty")
+            raise DataError(f"class folder {d} holds no images")
         for p in paths:
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                bad.append((p, f"not an image file extension ({p.suffix or 'none'})"))
+                bad.append((p, f"a {p.suffix[1:].upper()} picture, which the exported models' decoders cannot read "
+                               "(JPEG, PNG, BMP, GIF, WebP, PGM); convert it to PNG or JPEG"))
                 continue
             mode, reason = inspect_image(p)
             if reason:
@@ -137,7 +147,7 @@ def scan_class_folders(root):
                 modes[p] = mode
     usual = max(set(modes.values()), key=list(modes.values()).count) if modes else "RGB"
     converted = [(p, m) for p, m in modes.items() if m != usual]
-    return FolderScan([d.name for d in class_dirs], files, bad, converted)
+    return FolderScan([d.name for d in class_dirs], files, bad, converted, other)
 
 
 def check_scan(scan, skip_bad):
@@ -148,6 +158,8 @@ def check_scan(scan, skip_bad):
         raise DataError(f"{len(scan.bad)} bad image file(s): {listing}{more}. Fix or remove them, or pass --data.skip_bad_files true")
     if scan.bad:
         warnings.warn(f"skipped {len(scan.bad)} bad image file(s), e.g. {scan.bad[0][0]}: {scan.bad[0][1]}", stacklevel=2)
+    if scan.other:
+        print(f"note: left out {len(scan.other)} file(s) that are not pictures, e.g. {scan.other[0]}")
     if scan.converted:
         p, m = scan.converted[0]
         warnings.warn(f"{len(scan.converted)} image(s) in another colour mode were converted, e.g. {p} ({m})", stacklevel=2)

@@ -22,7 +22,7 @@ from data.errors import DataError
 from data.fields import field
 from data.generated.mask_scenes import OBJECTS, make_mask_scenes
 from data.images.pipeline import color_jitter
-from data.masks.sources import (IGNORE, MaskSet, list_mask_folder, load_mask_folder, load_tfds_segmentation,
+from data.masks.sources import (IGNORE, list_mask_folder, load_mask_folder, load_tfds_segmentation,
                                 load_voc_segmentation, voc_image_ids)
 from data.pipeline_options import finish
 from data.split_record import new_record, recorded_or_fresh, report_new
@@ -168,11 +168,18 @@ def _fresh_splits(cfg, seed):
         test, full = seeded_split(load_mask_folder(_required(cfg.path, "path", "folder")), [cfg.test_fraction], seed)
     elif cfg.source == "voc":
         path = _required(cfg.path, "path", "voc")
+        shared = sorted(set(voc_image_ids(path, cfg.image_set)) & set(voc_image_ids(path, cfg.test_image_set)))
+        if shared:  # trainval and val: the test images would be trained on, and the score mean nothing
+            raise DataError(f"--data.image_set {cfg.image_set} and --data.test_image_set {cfg.test_image_set} share "
+                            f"{len(shared)} image(s) (e.g. {shared[0]}): the test images must not be trained on; "
+                            "choose sets that do not overlap (e.g. train and val)")
         full, test = (load_voc_segmentation(path, s) for s in (cfg.image_set, cfg.test_image_set))
     elif cfg.source == "tfds":
         name = _required(cfg.tfds_name, "tfds_name", "tfds (e.g. oxford_iiit_pet)")
         full = load_tfds_segmentation(name, cfg.data_dir, "train")
         test = load_tfds_segmentation(name, cfg.data_dir, _tfds_test_split(name, cfg.data_dir))
+        names = max(full.class_names, test.class_names, key=len)  # class_<id> up to each split's own largest id
+        full, test = (dataclasses.replace(s, class_names=names) for s in (full, test))
     else:
         raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
     val, train = seeded_split(full, [cfg.val_fraction], seed + 1) if cfg.val_fraction else (None, full)
@@ -348,13 +355,27 @@ def train_epoch(mset, cfg, batch_size, seed, epoch):
     return ds.map(augment, num_parallel_calls=2, deterministic=True)  # 2 cores; see pipeline_options
 
 
-def eval_batches(mset, batch_size):
-    """Deterministic (float32 images, int32 masks) batches of a held-out split at the images' own size:
-    batches of `batch_size` when all images have one size, else one image per batch."""
-    sizes = {m.shape for m in mset.masks}
-    if len(sizes) == 1:
-        ds = tf.data.Dataset.from_tensor_slices((np.stack(mset.images), np.stack(mset.masks))).batch(batch_size)
-    else:
-        packed = _packed(mset)
-        ds = tf.data.Dataset.range(len(mset)).map(lambda i: _unpack(packed, i)).batch(1)
+VAL_PIXELS = 2048 * 2048  # padded pixels in one validation batch (whole images up to it, central windows beyond)
+
+
+def validation_batches(mset, batch_size, stride, max_pixels=VAL_PIXELS):
+    """Validation batches for fit(): each image and mask padded (image 0, mask 255 = ignore) to the split's largest
+    height and width rounded up to `stride`, so that the batches have one shape and one trace. A batch holds at
+    most `max_pixels` (fewer images than `batch_size` if need be), and images larger than that are cut to their
+    central window, said once: validation of 4000x3000 photos ran out of memory. evaluate scores whole images."""
+    h = -(-max(m.shape[0] for m in mset.masks) // stride) * stride
+    w = -(-max(m.shape[1] for m in mset.masks) // stride) * stride
+    if h * w > max_pixels:
+        side = max(stride, math.isqrt(max_pixels) // stride * stride)
+        h, w = min(h, side), min(w, side)
+        print(f"note: validation scores the central {h}x{w} of images larger than that (evaluate: whole images)")
+    images = np.zeros((len(mset), h, w, 3), np.uint8)
+    masks = np.full((len(mset), h, w), IGNORE, np.uint8)
+    for i, (image, mask) in enumerate(zip(mset.images, mset.masks)):
+        top, left = max(0, (mask.shape[0] - h) // 2), max(0, (mask.shape[1] - w) // 2)
+        window = (slice(top, top + h), slice(left, left + w))
+        images[i, :min(h, mask.shape[0]), :min(w, mask.shape[1])] = image[window]
+        masks[i, :min(h, mask.shape[0]), :min(w, mask.shape[1])] = mask[window]
+    batch = max(1, min(batch_size, max_pixels // (h * w)))
+    ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(batch)
     return finish(ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32))))

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
 from data.images.exif import exif_orientation
-from data.images.files import IMAGE_EXTENSIONS, is_user_file, read_image_file
+from data.images.files import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, is_user_file, read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 
@@ -56,10 +56,15 @@ def _decode_mask(path):
     """(raw uint8 HxW values, whether they are palette indices) of a mask file; unreadable = DataError."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            fmt, mode = im.format, im.mode
-            raw = np.asarray(im)
+        with warnings.catch_warnings():  # Pillow's warning names no file; its error comes at twice its limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                fmt, mode = im.format, im.mode
+                raw = np.asarray(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read mask: too many pixels to decode safely ({e}); downscale the image and "
+                        "its mask (nearest-neighbour for the mask), or tile them") from None
     except FileNotFoundError:
         raise DataError(f"{path}: mask file not found") from None
     except (UnidentifiedImageError, SyntaxError) as e:
@@ -119,6 +124,25 @@ def _check_not_interpolated(raw, palette, path):
         shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
         raise DataError(f"{path}: looks interpolated: values {shown} lie between the class ids along edges (a mask "
                         "resized with bilinear, or smoothed); resize masks with nearest-neighbour and save them as PNG")
+
+
+def _binary_set(raws, num_classes, root):
+    """Whether the masks [(path, raw, palette)] are a binary 0/255 set (read as 0/1). A set that mixes such masks
+    with masks of other values is refused unless more than two classes are named: one stray value (an
+    anti-aliased brush's 128, a 1) would otherwise make 255 mean "ignore" in every mask, all foreground lost."""
+    looks_binary = [path for path, raw, palette in raws if _is_binary(raw, palette)]
+    if not looks_binary or (num_classes or 2) != 2:
+        return False
+    other = [(path, raw) for path, raw, palette in raws
+             if not _is_binary(raw, palette) and (palette or raw.any())]  # an all-0 mask fits either reading
+    if other:
+        path, raw = other[0]
+        values = np.unique(raw)
+        raise DataError(f"{len(looks_binary)} mask(s) are binary 0/255 (e.g. {Path(looks_binary[0]).relative_to(root)}) but "
+                        f"{len(other)} hold other values (e.g. {Path(path).relative_to(root)}: "
+                        f"{', '.join(map(str, values[:6]))}{', ...' if len(values) > 6 else ''}): make every mask 0/255, "
+                        "or class ids 0..N-1 (255 = ignore) named in classes.txt")
+    return True
 
 
 def _to_ids(raw, palette, path, binary, num_classes):
@@ -183,7 +207,13 @@ def _class_names_file(root):
 # ---- images/ + masks/ folders ----
 
 def _by_stem(folder, extensions):
-    """{relative path without suffix: file} under `folder`; two files with one stem are an error."""
+    """{relative path without suffix: file} under `folder`; two files with one stem are an error, and so are
+    pictures in a format outside `extensions` (a TIFF photo is not left out unsaid)."""
+    unreadable = sorted(p for p in folder.rglob("*") if is_user_file(p) and p.suffix.lower() in OTHER_IMAGE_EXTENSIONS
+                        and p.suffix.lower() not in extensions)
+    if unreadable:
+        raise DataError(f"{len(unreadable)} picture(s) under {folder} in a format the exported model's decoder cannot "
+                        f"read, e.g. {unreadable[0]}: convert them to PNG (e.g. `mogrify -format png *{unreadable[0].suffix}`)")
     found = {}
     for p in sorted(folder.rglob("*")):
         if is_user_file(p) and p.suffix.lower() in extensions:
@@ -194,6 +224,7 @@ def _by_stem(folder, extensions):
     return found
 
 
+MASK_EXTENSIONS = IMAGE_EXTENSIONS + (".tif", ".tiff")  # masks are read by Pillow, never served: TIFF masks too
 IMAGE_DIRS = ("images", "image")
 MASK_DIRS = ("masks", "mask", "labels", "label")
 
@@ -213,7 +244,7 @@ def _pairs(root):
     if not root.is_dir():
         raise DataError(f"mask folder not found: {root}")
     images_dir, masks_dir = _one_dir(root, IMAGE_DIRS, "image"), _one_dir(root, MASK_DIRS, "mask")
-    return root, images_dir, _by_stem(images_dir, IMAGE_EXTENSIONS), masks_dir, _by_stem(masks_dir, IMAGE_EXTENSIONS)
+    return root, images_dir, _by_stem(images_dir, IMAGE_EXTENSIONS), masks_dir, _by_stem(masks_dir, MASK_EXTENSIONS)
 
 
 def list_mask_folder(root):
@@ -250,10 +281,9 @@ def load_mask_folder(root, class_names=None, members=None, split="test"):
         if not keys:
             raise DataError(f"no images under {images_dir}")
     raws = [(masks[k], *_decode_mask(masks[k])) for k in keys]
-    binary = bool(raws) and all(_is_binary(raw, palette) or (not palette and not raw.any()) for _, raw, palette in raws) \
-        and any(_is_binary(raw, palette) for _, raw, palette in raws)
     class_names = list(class_names or _class_names_file(root) or [])
     num_classes = len(class_names) or None
+    binary = _binary_set(raws, num_classes, root)
     ids = [_to_ids(raw, palette, path, binary, num_classes) for path, raw, palette in raws]
     if not class_names:
         used = sorted(set().union(*(np.unique(m[m != IGNORE]).tolist() for m in ids)) | {0})

@@ -192,3 +192,17 @@ def test_user_errors(trained, tmp_path):
     assert code == 2 and "--data.test_fold 7 must be below --data.folds 4" in err
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r2", *TINY, "--loss", "triplets")
     assert code == 2 and "loss" in err and "batch_hard" in err
+
+
+def test_a_test_split_without_two_images_of_anyone_is_a_user_error():
+    """LFW-like folders where most people have one photo: the test split may hold no genuine pair."""
+    import types
+
+    from apps.core.errors import UserError
+    from apps.face_verification.app import FaceVerification
+    from apps.face_verification.config import FaceConfig
+
+    single = types.SimpleNamespace(labels=np.arange(10), images=np.zeros((10, 4, 4, 3), np.uint8))
+    app = types.SimpleNamespace(config=FaceConfig(), test_split=lambda: single)
+    with pytest.raises(UserError, match="none of the test split.s 10 people has two images"):
+        FaceVerification._test_pairs(app, lambda images: np.eye(len(images), 16, dtype=np.float32))

@@ -111,8 +111,8 @@ def test_image_signatures_refuse_huge_and_truncated_images_by_index(app):
     assert serve(tf.constant([good]))
     started = time.time()
     huge = _error(serve, tf.constant([good, good, huge_png()]))
-    assert "claim more than 40000000 pixels (width x height), the serving limit, at indices:] [2]" in huge
-    assert "claim more than 40000000 pixels" in _error(serve, tf.constant([huge_jpeg()]))
+    assert "claim more than 120000000 pixels (width x height), the serving limit, at indices:] [2]" in huge
+    assert "claim more than 120000000 pixels" in _error(serve, tf.constant([huge_jpeg()]))
     assert time.time() - started < 20  # refused from the header: nothing was decoded
     cut = _error(serve, tf.constant([good[:-100], good]))
     assert "`images` holds truncated or corrupt images" in cut and "at indices:] [0]" in cut

@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from data.errors import DataError
 from data.faces.pipeline import (FaceDataConfig, describe_identities, identity_splits, identity_table, load_face_splits,
@@ -88,6 +89,25 @@ def test_folder_split_record_pins_the_files(tmp_path):
     assert again["test"].files == splits["test"].files
     with pytest.raises(DataError, match="test_fold 0 -> 1"):
         load_face_splits(dataclasses.replace(cfg, test_fold=1), 0, 32, record=read_record(tmp_path / "splits.json"))
+
+
+def test_folder_faces_are_framed_once_in_every_read(tmp_path):
+    """A tighter square (center, 0.5) of identity folders: cut once when the run starts, as a resume, evaluate
+    and the export cut it (it was cut twice, to a quarter, in the first run's training split)."""
+    from data.images.files import resize_uint8, to_square
+
+    root = make_people(tmp_path / "people", people=[f"p{i}" for i in range(4)], per_person=2, size=(40, 30))
+    cfg = FaceDataConfig(source="folder", path=str(root), folds=4, square="center", square_crop=0.5)
+    first = load_face_splits(cfg, seed=0, size=16)
+    write_record(split_record(cfg, 0, first), tmp_path / "splits.json")
+    from data.split_record import read_record
+
+    again = load_face_splits(cfg, seed=0, size=16, record=read_record(tmp_path / "splits.json"))
+    for name in ("train", "test"):
+        np.testing.assert_array_equal(first[name].images, again[name].images)
+    raw = np.asarray(Image.open(root / first["test"].files[0]).convert("RGB"))
+    expected = resize_uint8(to_square(raw, ("center", 0.5)), (16, 16)).numpy()
+    np.testing.assert_array_equal(first["test"].images[0], expected)
 
 
 def test_square_bottom_keeps_the_lower_square_of_each_face():

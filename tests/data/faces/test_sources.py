@@ -57,10 +57,14 @@ def test_lfw_pairs(tmp_path):
     assert same.tolist() == [True, False, True, False] and fold.tolist() == [0, 0, 1, 1]
     (root / "Bob_B" / "Bob_B_0002.jpg").rename(root / "Bob_B" / "Bob_B_0002.png")  # another format, the same name
     assert read_lfw_pairs(pairs, root)[1][1] == "Bob_B/Bob_B_0002.png"
+    pairs.write_text("2\nAnn_A 1 2\nBob_B 1 2\nAnn_A 1 Bob_B 2\nBob_B 1 Ann_A 2\n")  # View 1: pairsDevTest.txt
+    _, _, same, fold = read_lfw_pairs(pairs, root)
+    assert same.tolist() == [True, True, False, False] and fold.tolist() == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("text, message", [
     ("two 1\n", "expected '<folds> <pairs per fold>'"),
+    ("two\n", "or, as LFW's View 1 files, '<pairs>'"),
     ("1 1\nAnn_A 1 2\n", "the header promises 1 folds x 2 x 1 pairs"),
     ("1 1\nAnn_A 1 2\nAnn_A one Bob_B 2\n", "pairs.txt:3: expected 'name n1 n2'"),
     ("1 1\nAnn_A 1 3\nAnn_A 1 Bob_B 2\n", "missing under .*Ann_A_0003.jpg"),

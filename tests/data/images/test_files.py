@@ -39,7 +39,8 @@ def _add_broken_files(root):
     (root / "cat" / "empty.jpg").write_bytes(b"")
     (root / "dog" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     (root / "dog" / "text.png").write_text("this is not an image")
-    (root / "frog" / "notes.txt").write_text("hello")
+    (root / "frog" / "notes.txt").write_text("hello")  # not a picture: left out, counted
+    (root / "frog" / "scan.tif").write_bytes(b"II*\x00")  # a picture the exported models cannot decode: named
     return good
 
 
@@ -47,17 +48,20 @@ def test_broken_files_reported_by_path(class_folder):
     _add_broken_files(class_folder)
     scan = scan_class_folders(class_folder)
     reasons = {p.name: why for p, why in scan.bad}
-    assert set(reasons) == {"empty.jpg", "truncated.jpg", "text.png", "notes.txt"}
+    assert set(reasons) == {"empty.jpg", "truncated.jpg", "text.png", "scan.tif"}
     assert "0 bytes" in reasons["empty.jpg"] and "corrupt" in reasons["truncated.jpg"]
+    assert reasons["scan.tif"].startswith("a TIF picture, which the exported models' decoders cannot read")
+    assert [p.name for p in scan.other] == ["notes.txt"]
     with pytest.raises(DataError, match="4 bad image file.*truncated.jpg|4 bad image file.*empty.jpg"):
         check_scan(scan, skip_bad=False)
 
 
-def test_skip_bad_files_with_count(class_folder):
+def test_skip_bad_files_with_count(class_folder, capsys):
     _add_broken_files(class_folder)
     with pytest.warns(UserWarning, match="skipped 4 bad image file"):
         image_set = load_class_folder(class_folder, (16, 16), 3, skip_bad=True)
     assert image_set.images.shape == (36, 16, 16, 3)
+    assert "note: left out 1 file(s) that are not pictures, e.g. " in capsys.readouterr().out
 
 
 def test_grey_and_cmyk_among_colour_are_converted(class_folder):
@@ -77,7 +81,10 @@ def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(DataError, match="no class sub-folders"):
         scan_class_folders(tmp_path)
     (tmp_path / "cat").mkdir()
-    with pytest.raises(DataError, match="class folder .*cat is empty"):
+    with pytest.raises(DataError, match="class folder .*cat holds no images"):
+        scan_class_folders(tmp_path)
+    (tmp_path / "cat" / "README.txt").write_text("cats")
+    with pytest.raises(DataError, match="class folder .*cat holds no images"):
         scan_class_folders(tmp_path)
 
 

@@ -71,6 +71,18 @@ def test_a_file_serving_refuses_is_refused_in_training_by_path(name, tmp_path, d
     assert [(p.name, why.startswith("refused by the decoders")) for p, why in scan.bad] == [(name, True)]
 
 
+def test_a_photo_over_the_pixel_limit_is_refused_with_advice_to_downscale(tmp_path, monkeypatch):
+    from data.images import decode
+
+    monkeypatch.setattr(decode, "MAX_PIXELS", 500)  # 20 x 30 = 600 pixels
+    files._traced.clear()  # the traced decoder holds the limit it was traced with
+    path = _write(tmp_path, "big.jpg", lambda im: im)
+    with pytest.raises(DataError, match=r"big.jpg: refused by the decoders the exported models use \(`images` holds "
+                                        r"images whose headers claim more than 500 pixels.*\); downscale it$"):
+        read_image_file(path, 3)
+    files._traced.clear()
+
+
 def test_eager_and_traced_decoding_refuse_with_the_same_reason(tmp_path, monkeypatch):
     made = {name: _write(tmp_path, name, make).read_bytes() for name, make in REFUSED.items()}
     jpeg = _write(tmp_path, "ok.jpg", lambda im: im).read_bytes()

@@ -7,8 +7,8 @@ import tensorflow as tf
 from PIL import Image
 
 from data import DataError
-from data.masks.pipeline import (SegmentationDataConfig, augment_batch, elastic, elastic_field, eval_batches,
-                                 load_segmentation_splits, scale_and_crop, split_record, train_epoch)
+from data.masks.pipeline import (SegmentationDataConfig, augment_batch, elastic, elastic_field,
+                                 load_segmentation_splits, scale_and_crop, split_record, train_epoch, validation_batches)
 from data.masks.sources import MaskSet
 
 TINY = SegmentationDataConfig(crop_size=64, scene_size=64, train_scenes=24, val_scenes=4, test_scenes=4)
@@ -53,6 +53,47 @@ def test_splits_of_scenes_and_errors():
             load_segmentation_splits(dataclasses.replace(TINY, source=source), 0)
     with pytest.raises(DataError, match="source tfds .* needs --data.tfds_name"):
         load_segmentation_splits(dataclasses.replace(TINY, source="tfds"), 0)
+
+
+def test_voc_sets_that_share_images_are_refused(tmp_path):
+    from tests.data.masks.test_sources import _voc
+
+    root = _voc(tmp_path / "VOC2012")
+    (root / "ImageSets/Segmentation/trainval.txt").write_text("2007_000001\n2007_000002\n2007_000003\n")
+    cfg = dataclasses.replace(TINY, source="voc", path=str(root), image_set="trainval", test_image_set="val")
+    with pytest.raises(DataError, match=r"--data.image_set trainval and --data.test_image_set val share 1 image\(s\) "
+                                        r"\(e.g. 2007_000003\): the test images must not be trained on"):
+        load_segmentation_splits(cfg, 0)
+    splits = load_segmentation_splits(dataclasses.replace(cfg, image_set="train", val_fraction=0.0), 0)
+    assert (len(splits["train"]), len(splits["test"])) == (2, 1)
+
+
+def test_a_tfds_set_names_the_classes_of_both_splits(tmp_path):
+    """A set without known class names: class_<id> up to the largest id of either split (the test split's own
+    largest made its names differ from the model's, and evaluate refuse the run)."""
+    import tensorflow_datasets as tfds
+
+    class TinyStreets(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "segmentation_mask": tfds.features.Image(shape=(None, None, 1))}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(3), "test": self._generate_examples(1)}
+
+        def _generate_examples(self, top):
+            for i in range(2):
+                mask = np.zeros((8, 10, 1), np.uint8)
+                mask[2:6, 2:8] = top - i % 2
+                yield i, {"image": np.full((8, 10, 3), 60 * i, np.uint8), "segmentation_mask": mask}
+
+    TinyStreets(data_dir=str(tmp_path)).download_and_prepare()
+    cfg = dataclasses.replace(TINY, source="tfds", tfds_name="tiny_streets", data_dir=str(tmp_path), val_fraction=0.0)
+    splits = load_segmentation_splits(cfg, 0)
+    assert splits["train"].class_names == splits["test"].class_names == ["class_0", "class_1", "class_2", "class_3"]
 
 
 def _folder(root, n=10):
@@ -173,13 +214,20 @@ def test_train_epoch_pixels_match_their_ids_and_is_a_function_of_seed_and_epoch(
         train_epoch(mset, cfg, 16, 0, 0)
 
 
-def test_eval_batches_at_each_images_size():
+def test_validation_batches_pad_to_one_shape_and_bound_their_pixels(capsys):
     images, masks = _painted(5, size=32)
     same = MaskSet(list(images.astype(np.uint8)), list(masks.astype(np.uint8)), None, ["a", "b", "c", "d"])
-    shapes = [(x.shape, y.shape, x.dtype, y.dtype) for x, y in eval_batches(same, 2)]
+    shapes = [(x.shape, y.shape, x.dtype, y.dtype) for x, y in validation_batches(same, 2, stride=16)]
     assert shapes == [((2, 32, 32, 3), (2, 32, 32), tf.float32, tf.int32)] * 2 + [((1, 32, 32, 3), (1, 32, 32), tf.float32, tf.int32)]
     mixed = MaskSet([np.full((20, 30, 3), 9, np.uint8), np.full((40, 24, 3), 7, np.uint8)],
                     [np.ones((20, 30), np.uint8), np.full((40, 24), 2, np.uint8)], None, ["a", "b", "c"])
-    batches = list(eval_batches(mixed, 8))
-    assert [(x.shape, y.shape) for x, y in batches] == [((1, 20, 30, 3), (1, 20, 30)), ((1, 40, 24, 3), (1, 40, 24))]
-    assert float(batches[1][0][0, 0, 0, 0]) == 7.0 and int(batches[1][1][0, 5, 5]) == 2
+    (x, y), = list(validation_batches(mixed, 8, stride=16))  # padded to 48 x 32: image 0, mask 255 (ignored)
+    assert x.shape == (2, 48, 32, 3) and y.shape == (2, 48, 32)
+    assert float(x[1, 0, 0, 0]) == 7.0 and int(y[1, 5, 5]) == 2 and int(y[0, 30, 5]) == 255 and float(x[0, 30, 5, 0]) == 0
+    # a budget of 1,600 pixels: one 48 x 32 image a batch, no window
+    assert [tuple(x.shape) for x, _ in validation_batches(mixed, 8, stride=16, max_pixels=1600)] == [(1, 48, 32, 3)] * 2
+    big = MaskSet([np.arange(64 * 96 * 3, dtype=np.uint32).reshape(64, 96, 3).astype(np.uint8)],
+                  [np.arange(64 * 96).reshape(64, 96).astype(np.uint8)], None, ["a"])
+    (x, y), = list(validation_batches(big, 8, stride=16, max_pixels=1024))  # a central 32 x 32 window
+    assert x.shape == (1, 32, 32, 3) and int(y[0, 0, 0]) == (16 * 96 + 32) % 256
+    assert "validation scores the central 32x32 of images larger than that" in capsys.readouterr().out

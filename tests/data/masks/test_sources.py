@@ -103,6 +103,44 @@ def test_load_mask_folder(tmp_path):
         load_mask_folder(named)
 
 
+def test_one_mask_of_other_values_in_a_binary_set_is_refused(tmp_path):
+    """A stray 1 (or an anti-aliased 128) in one of many 0/255 masks made 255 "ignore" in every mask."""
+    root = _folder(tmp_path / "mixed")
+    stray = np.asarray(Image.open(root / "masks" / "b.png")).copy()
+    stray[0, :3] = 1
+    Image.fromarray(stray).save(root / "masks" / "b.png")
+    with pytest.raises(DataError, match=r"2 mask\(s\) are binary 0/255 \(e.g. masks/a.png\) but 1 hold other values "
+                                        r"\(e.g. masks/b.png: 0, 1, 255\): make every mask 0/255"):
+        load_mask_folder(root)
+    (root / "classes.txt").write_text("background\nroad\ncar\n")  # three classes named: 255 is "ignore" everywhere
+    mset = load_mask_folder(root, members=["images/a.png"])  # a split of the binary-looking masks alone
+    assert mset.class_names == ["background", "road", "car"] and set(np.unique(mset.masks[0])) == {0, 255}
+
+
+def test_a_mask_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((40, 60), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 2,400 pixels: Pillow's warning, now an error naming the file
+    with pytest.raises(DataError, match=r"big.png: cannot read mask: too many pixels to decode safely .*; downscale"):
+        read_mask(path)
+
+
+def test_tiff_masks_are_read_and_tiff_images_refused(tmp_path):
+    """Microscopy sets come as TIFF: a mask is read by Pillow (never served); an image must be one the exported
+    model decodes, so a TIFF photo is named, not left out unsaid."""
+    root = _folder(tmp_path / "tiff")
+    for name in ("a", "b", "c"):
+        mask = root / "masks" / f"{name}.png"
+        Image.open(mask).save(mask.with_suffix(".tif"))
+        mask.unlink()
+    mset = load_mask_folder(root)
+    assert mset.class_names == ["background", "foreground"] and len(mset) == 3
+    Image.open(root / "images" / "c.png").save(root / "images" / "d.tif")
+    with pytest.raises(DataError, match=r"1 picture\(s\) under .*images in a format the exported model's decoder "
+                                        r"cannot read, e.g. .*d.tif: convert them to PNG \(e.g. `mogrify -format png \*.tif`\)"):
+        load_mask_folder(root)
+
+
 def test_sparse_ids_warn_and_a_blank_line_in_classes_txt_is_refused(tmp_path):
     root = _folder(tmp_path / "sparse", binary=False)
     for name in ("a", "b", "c"):
