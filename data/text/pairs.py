@@ -13,6 +13,7 @@ the same split, so no test source sentence is ever seen in training.
     splits = split_pairs(pairs, dev_size=500, test_size=2000, seed=0)
 """
 import dataclasses
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -53,8 +54,11 @@ def _lines(path):
         raise DataError(f"translation file not found: {path}")
     check_utf8([path])
     with open_binary(path) as f:
-        # utf-8-sig: a byte-order mark (Notepad, Excel) is not text; then universal newlines
-        lines = f.read().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        text = f.read().decode("utf-8-sig")  # a byte-order mark (Notepad, Excel) is not text
+    # Lines end at \n (a \r before it is dropped), as `wc -l` and the aligned files of parallel corpora count
+    # them: a stray \r inside a crawled sentence is a space, not a line break. Old Mac files end lines with \r.
+    lines = text.split("\n") if "\n" in text else text.split("\r")
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if lines[-1] == "":
         lines.pop()  # the file's final newline
     return lines
@@ -66,19 +70,43 @@ def _bad(path, number, what, skip, skipped):
     skipped.append(number)
 
 
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}([_-][A-Za-z0-9]+)*")
+
+
+def _sentence_columns(path, lines):
+    """The two sentence columns of a TSV: (0, 1) as Anki's files have them (an attribution column after them),
+    (1, 3) in tatoeba.org's pair exports (id, sentence, id, translation), (2, 3) in Tatoeba-Challenge files
+    (language, language, sentence, translation); said when not (0, 1)."""
+    sample = [line.split("\t") for line in lines[:200] if line.strip()]
+    rows = [r for r in sample if len(r) >= 4]  # a stray short line among them is named when it is read
+    if not rows or len(rows) < 0.9 * len(sample):
+        return 0, 1
+    if all(r[0].strip().isdigit() and r[2].strip().isdigit() for r in rows):
+        columns, what = (1, 3), "sentence id, sentence, id, translation (tatoeba.org's pair export)"
+    elif all(len({r[k] for r in rows}) == 1 and _LANGUAGE_CODE.fullmatch(rows[0][k]) for k in (0, 1)):
+        columns, what = (2, 3), f"language ({rows[0][0]}), language ({rows[0][1]}), sentence, translation"
+    else:
+        return 0, 1
+    print(f"{path}: columns read as {what}: sentences from columns {columns[0] + 1} and {columns[1] + 1}")
+    return columns
+
+
 def read_tsv(path, skip_bad_lines=False):
-    """[(first column, second column)] of an Anki-style TSV file; extra columns are ignored."""
+    """[(source, target)] of a TSV file: its first two columns (Anki's layout; extra columns are ignored), or
+    the sentence columns of Tatoeba's exports (see _sentence_columns)."""
     pairs, skipped = [], []
     lines = _lines(path)
+    first, second = _sentence_columns(path, lines)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             _bad(path, number, "is empty", skip_bad_lines, skipped)
             continue
         columns = line.split("\t")
-        if len(columns) < 2:
-            _bad(path, number, "has no tab (expected: source<TAB>target)", skip_bad_lines, skipped)
+        if len(columns) <= second:
+            _bad(path, number, "has no tab (expected: source<TAB>target)" if len(columns) < 2 else
+                 f"has {len(columns)} columns, not the {second + 1} of the lines before", skip_bad_lines, skipped)
             continue
-        source, target = normalize(columns[0]), normalize(columns[1])
+        source, target = normalize(columns[first]), normalize(columns[second])
         if not source or not target:
             _bad(path, number, f"has an empty {'source' if not source else 'target'} sentence", skip_bad_lines, skipped)
             continue

@@ -2,6 +2,7 @@
 chrF, token accuracy from the shared translation evaluation), draws attention maps, translates with beam
 search from the command line, and its export (with the `attention` signature) translates as the loaded
 module (its reload in a clean process: test_every_app.py); LSTM and Luong attention train through the same app."""
+import io
 import json
 
 import pytest
@@ -27,7 +28,7 @@ def pairs(tmp_path_factory):
     return folder
 
 
-def test_learns_translates_and_exports(pairs):
+def test_learns_translates_and_exports(pairs, monkeypatch):
     run = pairs / "run"
     run_ok(APP, "train", "--run_dir", run, "--data.source", "tsv", "--data.path", pairs / "pairs.tsv", *TINY, cwd=pairs)
     run_ok(APP, "evaluate", "--run_dir", run)
@@ -36,6 +37,10 @@ def test_learns_translates_and_exports(pairs):
     assert (run / "eval" / "attention_1.png").is_file()
     out = run_ok(APP, "predict", "Two red.", "--run_dir", run, "--attention")
     assert "Two red.\tDos rojo." in out.stdout and (run / "predict" / "attention_1.png").is_file()
+    monkeypatch.setattr("sys.stdin", io.StringIO("Two red.\n\nNine blue.\r\n"))  # `predict - < sentences.txt`
+    out = run_ok(APP, "predict", "-", "--run_dir", run, "--attention", "--eval_batch", "1")
+    assert "Two red.\tDos rojo." in out.stdout and "\nNine blue.\t" in out.stdout
+    assert (run / "predict" / "attention_2.png").is_file()  # numbered on across batches of --eval_batch
     run_ok(APP, "export", "--run_dir", run, "--export_dir", pairs / "exports")
     import tensorflow as tf
 

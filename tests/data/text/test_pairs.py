@@ -23,6 +23,31 @@ def test_a_byte_order_mark_and_windows_line_ends_are_not_text(tmp_path):
     assert read_parallel(tmp_path / "en.txt", tmp_path / "es.txt") == [("Go.", "Ve.")]
 
 
+def test_a_lone_carriage_return_is_a_space_not_a_line_break(tmp_path):
+    """Aligned files count lines by \\n (wc -l): a \\r inside a crawled sentence kept them aligned; old Mac files
+    (\\r only) still read line by line."""
+    (tmp_path / "en.txt").write_bytes(b"Go\rnow.\r\nHi.\n")
+    (tmp_path / "es.txt").write_bytes(b"Ve.\nHola.\n")
+    assert read_parallel(tmp_path / "en.txt", tmp_path / "es.txt") == [("Go now.", "Ve."), ("Hi.", "Hola.")]
+    (tmp_path / "mac.tsv").write_bytes(b"Go.\tVe.\rHi.\tHola.\r")
+    assert read_tsv(tmp_path / "mac.tsv") == [("Go.", "Ve."), ("Hi.", "Hola.")]
+
+
+def test_tatoeba_exports_are_read_by_their_sentence_columns(tmp_path, capsys):
+    export = tmp_path / "Sentence pairs in English-Spanish.tsv"  # tatoeba.org: id, sentence, id, translation
+    export.write_text("1276\tLet's try something.\t2481\tIntentemos algo.\n1277\tI have to go.\t2482\tMe tengo que ir.\n",
+                      encoding="utf-8")
+    assert read_tsv(export) == [("Let's try something.", "Intentemos algo."), ("I have to go.", "Me tengo que ir.")]
+    assert "sentences from columns 2 and 4" in capsys.readouterr().out
+    challenge = tmp_path / "test.txt"  # Tatoeba-Challenge: language, language, sentence, translation
+    challenge.write_text("eng\tspa\tGo.\tVe.\neng\tspa\tHi.\tHola.\n", encoding="utf-8")
+    assert read_tsv(challenge) == [("Go.", "Ve."), ("Hi.", "Hola.")]
+    assert "language (eng), language (spa)" in capsys.readouterr().out
+    challenge.write_text("eng\tspa\tGo.\tVe.\n" * 10 + "eng\tspa\tHi.\n", encoding="utf-8")  # a line cut short
+    with pytest.raises(DataError, match=r"test.txt: line 11 has 3 columns, not the 4 of the lines before"):
+        read_tsv(challenge)
+
+
 def test_embedded_pairs_read_and_deduplicated():
     pairs = read_pairs(TranslationDataConfig())
     assert len(pairs) == 30000 == len(set(pairs))
