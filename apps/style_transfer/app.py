@@ -28,6 +28,7 @@ from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
 from apps.style_transfer.pictures import save_loss_curves, save_sheet
 from apps.style_transfer.serving import AdaINServing, StylizerServing, adain_pass, stylize_any_size
+from data.errors import DataError
 from data.images.files import image_paths, picture_names, read_image_file, resize_uint8
 from data.style.pipeline import load_photos, load_styles, split_photos, train_epoch, val_batches
 from data.style.sources import read_picture
@@ -81,7 +82,7 @@ class StyleTransfer(App):
 
     def state(self):
         split = self.split()
-        return {"arch": self.arch, "style": str(self.config.style) if self.arch == "johnson" else None,
+        return {"arch": self.arch, "style": _style_key(self.config.style) if self.arch == "johnson" else None,
                 "train_photos": [str(p) for p in split["train"]], "held_out_photos": [str(p) for p in split["val"]]}
 
     def load_state(self, state):
@@ -177,9 +178,15 @@ class StyleTransfer(App):
             print("note: the run holds no photo out; measured on its training photos")
         stylize = self.stylizer(model)
         style = self.style_image((self.learned or {}).get("style"))
-        rows, measured, seconds, overlap = [], [], [], []
+        rows, measured, seconds, overlap, skipped = [], [], [], [], []
         for path in paths:
-            content = read_picture(path, "content", long_side=EVAL_SIDE)
+            try:
+                content = read_picture(path, "content", long_side=EVAL_SIDE)
+            except DataError:
+                if not cfg.data.skip_bad_files:  # training skipped it too, and said so
+                    raise
+                skipped.append(path)
+                continue
             image = tf.cast(content, tf.float32)
             if not seconds:
                 stylize(image, style, cfg.strength)  # untimed: the first call traces the function
@@ -191,9 +198,13 @@ class StyleTransfer(App):
             if len(rows) < cfg.examples:
                 rows.append([("content: " + path.name, content), ("style", style),
                              (f"{self.arch}", np.clip(np.round(result), 0, 255).astype(np.uint8))])
+        if skipped:
+            print(f"note: skipped {len(skipped)} unreadable photo(s) (--data.skip_bad_files), e.g. {skipped[0]}")
+        if not measured:
+            raise UserError(f"none of the run's {len(paths)} photo(s) to measure on can be read, e.g. {skipped[0]}")
         save_sheet(rows, out_dir / "sheet.png")
         report = {k: float(np.mean([m[k] for m in measured])) for k in measured[0]}
-        report.update(photos=len(paths), held_out=held_out, seconds_per_photo=float(np.median(seconds)),
+        report.update(photos=len(measured), held_out=held_out, seconds_per_photo=float(np.median(seconds)),
                       overlap_difference=float(np.mean(overlap)), long_side=EVAL_SIDE)
         return report
 
@@ -204,7 +215,7 @@ class StyleTransfer(App):
         paths = image_paths(inputs)
         style_name = self.config.style
         if method == "model" and (self.learned or {}).get("arch") == "johnson":
-            if str(style_name) != self.learned["style"]:
+            if _style_key(style_name) != self.learned["style"]:
                 print(f"note: this network paints one style, {self.learned['style']}; --style {style_name} is for "
                       "gatys (--method gatys) and adain runs")
             style_name = self.learned["style"]
@@ -213,6 +224,8 @@ class StyleTransfer(App):
         if method == "gatys":  # minutes a photo: a bad file among them stops the command before, not after, hours
             for path in paths:
                 read_image_file(path, 3)
+        if method == "model":  # one traced network and one style for every photo
+            stylize, model_style = self.stylizer(model), self.style_image(style_name)
         records = []
         for path, name in zip(paths, picture_names(paths)):
             stem = name[:-len(".png")]
@@ -221,8 +234,7 @@ class StyleTransfer(App):
                 content = read_image_file(path, 3).numpy()
             else:
                 content = read_image_file(path, 3).numpy()
-                result = self.stylizer(model)(tf.cast(content, tf.float32), self.style_image(style_name),
-                                              self.config.strength)
+                result = stylize(tf.cast(content, tf.float32), model_style, self.config.strength)
                 result = np.clip(np.round(result), 0, 255).astype(np.uint8)
             stylized, sheet = out_dir / f"{stem}_{style_stem}_stylized.png", out_dir / f"{stem}_{style_stem}_sheet.png"
             write_png(stylized, result)  # the style in the name: another --style does not replace this one
@@ -251,8 +263,14 @@ class StyleTransfer(App):
     def serving_model(self, model):
         if (self.learned or {}).get("arch", self.arch) == "johnson":
             return StylizerServing(model, STRIDE["johnson"])
-        return AdaINServing(model, STRIDE["adain"])
+        return AdaINServing(model, STRIDE["adain"], style_area=self.config.data.image_size ** 2)
 
+
+
+def _style_key(style):
+    """An embedded style's name, or a style file's full path (predict and evaluate may run from elsewhere)."""
+    path = Path(str(style))
+    return str(path.resolve()) if path.is_file() else str(style)
 
 
 def overlap_difference(stylize, image, share=0.75):

@@ -7,17 +7,20 @@ more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its in
 import tensorflow as tf
 
 from data.images.decode import check_encoded_images
-from data.images.files import decode_image
+from data.images.files import decode_image, resize_uint8
 from data.tensors import forget_shape
 
 
+MIN_SIDE = 32  # smaller inputs are padded up to it: the networks' reflection pads and pools need a few pixels
+
+
 def pad_to_stride(image, stride):
-    """[H, W, 3] -> ([H', W', 3] with H', W' the next multiples of `stride`, edge pixels repeated; (H, W)).
-    Repeating the edge (not zeros) keeps a dark frame out of the result; it works for any size, where
-    reflection needs the image to be larger than the padding."""
+    """[H, W, 3] -> ([H', W', 3] with H', W' the next multiples of `stride` (MIN_SIDE at least), edge pixels
+    repeated; (H, W)). Repeating the edge (not zeros) keeps a dark frame out of the result; it works for any
+    size, where reflection needs the image to be larger than the padding."""
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    rows = tf.minimum(tf.range(-(-h // stride) * stride), h - 1)
-    cols = tf.minimum(tf.range(-(-w // stride) * stride), w - 1)
+    rows = tf.minimum(tf.range(tf.maximum(-(-h // stride) * stride, MIN_SIDE)), h - 1)
+    cols = tf.minimum(tf.range(tf.maximum(-(-w // stride) * stride, MIN_SIDE)), w - 1)
     return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1), (h, w)
 
 
@@ -61,25 +64,25 @@ class StylizerServing(tf.Module):
 class AdaINServing(tf.Module):
     """Arbitrary style (AdaIN): `serve(images, styles, strength)` -> {"stylized": PNG bytes}. `styles` and
     `strength` hold one entry per image, or one for all of them; strength 0 keeps the content, 1 is the
-    full style. Style images larger than `style_side` on their long side are shrunk to it (the statistics
-    of a painting do not need its full resolution)."""
+    full style. A style image is resized to about `style_area` pixels with its own aspect, as the app's
+    predict and training resize it (the scale of the strokes follows the style's size)."""
 
-    def __init__(self, model, stride, style_side=512, max_pixels=None):
+    def __init__(self, model, stride, style_area, max_pixels=None):
         super().__init__()
         self.model = model  # {"content" [1, H, W, 3], "style" [1, h, w, 3], "strength" [1]} -> [1, H, W, 3]
         self.stride = int(stride)
-        self.style_side = int(style_side)
+        self.style_area = float(style_area)
         self.max_pixels = max_pixels
 
     def _stylize(self, content, style, strength):
         return adain_pass(self.model)(content, style, strength)
 
     def _style(self, encoded):
-        style = tf.cast(decode_image(encoded, 3), tf.float32)
-        size = tf.cast(tf.shape(style)[:2], tf.float32)
-        scale = tf.minimum(1.0, self.style_side / tf.reduce_max(size))
-        style = tf.image.resize(style, tf.cast(tf.round(size * scale), tf.int32), antialias=True)
-        return pad_to_stride(style, self.stride)[0][None]
+        """gatys.size_for_area and files.resize_uint8 in graph ops: the style predict uses, to the pixel."""
+        style = decode_image(encoded, 3)
+        size = tf.cast(tf.shape(style)[:2], tf.float64)
+        ratio = tf.sqrt(self.style_area / (size[0] * size[1]))
+        return tf.cast(resize_uint8(style, tf.maximum(1, tf.cast(tf.round(size * ratio), tf.int32))), tf.float32)[None]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                   tf.TensorSpec([None], tf.string, name="styles"),

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from apps.style_transfer.app import StyleTransfer
 from data.errors import DataError
 from data.style.pipeline import StyleDataConfig, load_photos, load_styles, split_photos, train_epoch, val_batches
 from tests.conftest import ROOT, last_line, run_cli, run_main, run_ok
@@ -88,7 +89,7 @@ def johnson(tmp_path_factory):
     return run_dir
 
 
-def test_johnson_evaluate_predict_and_export(johnson, tmp_path):
+def test_johnson_evaluate_predict_and_export(johnson, tmp_path, monkeypatch):
     state = json.loads((johnson / "state.json").read_text())
     assert state["arch"] == "johnson" and state["style"] == "scream" and len(state["held_out_photos"]) == 1
     run_ok(APP, "evaluate", "--run_dir", johnson)
@@ -97,8 +98,12 @@ def test_johnson_evaluate_predict_and_export(johnson, tmp_path):
     assert metrics["loss"] > 0 and metrics["style"] > 0 and metrics["overlap_difference"] >= 0
     assert (johnson / "eval" / "sheet.png").stat().st_size > 1000
     photo = _photo(tmp_path / "odd.png", (37, 51))  # not a multiple of the stride: padded, cropped back
-    out = run_ok(APP, "predict", str(photo), "--run_dir", johnson).stdout
-    assert "method: model" in out and "37x51 stylised (model)" in out
+    built = []
+    monkeypatch.setattr(StyleTransfer, "stylizer", lambda self, model, made=StyleTransfer.stylizer: built.append(1)
+                        or made(self, model))
+    out = run_ok(APP, "predict", str(photo), str(_photo(tmp_path / "tiny.png", (3, 5))), "--run_dir", johnson).stdout
+    assert "method: model" in out and "37x51 stylised (model)" in out and "3x5 stylised (model)" in out
+    assert built == [1]  # one traced network for the folder, not one per photo
     assert Image.open(johnson / "predictions" / "odd_scream_stylized.png").size == (51, 37)
     assert (johnson / "predictions" / "odd_scream_sheet.png").is_file()
     run_ok(APP, "export", "--run_dir", johnson, "--export_dir", tmp_path / "exports")
@@ -108,6 +113,23 @@ def test_johnson_evaluate_predict_and_export(johnson, tmp_path):
     assert [_png_size(s) for s in stylized] == [(51, 37), (9, 20)]
 
 
+def test_evaluate_skips_a_photo_that_training_skipped(johnson, tmp_path):
+    """--data.skip_bad_files: the held-out photos recorded with the run include the unreadable one."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(johnson, run)
+    state = json.loads((run / "state.json").read_text())
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    state["held_out_photos"].append(str(tmp_path / "broken.jpg"))
+    (run / "state.json").write_text(json.dumps(state))
+    code, _, err = run_main(APP, "evaluate", "--run_dir", run)
+    assert code == 2 and "broken.jpg" in last_line(err)
+    out = run_ok(APP, "evaluate", "--run_dir", run, "--data.skip_bad_files", "true").stdout
+    assert "note: skipped 1 unreadable photo(s) (--data.skip_bad_files), e.g. " in out
+    assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 1
+
+
 def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
     run_dir = tmp_path / "adain"
     run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--model.arch", "adain")
@@ -115,11 +137,15 @@ def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
     run_ok(APP, "evaluate", "--run_dir", run_dir)
     assert json.loads((run_dir / "eval" / "metrics.json").read_text())["photos"] == 1
     photo = _photo(tmp_path / "p.png", (33, 41))
-    out = run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "starry_night", "--strength", "0.5").stdout
+    style_path = _photo(tmp_path / "s.png", (64, 90), seed=5)
+    out = run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", str(style_path), "--strength", "0.5").stdout
     assert "33x41 stylised (model)" in out
     run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
     serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
-    style = _photo(tmp_path / "s.png", (64, 64), seed=5).read_bytes()
+    style = style_path.read_bytes()
+    served = serve(images=tf.constant([photo.read_bytes()]), styles=tf.constant([style]), strength=tf.constant(0.5))
+    predicted = np.asarray(Image.open(run_dir / "predictions" / "p_s_stylized.png"), np.int16)
+    assert np.abs(np.asarray(Image.open(io.BytesIO(served["stylized"].numpy()[0])), np.int16) - predicted).max() <= 1
     images = tf.constant([photo.read_bytes(), photo.read_bytes()])
     weak, strong = serve(images=images, styles=tf.constant([style]), strength=tf.constant([0.0, 1.0]))["stylized"].numpy()
     assert _png_size(weak) == _png_size(strong) == (41, 33)
@@ -130,6 +156,9 @@ def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
         serve(images=images, styles=tf.constant([style] * 3), strength=tf.constant([1.0]))
     one = serve(images=images, styles=tf.constant([style]), strength=tf.constant(1.0))["stylized"].numpy()  # a scalar
     assert one.tolist() == [strong, strong]
+    tiny = _photo(tmp_path / "tiny.png", (5, 3)).read_bytes()  # padded up for the encoder's pools, cropped back
+    assert _png_size(serve(images=tf.constant([tiny]), styles=tf.constant([tiny]), strength=tf.constant(1.0))[
+        "stylized"].numpy()[0]) == (3, 5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="`strength` must be one number, or a 1-D batch"):
         serve(images=images, styles=tf.constant([style]), strength=tf.constant([[1.0]]))
 
