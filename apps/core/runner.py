@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from apps.core.app import fills_every_replica
 from apps.core.checkpoints import (StepCheckpoint, StopOnNonFiniteLoss, TrainingState, difference, fingerprint,
                                    optimizer_fingerprint, saved_fingerprint)
 from apps.core.config import to_dict
@@ -31,7 +32,7 @@ from apps.core.files import atomic_write_text, os_error_message, remove_leftover
 from apps.core.optim import Offset, sized_by_epochs
 from apps.core.plots import plot_learning_curves
 from apps.core.run_config import FitConfig
-from apps.core.strategy import fills_every_replica, is_chief, make_strategy, worker_id
+from apps.core.strategy import is_chief, make_strategy, worker_id
 from data.errors import DataError
 from data.pipeline_options import pipeline_options
 

@@ -21,13 +21,6 @@ def split_cpu(n):
                             "in this one (run the command in a new process)") from None
 
 
-def fills_every_replica(n, replicas):
-    """Whether a batch of `n` split over `replicas` as tf.distribute splits it (ceil(n / replicas) to each
-    replica in turn: 4 on three is 2 + 2 + 0) leaves none of them empty: with oneDNN, a replica given no
-    example failed inside a fused kernel."""
-    return n - (replicas - 1) * -(-n // replicas) >= 1
-
-
 def make_strategy(name, tpu=None):
     # Listing logical devices starts the runtime, after which multi-worker can no longer be set up.
     if name == "auto":

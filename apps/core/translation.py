@@ -22,12 +22,11 @@ import sys
 
 import numpy as np
 
-from apps.core.app import App, SmokeExample
+from apps.core.app import App, SmokeExample, fills_every_replica
 from apps.core.config import field
 from apps.core.errors import UserError
 from apps.core.plots import plot_attention
 from apps.core.run_config import FitConfig
-from apps.core.strategy import fills_every_replica
 from data.generated.toy_text import write_word_pairs
 from data.text.normalize import normalize
 from data.text.pair_batches import bucket_length

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from apps.core.config import apply_overrides
 from apps.core.errors import UserError
-from apps.core.strategy import fills_every_replica
+from apps.core.app import fills_every_replica
 from tests.conftest import ROOT, TINY, last_line, run_cli, run_main, run_python
 
 APP = "image_classification"
