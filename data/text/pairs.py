@@ -91,13 +91,31 @@ def _sentence_columns(path, lines):
     return columns
 
 
+# Words a spreadsheet's first row names its columns with (or language codes: en, es, pt_BR)
+_HEADER_WORDS = {"source", "target", "src", "tgt", "input", "output", "sentence", "sentences", "translation",
+                 "translations", "text", "english", "spanish", "french", "german", "italian", "portuguese", "russian",
+                 "chinese", "japanese", "korean", "arabic", "hindi", "dutch", "turkish", "polish", "swedish",
+                 "vietnamese", "indonesian", "greek", "czech", "hebrew", "ukrainian", "romanian", "hungarian",
+                 "finnish", "danish", "norwegian", "thai", "persian", "catalan"}
+
+
+def _is_header(columns):
+    """Whether a TSV's first row names its columns ("english<TAB>spanish", "src<TAB>tgt") rather than a pair."""
+    names = [c.strip() for c in columns]
+    return len(names) >= 2 and all(n.lower() in _HEADER_WORDS or _LANGUAGE_CODE.fullmatch(n) for n in names[:2])
+
+
 def read_tsv(path, skip_bad_lines=False):
     """[(source, target)] of a TSV file: its first two columns (Anki's layout; extra columns are ignored), or
-    the sentence columns of Tatoeba's exports (see _sentence_columns)."""
+    the sentence columns of Tatoeba's exports (see _sentence_columns); a first row of column names is left out."""
     pairs, skipped = [], []
     lines = _lines(path)
     first, second = _sentence_columns(path, lines)
-    for number, line in enumerate(lines, 1):
+    start = 1
+    if lines and _is_header(lines[0].split("\t")[first:second + 1:second - first]):
+        print(f"{path}: line 1 ({lines[0].strip()!r}) names the columns: left out")
+        start = 2
+    for number, line in enumerate(lines[start - 1:], start):
         if not line.strip():
             _bad(path, number, "is empty", skip_bad_lines, skipped)
             continue

@@ -48,6 +48,19 @@ def test_tatoeba_exports_are_read_by_their_sentence_columns(tmp_path, capsys):
         read_tsv(challenge)
 
 
+def test_a_first_row_of_column_names_is_left_out(tmp_path, capsys):
+    """Spreadsheets and pandas write a header row: it is no sentence pair."""
+    path = tmp_path / "pairs.tsv"
+    path.write_text("English\tSpanish\nGo.\tVe.\nHi.\tHola.\n", encoding="utf-8")
+    assert read_tsv(path) == [("Go.", "Ve."), ("Hi.", "Hola.")]
+    assert "line 1 ('English\\tSpanish') names the columns: left out" in capsys.readouterr().out
+    path.write_text("src\ttgt\nGo.\tVe.\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="pairs.tsv: line 3 is empty"):  # numbered as the file's lines still
+        read_tsv(path)
+    path.write_text("Hello\tHola\n", encoding="utf-8")  # a one-word pair is a pair
+    assert read_tsv(path) == [("Hello", "Hola")]
+
+
 def test_embedded_pairs_read_and_deduplicated():
     pairs = read_pairs(TranslationDataConfig())
     assert len(pairs) == 30000 == len(set(pairs))
