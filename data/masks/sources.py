@@ -209,14 +209,14 @@ def _class_names_file(root):
 def _by_stem(folder, extensions):
     """{relative path without suffix: file} under `folder`; two files with one stem are an error, and so are
     pictures in a format outside `extensions` (a TIFF photo is not left out unsaid)."""
-    unreadable = sorted(p for p in folder.rglob("*") if is_user_file(p) and p.suffix.lower() in OTHER_IMAGE_EXTENSIONS
-                        and p.suffix.lower() not in extensions)
+    files = sorted(p for p in folder.rglob("*") if is_user_file(p))
+    unreadable = [p for p in files if p.suffix.lower() in OTHER_IMAGE_EXTENSIONS and p.suffix.lower() not in extensions]
     if unreadable:
         raise DataError(f"{len(unreadable)} picture(s) under {folder} in a format the exported model's decoder cannot "
                         f"read, e.g. {unreadable[0]}: convert them to PNG (e.g. `mogrify -format png *{unreadable[0].suffix}`)")
     found = {}
-    for p in sorted(folder.rglob("*")):
-        if is_user_file(p) and p.suffix.lower() in extensions:
+    for p in files:
+        if p.suffix.lower() in extensions:
             key = p.relative_to(folder).with_suffix("").as_posix()
             if key in found:
                 raise DataError(f"{found[key]} and {p} have the same name; keep one of them")

@@ -99,10 +99,9 @@ _HEADER_WORDS = {"source", "target", "src", "tgt", "input", "output", "sentence"
                  "finnish", "danish", "norwegian", "thai", "persian", "catalan"}
 
 
-def _is_header(columns):
+def _is_header(source, target):
     """Whether a TSV's first row names its columns ("english<TAB>spanish", "src<TAB>tgt") rather than a pair."""
-    names = [c.strip() for c in columns]
-    return len(names) >= 2 and all(n.lower() in _HEADER_WORDS or _LANGUAGE_CODE.fullmatch(n) for n in names[:2])
+    return all(n.strip().lower() in _HEADER_WORDS or _LANGUAGE_CODE.fullmatch(n.strip()) for n in (source, target))
 
 
 def read_tsv(path, skip_bad_lines=False):
@@ -111,8 +110,9 @@ def read_tsv(path, skip_bad_lines=False):
     pairs, skipped = [], []
     lines = _lines(path)
     first, second = _sentence_columns(path, lines)
+    head = lines[0].split("\t") if lines else []
     start = 1
-    if lines and _is_header(lines[0].split("\t")[first:second + 1:second - first]):
+    if len(head) > second and _is_header(head[first], head[second]):
         print(f"{path}: line 1 ({lines[0].strip()!r}) names the columns: left out")
         start = 2
     for number, line in enumerate(lines[start - 1:], start):
