@@ -104,12 +104,33 @@ def _is_header(source, target):
     return all(n.strip().lower() in _HEADER_WORDS or _LANGUAGE_CODE.fullmatch(n.strip()) for n in (source, target))
 
 
+_CSV_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
+def _quoted_as_csv(path, lines, columns):
+    """Whether the sentence fields were written with CSV quoting (pandas' to_csv, spreadsheets): every field
+    holding a quote is wrapped in quotes with its own quotes doubled, and some field shows it (a doubled quote
+    inside, or every field wrapped). A sentence that merely starts and ends with a quote is no such sign."""
+    fields = [f for line in lines for i, f in enumerate(line.split("\t")) if i in columns]
+    quoted = [f for f in fields if '"' in f]
+    if not quoted or not all(_CSV_QUOTED.fullmatch(f) for f in quoted):
+        return False
+    if not any('""' in f[1:-1] for f in quoted) and len(quoted) < len(fields):
+        return False
+    print(f'{path}: sentences read as CSV-quoted ("..." around a field, "" for a quote inside it)')
+    return True
+
+
 def read_tsv(path, skip_bad_lines=False):
     """[(source, target)] of a TSV file: its first two columns (Anki's layout; extra columns are ignored), or
-    the sentence columns of Tatoeba's exports (see _sentence_columns); a first row of column names is left out."""
+    the sentence columns of Tatoeba's exports (see _sentence_columns); a first row of column names is left out,
+    and fields written with CSV quoting are unquoted."""
     pairs, skipped = [], []
     lines = _lines(path)
     first, second = _sentence_columns(path, lines)
+    if _quoted_as_csv(path, lines, (first, second)):
+        lines = ["\t".join(f[1:-1].replace('""', '"') if _CSV_QUOTED.fullmatch(f) else f for f in line.split("\t"))
+                 for line in lines]
     head = lines[0].split("\t") if lines else []
     start = 1
     if len(head) > second and _is_header(head[first], head[second]):

@@ -48,6 +48,22 @@ def test_tatoeba_exports_are_read_by_their_sentence_columns(tmp_path, capsys):
         read_tsv(challenge)
 
 
+def test_csv_quoted_fields_are_unquoted(tmp_path, capsys):
+    """pandas' to_csv(sep="\\t") wraps a sentence holding a quote in quotes and doubles it; Excel's and QUOTE_ALL
+    wrap every field. Sentences that merely start and end with a quote (Tatoeba has many) are kept as they are."""
+    path = tmp_path / "pairs.tsv"
+    path.write_text('source\ttarget\n"He said ""hi""."\t"Dijo ""hola""."\nGo.\tVe.\n', encoding="utf-8")
+    assert read_tsv(path) == [('He said "hi".', 'Dijo "hola".'), ("Go.", "Ve.")]
+    assert "sentences read as CSV-quoted" in capsys.readouterr().out
+    path.write_text('"source"\t"target"\n"Go."\t"Ve."\n"Hi."\t"Hola."\n', encoding="utf-8")
+    assert read_tsv(path) == [("Go.", "Ve."), ("Hi.", "Hola.")]
+    assert "names the columns" in capsys.readouterr().out  # unquoted before the header check
+    native = '"Go away!"\t"¡Vete!"\nHe said "no".\tDijo "no".\nGo.\tVe.\n'
+    path.write_text(native, encoding="utf-8")
+    assert read_tsv(path) == [('"Go away!"', '"¡Vete!"'), ('He said "no".', 'Dijo "no".'), ("Go.", "Ve.")]
+    assert "CSV-quoted" not in capsys.readouterr().out
+
+
 def test_a_first_row_of_column_names_is_left_out(tmp_path, capsys):
     """Spreadsheets and pandas write a header row: it is no sentence pair."""
     path = tmp_path / "pairs.tsv"
