@@ -15,9 +15,12 @@ import tensorflow as tf
 from data.errors import DataError
 from data.fields import field
 from data.pipeline_options import finish
-from data.style.sources import EMBEDDED, EMBEDDED_PHOTOS, EMBEDDED_STYLES, load_pictures, picture_paths, stack_padded
+from data.images.files import decode_image
+from data.style.sources import (EMBEDDED, EMBEDDED_PHOTOS, EMBEDDED_STYLES, held_picture, load_pictures, picture_paths,
+                                readable_pictures, stack_padded)
 
 HOLD_SCALE = 1.5  # photos are held with the short side at this times image_size
+HELD_BYTES = 1 << 30  # photos are held decoded up to this many bytes (padded to the largest), else streamed
 
 
 @dataclasses.dataclass
@@ -39,9 +42,22 @@ class StyleDataConfig:
 
 @dataclasses.dataclass
 class Photos:
-    images: np.ndarray  # uint8 [n, H, W, 3], zero-padded
-    sizes: np.ndarray  # int32 [n, 2]: each photo's own (h, w)
+    images: Optional[np.ndarray]  # uint8 [n, H, W, 3], zero-padded; None: read from `paths` for each crop
+    sizes: Optional[np.ndarray]  # int32 [n, 2]: each photo's own (h, w)
     paths: list
+    side: int = 0  # the short side photos are held at
+
+    def tensors(self):
+        """The same, with the pixels (or the paths) as tensors for a pipeline."""
+        if self.images is None:
+            return Photos(None, None, tf.constant([str(p) for p in self.paths]), self.side)
+        return Photos(tf.constant(self.images), tf.constant(self.sizes), self.paths, self.side)
+
+    def photo(self, index):
+        """uint8 [h, w, 3] of photo `index` as held (a traced function of the index)."""
+        if self.images is None:
+            return held_picture(decode_image(tf.io.read_file(self.paths[index]), 3), self.side)
+        return self.images[index, :self.sizes[index, 0], :self.sizes[index, 1]]
 
 
 def split_photos(cfg, seed):
@@ -57,10 +73,15 @@ def split_photos(cfg, seed):
 
 
 def load_photos(paths, cfg, what="content"):
+    """Photos of the readable `paths`: decoded and held when at most HELD_BYTES, else read when cropped."""
     if not paths:
         return None
-    images, kept = load_pictures(paths, round(HOLD_SCALE * cfg.image_size), cfg.skip_bad_files, what)
-    return Photos(*stack_padded(images), kept)
+    kept, side = readable_pictures(paths, cfg.skip_bad_files, what), round(HOLD_SCALE * cfg.image_size)
+    if len(kept) * (2 * side) ** 2 * 3 > HELD_BYTES:  # padded, each at most 2 x side square
+        print(f"{len(kept)} {what} images: read from their files for each crop (held decoded they would take more "
+              f"than {HELD_BYTES >> 20} MB)")
+        return Photos(None, None, kept, side)
+    return Photos(*stack_padded(load_pictures(kept, side)), kept, side)
 
 
 def load_styles(cfg):
@@ -71,8 +92,8 @@ def load_styles(cfg):
 def _crop(photos, index, seed, size, random=True):
     """A float32 [size, size, 3] square crop of photo `index` (random: scale, place, flip by `seed`;
     else the centre square of the whole short side)."""
-    index = tf.cast(index, tf.int32)
-    h, w = photos.sizes[index, 0], photos.sizes[index, 1]
+    photo = photos.photo(tf.cast(index, tf.int32))
+    h, w = tf.shape(photo)[0], tf.shape(photo)[1]
     short = tf.minimum(h, w)
     if random:
         scale_seed, top_seed, left_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -84,7 +105,7 @@ def _crop(photos, index, seed, size, random=True):
     else:
         side = short
         top, left = (h - side) // 2, (w - side) // 2
-    crop = photos.images[index, top:top + side, left:left + side]
+    crop = photo[top:top + side, left:left + side]
     crop = tf.image.resize(tf.cast(crop, tf.float32), (size, size), antialias=True)
     if random:
         crop = tf.cond(tf.random.stateless_uniform([], flip_seed) < 0.5, lambda: tf.reverse(crop, [1]), lambda: crop)
@@ -96,8 +117,7 @@ def train_epoch(photos, cfg, batch_size, seed, epoch, styles=None):
     output with its input), or {"content", "style", "strength"} for AdaIN (`styles` given)."""
     if photos is None:
         raise DataError("no training photos: every content photo is held out (lower --data.held_out)")
-    images = Photos(tf.constant(photos.images), tf.constant(photos.sizes), photos.paths)
-    style_set = Photos(tf.constant(styles.images), tf.constant(styles.sizes), styles.paths) if styles else None
+    images, style_set = photos.tensors(), styles.tensors() if styles else None
     n = len(photos.paths)
     epoch = tf.cast(epoch, tf.int64)
     order_seed = tf.stack([epoch, tf.constant(seed, tf.int64)])
@@ -123,8 +143,7 @@ def val_batches(photos, cfg, batch_size, styles=None):
     in whole batches (see below)."""
     if photos is None:
         return None
-    images = Photos(tf.constant(photos.images), tf.constant(photos.sizes), photos.paths)
-    style_set = Photos(tf.constant(styles.images), tf.constant(styles.sizes), styles.paths) if styles else None
+    images, style_set = photos.tensors(), styles.tensors() if styles else None
 
     def example(k):
         content = _crop(images, k, None, cfg.image_size, random=False)

@@ -1,12 +1,14 @@
 """Where style-transfer images come from: the embedded paintings and photos (data/embedded/style, public
 domain) by name, any image file, or a folder of photos searched recursively.
 
-Photos are held in memory resized so that their short side is `short_side` (the training crops are cut
-from them), which at the default 384 px is about 0.6 MB per photo.
+Photos are resized so that their short side is `short_side` (the training crops are cut from them), which at
+the default 384 px is about 0.6 MB per photo: held in memory when they fit, else read from their files again
+each epoch (data.style.pipeline).
 """
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from data.embedded import embedded_file
 from data.errors import DataError
@@ -57,10 +59,9 @@ def picture_paths(source, embedded_names, what):
     raise DataError(f"{what} not found: {source} (give a folder of images, an image file, or 'embedded')")
 
 
-def load_pictures(paths, short_side, skip_bad, what):
-    """(list of uint8 [h, w, 3] with short side `short_side` and the long side at most 2x that,
-    centre-cropped; list of the paths kept). A broken file stops with its name, or is skipped (and
-    counted in a warning) with `skip_bad`, as every image loader of the suite does (check_scan)."""
+def readable_pictures(paths, skip_bad, what):
+    """The paths of `paths` that decode as the exported models decode. A broken file stops with its name, or
+    is skipped (and counted in a warning) with `skip_bad`, as every image loader of the suite does (check_scan)."""
     scan = FolderScan([], [], [], [])
     for path in paths:
         _, reason = inspect_image(path)
@@ -71,18 +72,25 @@ def load_pictures(paths, short_side, skip_bad, what):
     if skip_bad and not scan.files:
         raise DataError(f"no readable {what} images in {', '.join(map(str, paths[:3]))}")
     check_scan(scan, skip_bad)  # the suite's policy for bad files: stop naming them, or skip them with a warning
-    kept = [path for path, _ in scan.files]
-    return [_short_side(read_image_file(path, 3), short_side).numpy() for path in kept], kept
+    return [path for path, _ in scan.files]
 
 
-def _short_side(image, side):
-    h, w = int(image.shape[0]), int(image.shape[1])
-    scale = side / min(h, w)
-    size = (max(side, round(h * scale)), max(side, round(w * scale)))
-    image = resize_uint8(image, size)
-    long_side = 2 * side  # a panorama: its middle, so that crops are not all sky
-    top, left = max(0, (size[0] - long_side) // 2), max(0, (size[1] - long_side) // 2)
-    return image[top:top + min(size[0], long_side), left:left + min(size[1], long_side)]
+def load_pictures(paths, short_side):
+    """uint8 [h, w, 3] of each readable picture, as `held_picture` holds it."""
+    return [held_picture(read_image_file(path, 3), short_side).numpy() for path in paths]
+
+
+def held_picture(image, side):
+    """uint8 [h, w, 3] -> the same with the short side `side` and the long side at most twice that (a panorama
+    keeps its middle, so that crops are not all sky). TensorFlow ops only: photos held in memory and photos
+    read from their files during training (a traced pipeline) go through this one function."""
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    scale = side / tf.cast(tf.minimum(h, w), tf.float64)
+    size = [tf.maximum(side, tf.cast(tf.round(tf.cast(n, tf.float64) * scale), tf.int32)) for n in (h, w)]
+    image = resize_uint8(image, tf.stack(size))
+    top, left = (tf.maximum(0, (n - 2 * side) // 2) for n in size)
+    return image[top:top + tf.minimum(size[0], 2 * side), left:left + tf.minimum(size[1], 2 * side)]
 
 
 def stack_padded(images):

@@ -65,6 +65,30 @@ def test_photo_pipeline_is_seeded_and_holds_photos_out(tmp_path):
                                                               "strength": (4,)}
 
 
+def test_photos_beyond_memory_are_read_from_their_files_into_the_same_crops(tmp_path, monkeypatch, capsys):
+    """A folder of photos too large to hold decoded (COCO's 80,000, as Johnson et al. trained) is read from its
+    files for each crop: the crops are those of the photos held in memory, for the content and AdaIN's styles."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(5):
+        _photo(folder / f"p{k}.png", (40 + 7 * k, 100 - 9 * k), seed=k)  # landscape, portrait, a panorama
+    cfg = StyleDataConfig(content=str(folder), styles=str(folder), image_size=16, crops_per_epoch=8, held_out=0.4)
+    split = split_photos(cfg, seed=0)
+
+    def batches():
+        photos, val = load_photos(split["train"], cfg), load_photos(split["val"], cfg)
+        return ([b.numpy() for b, _ in train_epoch(photos, cfg, 4, seed=1, epoch=1)],
+                [b["style"].numpy() for b in train_epoch(photos, cfg, 4, seed=1, epoch=1, styles=load_styles(cfg))],
+                [x.numpy() for x, _ in val_batches(val, cfg, 4)], photos.images)
+    held = batches()
+    assert held[-1] is not None and "read from their files" not in capsys.readouterr().out
+    monkeypatch.setattr("data.style.pipeline.HELD_BYTES", 1000)
+    streamed = batches()
+    assert streamed[-1] is None and "3 content images: read from their files for each crop" in capsys.readouterr().out
+    for mine, theirs, count in zip(held, streamed, (2, 2, 1)):  # 8 crops in batches of 4; 2 held-out photos
+        assert len(mine) == len(theirs) == count and all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+
+
 def test_photo_errors_name_the_file_and_the_folder(tmp_path):
     with pytest.raises(DataError, match="content not found: .*nowhere"):
         split_photos(StyleDataConfig(content=str(tmp_path / "nowhere")), 0)
