@@ -151,11 +151,13 @@ class WordEmbeddingsApp(App):
 
 
 def _parse_query(text):
-    """'king - man + woman' -> [(1, 'king'), (-1, 'man'), (1, 'woman')]; a plain word -> [(1, word)]."""
-    parts = re.findall(r"[+-]|[^\s+-]+", text)
+    """'king - man + woman' -> [(1, 'king'), (-1, 'man'), (1, 'woman')]; a plain word -> [(1, word)]. A sign
+    is an operator on its own or leading a word ('king -man +woman'); inside a word it is the word's
+    ('well-known')."""
+    parts = re.findall(r"(?<!\S)[+-]|\S+", text)
     terms, sign = [], 1
     for part in parts:
-        if part in "+-":
+        if part in ("+", "-"):
             sign = 1 if part == "+" else -1
         else:
             terms.append((sign, part))

@@ -28,26 +28,51 @@ def read_analogies(path):
     for number, line in enumerate(_lines(path, "analogy questions"), 1):
         if line.startswith(":"):
             current = line[1:].strip()
-            sections[current] = []
+            sections.setdefault(current, [])  # a section named again (files put together) goes on
         elif line.strip():
             words = line.lower().split()
-            if len(words) != 4 or current is None:
+            if len(words) != 4:
                 raise UserError(f"{path}:{number}: expected ': section' or four words, got {line!r}")
+            if current is None:
+                raise UserError(f"{path}:{number}: a question before any ': section' line; start the file with one, "
+                                "e.g. ': capital-common-countries'")
             sections[current].append(tuple(words))
     return sections
 
 
+def _fields(line):
+    """A similarity file's fields: tab-, comma- or space-separated, as WordSim-353, SimLex-999 and MEN come."""
+    return line.split("\t") if "\t" in line else line.split(",") if "," in line else line.split()
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def read_wordsim(path):
-    """[(word1, word2, score)] from a WordSim-353 style TSV ('#' comments)."""
-    pairs = []
+    """[(word1, word2, score)] from a word-similarity file: WordSim-353 (combined.tab / .csv, with or without
+    its header row), SimLex-999 (the `SimLex999` column of its header), MEN (space-separated), '#' comments.
+    The score is the first number after the two words unless a header names the column."""
+    pairs, column = [], None
     for number, line in enumerate(_lines(path, "word-similarity"), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        fields = line.split("\t")
-        try:
-            pairs.append((fields[0].lower(), fields[1].lower(), float(fields[2])))
-        except (IndexError, ValueError):
-            raise UserError(f"{path}:{number}: expected 'word1<TAB>word2<TAB>score', got {line!r}") from None
+        fields = [f.strip() for f in _fields(line)]
+        if not pairs and column is None and len(fields) >= 3 and all(_number(f) is None for f in fields[2:]):
+            names = [f.lower() for f in fields]  # a header row: "Word 1<TAB>Word 2<TAB>Human (mean)", SimLex's
+            column = next((i for i, n in enumerate(names) if "simlex" in n), -1)
+            continue
+        scores = [v for v in map(_number, fields[2:]) if v is not None] if column in (None, -1) else \
+            [_number(fields[column])] if len(fields) > column else []
+        if len(fields) < 3 or not scores or scores[0] is None:
+            raise UserError(f"{path}:{number}: expected 'word1<TAB>word2<TAB>score' (or commas, or spaces), "
+                            f"got {line!r}")
+        pairs.append((fields[0].lower(), fields[1].lower(), scores[0]))
+    if not pairs:
+        raise UserError(f"{path}: no word pairs with a score (expected lines of 'word1<TAB>word2<TAB>score')")
     return pairs
 
 

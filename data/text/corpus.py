@@ -84,9 +84,10 @@ def tfds_lines(name, data_dir, split, text_key):
 
 
 def standardize(lines):
-    """Lines (string tensor [n]) -> tokens (RaggedTensor [n, None]): lower-case, letters and digits only."""
+    """Lines (string tensor [n]) -> tokens (RaggedTensor [n, None]): lower-case, letters (with their combining
+    marks: Devanagari's vowel signs, Hebrew's points are part of the word) and digits only."""
     lines = tf.strings.lower(lines, encoding="utf-8")
-    lines = tf.strings.regex_replace(lines, r"[^\p{L}\p{N}]+", " ")
+    lines = tf.strings.regex_replace(lines, r"[^\p{L}\p{M}\p{N}]+", " ")
     return tf.strings.split(tf.strings.strip(lines))
 
 

@@ -83,8 +83,9 @@ def _sentence_columns(path, lines):
         return 0, 1
     if all(r[0].strip().isdigit() and r[2].strip().isdigit() for r in rows):
         columns, what = (1, 3), "sentence id, sentence, id, translation (tatoeba.org's pair export)"
-    elif all(len({r[k] for r in rows}) == 1 and _LANGUAGE_CODE.fullmatch(rows[0][k]) for k in (0, 1)):
-        columns, what = (2, 3), f"language ({rows[0][0]}), language ({rows[0][1]}), sentence, translation"
+    elif all(_LANGUAGE_CODE.fullmatch(r[k]) for r in rows for k in (0, 1)):  # eng-zho: cmn_Hans, cmn_Hant, yue_Hant
+        codes = [", ".join(sorted({r[k] for r in rows})[:3]) for k in (0, 1)]
+        columns, what = (2, 3), f"language ({codes[0]}), language ({codes[1]}), sentence, translation"
     else:
         return 0, 1
     print(f"{path}: columns read as {what}: sentences from columns {columns[0] + 1} and {columns[1] + 1}")

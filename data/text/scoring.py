@@ -58,7 +58,7 @@ def group_by_source(sources, references):
 
 
 _KANA = re.compile(r"[\u3040-\u30ff]")
-_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u0e00-\u0e7f\u1000-\u109f\u1780-\u17ff]")
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff]")
 
 
 def bleu_tokenizer(references):

@@ -229,12 +229,38 @@ def test_evaluation_files_errors(tmp_path):
     (tmp_path / "bad.txt").write_text(": family\nking queen man\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.txt:2: expected ': section' or four words"):
         read_analogies(tmp_path / "bad.txt")
-    (tmp_path / "bad.tsv").write_text("# header\nking\tqueen\tnot-a-number\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.tsv:2: expected 'word1<TAB>word2<TAB>score'"):
+    (tmp_path / "bad.txt").write_text("king queen man woman\n: family\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.txt:1: a question before any ': section' line"):
+        read_analogies(tmp_path / "bad.txt")
+    (tmp_path / "bad.tsv").write_text("# comment\nking\tqueen\t8.5\nking\tqueen\tnot-a-number\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv:3: expected 'word1<TAB>word2<TAB>score'"):
+        read_wordsim(tmp_path / "bad.tsv")
+    (tmp_path / "bad.tsv").write_text("Word 1\tWord 2\tHuman (mean)\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv: no word pairs with a score"):
         read_wordsim(tmp_path / "bad.tsv")
     (tmp_path / "latin.tsv").write_bytes(b"caf\xe9\tbar\t1.0\n")
     with pytest.raises(UserError, match="word-similarity file .*latin.tsv is not UTF-8"):
         read_wordsim(tmp_path / "latin.tsv")
+
+
+def test_the_common_similarity_and_analogy_layouts_are_read(tmp_path):
+    """WordSim-353's combined.tab and combined.csv (header row), SimLex-999 (its SimLex999 column, after POS),
+    MEN (spaces); an analogy section named twice (files put together) keeps both parts."""
+    from apps.word_embeddings.evaluation import read_analogies, read_wordsim
+
+    layouts = {"combined.tab": "Word 1\tWord 2\tHuman (mean)\nlove\tsex\t6.77\ntiger\tcat\t7.35\n",
+               "combined.csv": "Word 1,Word 2,Human (mean)\nlove,sex,6.77\ntiger,cat,7.35\n",
+               "SimLex-999.txt": "word1\tword2\tPOS\tSimLex999\tconc(w1)\nlove\tsex\tN\t6.77\t4.1\n"
+                                 "tiger\tcat\tN\t7.35\t4.9\n",
+               "MEN_natural.txt": "love sex 6.77\ntiger cat 7.35\n"}
+    for name, text in layouts.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert read_wordsim(tmp_path / name) == [("love", "sex", 6.77), ("tiger", "cat", 7.35)], name
+    (tmp_path / "q.txt").write_text(": family\nking queen man woman\n: capitals\nparis france rome italy\n"
+                                    ": family\nboy girl brother sister\n", encoding="utf-8")
+    assert read_analogies(tmp_path / "q.txt") == {"family": [("king", "queen", "man", "woman"),
+                                                             ("boy", "girl", "brother", "sister")],
+                                                  "capitals": [("paris", "france", "rome", "italy")]}
 
 
 def test_predict_query_parsing():
@@ -243,6 +269,8 @@ def test_predict_query_parsing():
 
     assert _parse_query("king - man + woman") == [(1, "king"), (-1, "man"), (1, "woman")]
     assert _parse_query("Paris") == [(1, "Paris")]
+    assert _parse_query("well-known") == [(1, "well-known")]  # a hyphen inside a word is the word's
+    assert _parse_query("king -man +woman") == [(1, "king"), (-1, "man"), (1, "woman")]
     with pytest.raises(UserError, match="has no word"):
         _parse_query(" + ")
 

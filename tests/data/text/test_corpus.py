@@ -18,6 +18,12 @@ def test_standardize_lowercases_and_splits_on_punctuation():
     assert tokens[1].numpy().size == 0
 
 
+def test_standardize_keeps_combining_marks():
+    """Devanagari's vowel signs and virama, Hebrew's points are part of their words (not word breaks)."""
+    tokens = standardize(tf.constant(["हिन्दी भाषा", "עִבְרִית"])).to_list()
+    assert [[t.decode() for t in line] for line in tokens] == [["हिन्दी", "भाषा"], ["עִבְרִית"]]
+
+
 def test_count_vocabulary_and_ids_round_trip(tmp_path):
     (tmp_path / "a.txt").write_text("the cat sat\nthe dog sat on the mat\n", encoding="utf-8")
     with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:

@@ -43,6 +43,10 @@ def test_tatoeba_exports_are_read_by_their_sentence_columns(tmp_path, capsys):
     challenge.write_text("eng\tspa\tGo.\tVe.\neng\tspa\tHi.\tHola.\n", encoding="utf-8")
     assert read_tsv(challenge) == [("Go.", "Ve."), ("Hi.", "Hola.")]
     assert "language (eng), language (spa)" in capsys.readouterr().out
+    mixed = tmp_path / "eng-zho.txt"  # one language's labels vary from line to line
+    mixed.write_text("eng\tcmn_Hans\tGo.\t走。\neng\tcmn_Hant\tHi.\t嗨。\neng\tyue_Hant\tRun.\t跑。\n", encoding="utf-8")
+    assert read_tsv(mixed) == [("Go.", "走。"), ("Hi.", "嗨。"), ("Run.", "跑。")]
+    assert "language (cmn_Hans, cmn_Hant, yue_Hant)" in capsys.readouterr().out
     challenge.write_text("eng\tspa\tGo.\tVe.\n" * 10 + "eng\tspa\tHi.\n", encoding="utf-8")  # a line cut short
     with pytest.raises(DataError, match=r"test.txt: line 11 has 3 columns, not the 4 of the lines before"):
         read_tsv(challenge)

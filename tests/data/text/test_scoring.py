@@ -78,6 +78,8 @@ def test_one_reference_each_gives_the_single_reference_score():
     (["私は学生です。", "猫がソファで寝ている。"], "char"),  # Japanese (MeCab is not a dependency)
     (["我是学生。", "猫在沙发上睡觉。"], "zh"),
     (["แมวนอนบนโซฟา"], "char"),
+    (["ຂ້ອຍຮັກເຈົ້າ", "ແມວນອນຢູ່ເທິງໂຊຟາ"], "char"),  # Lao
+    (["ང་སློབ་ཕྲུག་ཡིན།"], "char"),  # Tibetan
     (["나는 학생입니다.", "고양이가 소파에서 잔다."], "13a"),  # Korean is written with spaces
     (REFERENCES, "13a"),
 ])
