@@ -73,11 +73,21 @@ def _sentences(inputs):
     sentences = []
     for item in inputs:
         if item == "-":
-            sentences += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+            try:
+                sentences += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+            except UnicodeDecodeError as e:  # a strict locale
+                raise UserError(f"standard input is not UTF-8 text ({e.reason} at byte {e.start}); convert it, "
+                                "e.g. with iconv -t UTF-8") from None
         else:
             sentences.append(item)
     if not sentences:
         raise UserError("predict needs sentences: as arguments, or - to read them from standard input, one a line")
+    for number, sentence in enumerate(sentences, 1):
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError:  # bytes Python kept as surrogates (a UTF-8 locale reading other bytes)
+            raise UserError(f"input {number} is not UTF-8 text: {sentence.encode('utf-8', 'replace')[:60]!r}; "
+                            "convert it, e.g. with iconv -t UTF-8") from None
     return sentences
 
 

@@ -106,7 +106,11 @@ class WordEmbeddingsApp(App):
         report["analogy_coverage"] = report["analogy"]["coverage"]
         report["wordsim353_spearman"] = report["wordsim353"]["spearman"]
         index, unit = self._index(), normalized(vectors)
-        known = [w for w in cfg.queries if w in index]
+        queries = [_standard_word(w) for w in cfg.queries]  # as the corpus was standardised: War -> war
+        known = [w for w in queries if w in index]
+        if len(known) < len(queries):
+            print(f"--queries not in the vocabulary ({len(self.vocabulary):,} words), no neighbours shown: "
+                  + ", ".join(w for w in queries if w not in index))
         report["neighbours"] = {w: nearest(unit, self.vocabulary, unit[index[w]], cfg.top_k + 1)[1:] for w in known}
         for w, near in report["neighbours"].items():
             print(f"{w}: " + ", ".join(f"{n} ({s:.2f})" for n, s in near))

@@ -101,3 +101,19 @@ def test_extending_a_run_equals_training_straight_through(tmp_path):
     a, b = (keras.saving.load_model(tmp_path / name / "model.keras", compile=False) for name in ("straight", "extended"))
     for x, y in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(x, y)
+
+
+def test_predict_input_that_is_not_utf8_is_named(monkeypatch):
+    """`predict - < latin1.txt`: in a strict locale reading fails, in a UTF-8 one the bytes arrive as
+    surrogates; either way one line, not SentencePiece's TypeError."""
+    import io
+
+    from apps.core.errors import UserError
+    from apps.core.translation import _sentences
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Go.\ncaf\xe9\n"), encoding="utf-8"))
+    with pytest.raises(UserError, match=r"standard input is not UTF-8 text \(invalid continuation byte at byte"):
+        _sentences(["-"])
+    with pytest.raises(UserError, match=r"input 2 is not UTF-8 text: b'caf\?'"):
+        _sentences(["Go.", b"caf\xe9".decode("utf-8", "surrogateescape")])
+    assert _sentences(["Go.", "Café."]) == ["Go.", "Café."]

@@ -52,10 +52,11 @@ def test_training_wrote_curves_vocabulary_and_checkpoints(trained):
 
 
 def test_evaluate_predict_and_export(trained, tmp_path):
-    run_ok("word_embeddings", "evaluate", "--run_dir", trained, "--queries", "cat,red,nowhere")
+    out = run_ok("word_embeddings", "evaluate", "--run_dir", trained, "--queries", "Cat,red,nowhere").stdout
     metrics = json.loads((trained / "eval" / "metrics.json").read_text())
     assert metrics["analogy"]["questions"] == 19544 and metrics["analogy_coverage"] == 0  # no SOTU words here
-    assert set(metrics["neighbours"]) == {"cat", "red"}
+    assert set(metrics["neighbours"]) == {"cat", "red"}  # standardised as the corpus: Cat -> cat
+    assert "--queries not in the vocabulary (" in out and "no neighbours shown: nowhere" in out
     assert (trained / "eval" / "neighbours.png").stat().st_size > 0
 
     out = run_ok("word_embeddings", "predict", "cat", "Paris - capital + paint", "unicorn", "--run_dir", trained).stdout
