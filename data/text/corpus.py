@@ -38,13 +38,27 @@ def corpus_files(path):
     return files
 
 
+_ARCHIVES = {b"BZh": "bzip2", b"PK\x03\x04": "zip", b"\xfd7zXZ": "xz", b"7z\xbc\xaf": "7z"}
+
+
+def is_gzip(path):
+    """Whether a file is gzipped, told by its first bytes (corpus.txt.GZ, or a .txt that is gzip inside)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    kind = next((name for magic, name in _ARCHIVES.items() if head.startswith(magic)), None)
+    if kind:
+        raise DataError(f"{path} is a {kind} archive: unpack it (gzipped files are read as they are)")
+    return head[:2] == b"\x1f\x8b"
+
+
 def open_binary(path):
-    """A plain or gzipped (.gz) file, opened for reading bytes."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    """A plain or gzipped file, opened for reading bytes."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-def check_utf8(files, block=1 << 20):
-    """Raise DataError naming the file and line of the first bytes that are not UTF-8 (C-speed decode)."""
+def check_utf8(files, block=1 << 20, lone_cr_lines=False):
+    """Raise DataError naming the file and line of the first bytes that are not UTF-8 (C-speed decode); also
+    for a file whose lines end with \r alone unless the reader splits those (`lone_cr_lines`)."""
     for path in files:
         decoder = codecs.getincrementaldecoder("utf-8")()
         line = 1
@@ -57,6 +71,9 @@ def check_utf8(files, block=1 << 20):
                         bad, where = chunk[e.start:e.start + 4], line + chunk[:e.start].count(b"\n")
                         raise DataError(f"{path}: line {where} is not UTF-8 "
                                         f"(bytes {bad.hex(' ')}); convert the file, e.g. with iconv -t UTF-8") from None
+                    if line == 1 and not lone_cr_lines and b"\r" in chunk and b"\n" not in chunk:
+                        raise DataError(f"{path}: lines end with a carriage return alone (old Mac text); convert "
+                                        f"the file, e.g. with tr '\\r' '\\n'")
                     line += chunk.count(b"\n")
                 decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -68,7 +85,7 @@ def check_utf8(files, block=1 << 20):
 def file_lines(files):
     """A dataset of the lines of `files` (plain or .gz), streamed."""
     names = [str(f) for f in files]
-    kinds = ["GZIP" if f.suffix == ".gz" else "" for f in files]
+    kinds = ["GZIP" if is_gzip(f) else "" for f in files]
     return tf.data.Dataset.from_tensor_slices((names, kinds)).flat_map(lambda f, k: tf.data.TextLineDataset(f, k))
 
 

@@ -52,7 +52,7 @@ def _lines(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"translation file not found: {path}")
-    check_utf8([path])
+    check_utf8([path], lone_cr_lines=True)
     with open_binary(path) as f:
         text = f.read().decode("utf-8-sig")  # a byte-order mark (Notepad, Excel) is not text
     # Lines end at \n (a \r before it is dropped), as `wc -l` and the aligned files of parallel corpora count

@@ -63,6 +63,28 @@ def test_non_utf8_bytes_name_the_file_and_line(tmp_path):
         prepare_corpus(TextDataConfig(source="files", path=str(bad)), tmp_path / "run")
 
 
+def test_gzip_is_told_by_its_bytes_and_other_archives_are_named(tmp_path):
+    """corpus.txt.GZ (or a gzip without the suffix) is read as gzip; bzip2/zip/xz are named, not 'not UTF-8'."""
+    import bz2
+    import gzip
+
+    (tmp_path / "a.txt.GZ").write_bytes(gzip.compress(b"the cat sat\n"))
+    counts, lines = count_words(file_lines(corpus_files(tmp_path / "a.txt.GZ")))
+    assert lines == 1 and counts == {"the": 1, "cat": 1, "sat": 1}
+    check_utf8([tmp_path / "a.txt.GZ"])
+    (tmp_path / "b.txt.bz2").write_bytes(bz2.compress(b"the cat sat\n"))
+    with pytest.raises(DataError, match=r"b.txt.bz2 is a bzip2 archive: unpack it"):
+        check_utf8([tmp_path / "b.txt.bz2"])
+
+
+def test_old_mac_line_ends_are_refused_with_the_fix(tmp_path):
+    """Lines ended by \\r alone would make the corpus one sentence (windows across every line)."""
+    (tmp_path / "mac.txt").write_bytes(b"the cat sat\rthe dog ran\r")
+    with pytest.raises(DataError, match=r"mac.txt: lines end with a carriage return alone .*tr"):
+        check_utf8([tmp_path / "mac.txt"])
+    check_utf8([tmp_path / "mac.txt"], lone_cr_lines=True)  # the pairs reader splits them itself
+
+
 def test_missing_and_empty_inputs(tmp_path):
     with pytest.raises(DataError, match="text corpus not found"):
         corpus_files(tmp_path / "nowhere")
