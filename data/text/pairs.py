@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from data.embedded import embedded_file
 from data.errors import DataError
@@ -180,11 +181,19 @@ def read_tfds(name, data_dir, split):
     keys = builder.info.supervised_keys
     if not keys or len(keys) != 2:
         raise DataError(f"tfds data set {name!r} has no (source, target) supervised keys: not a translation set")
-    pairs = []
+    kinds = {k: builder.info.features[k].dtype for k in keys}
+    if any(kind != tf.string for kind in kinds.values()):
+        raise DataError(f"tfds data set {name!r} has supervised keys of " + ", ".join(
+            f"{k} ({kind.name})" for k, kind in kinds.items()) + ": not a translation set (two text features)")
+    pairs, empty = [], 0
     for source, target in builder.as_dataset(split=split, as_supervised=True).as_numpy_iterator():
         source, target = normalize(source.decode("utf-8")), normalize(target.decode("utf-8"))
         if source and target:
             pairs.append((source, target))
+        else:
+            empty += 1
+    if empty:
+        print(f"warning: skipped {empty} pairs of tfds {name} with an empty sentence")
     return pairs
 
 

@@ -24,6 +24,9 @@ from data.errors import DataError
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
+MAX_SENTENCE_BYTES = 4192  # SentencePiece's default: longer sentences do not train the vocabulary
+
+
 def train_sentencepiece(sentences, vocab_size, seed=0, max_sentences=2_000_000):
     """The serialized model (bytes) of a unigram SentencePiece vocabulary of about `vocab_size` pieces."""
     if not sentences:
@@ -35,12 +38,16 @@ def train_sentencepiece(sentences, vocab_size, seed=0, max_sentences=2_000_000):
             sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
             character_coverage=0.9995, byte_fallback=True, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
             hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary instead of an error
-            input_sentence_size=max_sentences, shuffle_input_sentence=True, num_threads=2, minloglevel=2)
+            input_sentence_size=max_sentences, shuffle_input_sentence=True, num_threads=2, minloglevel=2,
+            max_sentence_length=MAX_SENTENCE_BYTES)
     except RuntimeError as e:
         needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
         if needed:  # SentencePiece's own advice names a flag of its command line, not of ours
             raise DataError(f"--data.vocab_size {vocab_size} is too small for these sentences: their characters, the "
                             f"256 byte pieces and the 4 special ids need at least {needed.group(1)}") from None
+        if "sentences_.empty()" in str(e):  # it leaves out sentences over max_sentence_length bytes, silently
+            raise DataError(f"cannot train the subword vocabulary: every sentence is longer than {MAX_SENTENCE_BYTES:,} "
+                            "bytes (SentencePiece leaves such out); split the text into sentences") from None
         raise DataError(f"cannot train the subword vocabulary: {str(e).splitlines()[0]}") from None
     return model.getvalue()
 

@@ -171,7 +171,7 @@ def test_too_few_pairs_for_the_held_out_splits():
         split_pairs([(str(i), str(i)) for i in range(10)], dev_size=5, test_size=5, seed=0)
 
 
-def test_tfds_translation_set_prepared_offline(tmp_path):
+def test_tfds_translation_set_prepared_offline(tmp_path, capsys):
     """A tiny tfds builder with (source, target) supervised keys, read by name like ted_hrlr_translate."""
     import tensorflow_datasets as tfds
 
@@ -186,9 +186,27 @@ def test_tfds_translation_set_prepared_offline(tmp_path):
             return {"train": self._generate_examples()}
 
         def _generate_examples(self):
-            for i, (en, es) in enumerate([("Go.", "Ve."), ("Hi.", "Hola."), ("Hi.", "Hola.")]):
+            for i, (en, es) in enumerate([("Go.", "Ve."), ("Hi.", "Hola."), ("Hi.", "Hola."), ("Run.", "")]):
                 yield i, {"en": en, "es": es}
+
+    class TinyReviews(tfds.core.GeneratorBasedBuilder):  # (text, label): no translation set
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+                {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["neg", "pos"])}),
+                supervised_keys=("text", "label"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            yield 0, {"text": "Good.", "label": 1}
 
     TinyTranslate(data_dir=str(tmp_path)).download_and_prepare()
     pairs = read_pairs(TranslationDataConfig(source="tfds", tfds_name="tiny_translate", data_dir=str(tmp_path)))
     assert sorted(pairs) == [("Go.", "Ve."), ("Hi.", "Hola.")]
+    assert "skipped 1 pairs of tfds tiny_translate with an empty sentence" in capsys.readouterr().out
+    TinyReviews(data_dir=str(tmp_path)).download_and_prepare()
+    with pytest.raises(DataError, match=r"'tiny_reviews' has supervised keys of text \(string\), label \(int64\): not a "):
+        read_pairs(TranslationDataConfig(source="tfds", tfds_name="tiny_reviews", data_dir=str(tmp_path)))

@@ -76,6 +76,12 @@ def test_no_sentences_is_a_clear_error():
         train_sentencepiece([], vocab_size=100)
 
 
+def test_sentences_all_too_long_for_sentencepiece_say_so():
+    """Paragraph-aligned text: SentencePiece leaves out sentences over 4,192 bytes without a word."""
+    with pytest.raises(DataError, match=r"every sentence is longer than 4,192 bytes .* split the text into sentences"):
+        train_sentencepiece(["word " * 1000] * 10, vocab_size=100)
+
+
 def test_a_vocabulary_too_small_for_the_characters_names_our_flag_and_the_size_needed():
     with pytest.raises(DataError, match=r"--data.vocab_size 100 is too small for these sentences: .* at least 278$"):
         train_sentencepiece(["hello world", "καλημέρα κόσμε"] * 50, vocab_size=100)
