@@ -457,8 +457,10 @@ def load_trained(app):
     if not path.is_file():
         raise UserError(f"no trained model at {path}; run `python -m apps {app.name} train` first (or pass --run_dir)")
     state = _read_state(out)
-    if state is not None:
-        app.load_state(state)
+    if state is None:  # a model copied without it: the class names, vocabulary... it was trained with are lost
+        raise UserError(f"{out / 'state.json'} is missing: model.keras cannot be used without what the run learned "
+                        "with it; copy the whole run folder, not only model.keras and config.json")
+    app.load_state(state)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)  # inference only
     except Exception as e:  # a damaged file fails anywhere inside (zip, HDF5, JSON): one line, not a traceback

@@ -71,6 +71,7 @@ class DetectionSet:
     names: list
     class_names: list
     members: Optional[list] = None  # voc/coco: each image's entry in the split record (relative paths, ids)
+    iscrowd: Optional[list] = None  # [(k,) bool]: COCO crowd regions (in `crowd` too), no training targets; None: none
 
     def __len__(self):
         return len(self.names)
@@ -80,18 +81,23 @@ class DetectionSet:
         pick = lambda items: [items[i] for i in index]
         return DetectionSet(self.canvas[index], self.scale[index], self.image_hw[index], pick(self.boxes),
                             pick(self.labels), pick(self.crowd), pick(self.names), self.class_names,
-                            None if self.members is None else pick(self.members))
+                            None if self.members is None else pick(self.members),
+                            None if self.iscrowd is None else pick(self.iscrowd))
 
     def canvas_boxes(self):
         """Each image's boxes in canvas pixels, where the anchors see them: [(k, 4) float32 yxyx]."""
         return [b * np.tile(s, 2) for b, s in zip(self.boxes, self.scale)]
 
     def padded(self, max_boxes=None):
-        """Canvas boxes (n, M, 4) and labels (n, M), padded with -1; M = the most boxes of any image."""
-        m = max_boxes or max([len(b) for b in self.boxes] + [1])
+        """Canvas boxes (n, M, 4) and labels (n, M) of the training targets, padded with -1; M = the most of any
+        image. COCO crowd regions are left out, as torchvision and Detectron2 leave them: one box around many
+        objects is no object to learn (VOC difficult objects stay; the mAP ignores both)."""
+        regions = self.iscrowd or [np.zeros(len(b), bool) for b in self.boxes]
+        targets = [(b[~r], lab[~r]) for b, lab, r in zip(self.canvas_boxes(), self.labels, regions)]
+        m = max_boxes or max([len(b) for b, _ in targets] + [1])
         boxes = -np.ones((len(self), m, 4), np.float32)
         labels = -np.ones((len(self), m), np.int32)
-        for i, (b, lab) in enumerate(zip(self.canvas_boxes(), self.labels)):
+        for i, (b, lab) in enumerate(targets):
             boxes[i, :len(b)] = b
             labels[i, :len(b)] = lab
         return boxes, labels
@@ -112,7 +118,8 @@ def to_detection_set(records, class_names, size):
     members = [r.member for r in records]
     return DetectionSet(canvas, scale, np.array([r.image.shape[:2] for r in records], np.int32),
                         [r.boxes for r in records], [r.labels for r in records], [r.crowd for r in records],
-                        [r.name for r in records], list(class_names), None if None in members else members)
+                        [r.name for r in records], list(class_names), None if None in members else members,
+                        [np.zeros(len(r.labels), bool) if r.iscrowd is None else r.iscrowd for r in records])
 
 
 def _scenes(cfg, count, seed, split):

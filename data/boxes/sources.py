@@ -17,7 +17,7 @@ import tensorflow as tf
 from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc
 from data.errors import DataError
 from data.images.exif import exif_orientation
-from data.images.files import read_image_file
+from data.images.files import read_image_file, user_files
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 
@@ -32,6 +32,7 @@ class Annotated:
     labels: np.ndarray  # int32 (k,)
     crowd: np.ndarray  # bool (k,): VOC "difficult" / COCO "iscrowd": neither rewarded nor punished in evaluation
     member: Optional[dict] = None  # VOC/COCO: what the split record keeps of it (relative paths, ids)
+    iscrowd: Optional[np.ndarray] = None  # bool (k,): COCO "iscrowd" regions of many objects (in `crowd` too); None: none
 
 
 class _Skips:
@@ -69,9 +70,10 @@ def _stored_on_its_side(image_path):
     return image_path is not None and int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) >= 5
 
 
-def _checked(name, image, boxes, labels, crowd, member=None, image_path=None, recorded=None):
+def _checked(name, image, boxes, labels, crowd, member=None, image_path=None, recorded=None, iscrowd=None):
     """`recorded`: the (width, height) the annotation file gives for its image, if any: boxes drawn on a phone
-    photo as stored (by a tool that ignores EXIF orientation) would land in the wrong place once it is upright."""
+    photo as stored (by a tool that ignores EXIF orientation) would land in the wrong place once it is upright.
+    `iscrowd`: which of the `crowd` boxes are COCO crowd regions (VOC difficult objects are not)."""
     h, w = image.shape[:2]
     if recorded is not None and h != w and tuple(recorded) == (h, w) and _stored_on_its_side(image_path):
         raise DataError(f"{name}: annotated on the image as stored ({h}x{w}, width x height), but {image_path} has "
@@ -83,7 +85,8 @@ def _checked(name, image, boxes, labels, crowd, member=None, image_path=None, re
             raise
         raise DataError(f"{e}; {image_path} is stored on its side with an EXIF orientation, {_UPRIGHT}") from None
     boxes = np.clip(boxes, 0, [h, w, h, w]).astype(np.float32)
-    return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool), member)
+    return Annotated(name, image, boxes.reshape(-1, 4), np.asarray(labels, np.int32), np.asarray(crowd, bool), member,
+                     None if iscrowd is None else np.asarray(iscrowd, bool))
 
 
 def _escapes(file_name):
@@ -181,10 +184,16 @@ def _voc_size(tree):
         return None
 
 
+def _voc_xml_files(root):
+    """The .xml files under `root` a person put there: not macOS's ._a.xml shadows, nor the copies hidden
+    folders hold (.ipynb_checkpoints/a-checkpoint.xml would be a duplicate image)."""
+    return [p for p in user_files(root) if p.suffix == ".xml"]
+
+
 def list_voc_files(root):
     """Relative paths of the .xml files under `root` (nothing opened)."""
     root = Path(root)
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.xml")) if root.is_dir() else []
+    return sorted(p.relative_to(root).as_posix() for p in _voc_xml_files(root)) if root.is_dir() else []
 
 
 def load_voc(root, class_names=None, skip_bad=False, members=None, split="test"):
@@ -200,7 +209,7 @@ def load_voc(root, class_names=None, skip_bad=False, members=None, split="test")
         report_gone(split, [str(f) for f in missing if f], len(members), root)
         xml_paths = [root / m["annotation"] for m, f in zip(members, missing) if f is None]
     else:
-        xml_paths = sorted(root.rglob("*.xml"))
+        xml_paths = _voc_xml_files(root)
         if not xml_paths:
             raise DataError(f"no Pascal VOC .xml annotation files under {root}")
     class_names = list(class_names or voc_class_names(xml_paths, skip_bad))
@@ -290,8 +299,8 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, memb
             raise DataError(f"{where}: image file {image_dir / file_name} does not exist")
         image = _read_image(image_dir / file_name, where)
         member = {"image_id": image_id, "file_name": file_name, "annotations": [a.get("id") for a in anns]}
-        return _checked(where, image, boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns], member,
-                        image_dir / file_name, sizes.get(image_id))
+        crowd = [bool(a.get("iscrowd", 0)) for a in anns]
+        return _checked(where, image, boxes, labels, crowd, member, image_dir / file_name, sizes.get(image_id), crowd)
 
     skips = _Skips(skip_bad)
     records = [r for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]
@@ -317,5 +326,6 @@ def load_tfds_detection(name, data_dir, split):
         h, w = image.shape[:2]
         obj = ex["objects"]
         crowd = obj[crowd_key] if crowd_key else np.zeros(len(obj["label"]), bool)
-        records.append(_checked(f"{name}[{split}][{i}]", image, from_relative(obj["bbox"], h, w), obj["label"], crowd))
+        records.append(_checked(f"{name}[{split}][{i}]", image, from_relative(obj["bbox"], h, w), obj["label"], crowd,
+                                iscrowd=crowd if crowd_key == "is_crowd" else None))
     return records, class_names

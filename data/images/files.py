@@ -6,6 +6,7 @@ Files are decoded by TensorFlow's decoders only, the ones the exported models ru
 trains is an image the SavedModel accepts, with the same pixels (Pillow only explains failures).
 """
 import dataclasses
+import os
 import re
 import warnings
 from pathlib import Path
@@ -26,6 +27,16 @@ SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # Windows Explorer's
 def is_user_file(path):
     """A file a person put there: not hidden (.DS_Store, ._x.jpg) and not one the file manager wrote."""
     return path.is_file() and not path.name.startswith(".") and path.name.lower() not in SYSTEM_FILES
+
+
+def user_files(folder):
+    """The user files (is_user_file) under `folder` at any depth, sorted; hidden folders such as
+    .ipynb_checkpoints or .git are not entered (copies and history, not data)."""
+    found = []
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        found += [p for p in (Path(parent) / n for n in names) if is_user_file(p)]
+    return sorted(found)
 
 
 _COLOUR_MODES = {"L": 1, "RGB": 3}
@@ -120,7 +131,8 @@ def _checked_decode(data, channels):
 
 
 def scan_class_folders(root):
-    """Find `root/<class>/<image>` files, check each one, and report what is wrong by path."""
+    """Find `root/<class>/<image>` files (also in sub-folders of a class folder: cat/2019/b.png, as
+    image_dataset_from_directory does), check each one, and report what is wrong by path."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
@@ -129,7 +141,7 @@ def scan_class_folders(root):
         raise DataError(f"data folder {root} has no class sub-folders (expected {root}/<class>/<image>.jpg)")
     files, bad, modes, other = [], [], {}, []
     for label, d in enumerate(class_dirs):
-        paths = sorted(p for p in d.iterdir() if is_user_file(p))
+        paths = user_files(d)
         other += [p for p in paths if p.suffix.lower() not in IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS]
         paths = [p for p in paths if p.suffix.lower() in IMAGE_EXTENSIONS + OTHER_IMAGE_EXTENSIONS]
         if not paths:

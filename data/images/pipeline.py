@@ -32,7 +32,7 @@ class ImageDataConfig:
     channels: Optional[int] = field(None, "1 or 3 (none: the source's own)", [1, 3])
     val_fraction: float = field(0.1, "share of the training images held out for validation", min=0.0, max=1.0, max_exclusive=True)
     test_fraction: float = field(0.1, "share held out for test when the source has no test split", min=0.0, max=1.0, max_exclusive=True)
-    limit: Optional[int] = field(None, "use only the first N training images (quick runs)", min=1)
+    limit: Optional[int] = field(None, "use only the first N training images (quick runs; folder: a seeded random N)", min=1)
     skip_bad_files: bool = field(False, "skip unreadable image files (with a count) instead of stopping")
     flip: bool = field(True, "random horizontal flips")
     crop_padding: int = field(2, "random crops after padding by N pixels (0: off)", min=0)
@@ -97,7 +97,11 @@ def _fresh_splits(cfg, seed):
         raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
     sets = {k: _conform(v, cfg) for k, v in sets.items()}
     if cfg.limit:
-        sets["train"] = sets["train"].take(np.arange(min(cfg.limit, len(sets["train"].labels))))
+        n = len(sets["train"].labels)
+        # A folder's images come class by class, so its first N could all be one class's: a seeded random N
+        # instead, each class in about its share (the embedded, IDX and tfds sets come shuffled already).
+        keep = np.random.default_rng(seed).permutation(n)[:cfg.limit] if cfg.source == "folder" else np.arange(min(cfg.limit, n))
+        sets["train"] = sets["train"].take(np.sort(keep))
     val, train = seeded_split(sets["train"], [cfg.val_fraction], seed)
     for name, s in (("train", train), ("test", sets["test"])):
         if len(s.labels) == 0:

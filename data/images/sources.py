@@ -14,8 +14,8 @@ import numpy as np
 from data.embedded import EMBEDDED_DIR
 from data.errors import DataError
 from data.images.idx import find_idx_pair, read_idx
-from data.images.files import (IMAGE_EXTENSIONS, FolderScan, check_scan, inspect_image, is_user_file, load_image_file,
-                               scan_class_folders)
+from data.images.files import (IMAGE_EXTENSIONS, FolderScan, check_scan, inspect_image, load_image_file,
+                               scan_class_folders, user_files)
 from data.split_record import new_record, report_gone
 from data.tfds_sets import open_tfds
 
@@ -87,7 +87,7 @@ def list_class_images(root):
     if not root.is_dir():
         return []
     return sorted(p.relative_to(root).as_posix() for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  for p in d.iterdir() if is_user_file(p) and p.suffix.lower() in IMAGE_EXTENSIONS)
+                  for p in user_files(d) if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def class_folder_record(source, recipe, sets, root):

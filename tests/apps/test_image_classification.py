@@ -141,6 +141,25 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
         assert message in last_line(proc.stderr) and "Traceback" not in proc.stderr, proc.stderr[-1000:]
 
 
+@pytest.mark.parametrize("classes", [3, 11])
+def test_evaluate_refuses_data_whose_classes_are_not_the_models(trained, tmp_path, classes):
+    """Labels are scored by position: other class names would be scored against the model's (3 classes: silently;
+    11: an IndexError past the model's 10)."""
+    run_dir, _ = trained
+    folder = tmp_path / "images"
+    for c in range(classes):
+        (folder / f"c{c:02d}").mkdir(parents=True)
+        for i in range(6):  # one of each class's 6 goes to test
+            Image.fromarray(np.full((28, 28), 20 * c, np.uint8)).save(folder / f"c{c:02d}" / f"{i}.png")
+    proc = run_main(APP, "evaluate", "--run_dir", run_dir, "--data.source", "folder", "--data.path", folder,
+                    "--data.image_size", "28", "--data.channels", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1000:]
+    assert last_line(proc.stderr).endswith(
+        f"the classes of --data.path {folder} are not the model's (data vs model: {classes} classes vs 10, "
+        "#0 'c00' vs 't-shirt/top', #1 'c01' vs 'trouser', #2 'c02' vs 'pullover', ...); "
+        "evaluate on data with the classes the run was trained on"), last_line(proc.stderr)
+
+
 def test_early_stopping_ends_training(tmp_path):
     # Improvement is impossible whatever the seed: learning rate 0 freezes the weights, and without
     # batch norm no moving statistics move either (with them, epoch 2's val loss beat epoch 1's for

@@ -395,6 +395,16 @@ def test_a_damaged_model_keras_ends_in_one_line(trained, tmp_path, damage):
         assert_one_line_error(result, 2, f"cannot {'read' if damage == 'state.json' else 'load'} {path}")
 
 
+def test_a_run_copied_without_state_json_ends_in_one_line(trained, tmp_path):
+    """model.keras and config.json alone: the class names and input shape the model was trained with are lost."""
+    (trained / "state.json").unlink()
+    image = tmp_path / "x.png"
+    tf.io.write_file(str(image), tf.io.encode_png(tf.zeros((28, 28, 1), tf.uint8)))
+    for verb, extra in (("evaluate", []), ("predict", [image]), ("export", ["--export_dir", tmp_path / "exports"])):
+        result = run_main(APP, verb, *extra, "--run_dir", trained)
+        assert_one_line_error(result, 2, f"{trained / 'state.json'} is missing", "copy the whole run folder")
+
+
 def test_run_files_are_written_whole(tmp_path, monkeypatch):
     target = tmp_path / "state.json"
     run_files.atomic_write_text(target, "old\n")

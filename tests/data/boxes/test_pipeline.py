@@ -7,8 +7,10 @@ import tensorflow as tf
 
 from data import DataError
 from data.boxes.geometry import canvas_to_image, letterbox
-from data.boxes.pipeline import DetectionDataConfig, augment_batch, load_detection_splits, train_epoch
+from data.boxes.pipeline import DetectionDataConfig, augment_batch, load_detection_splits, to_detection_set, train_epoch
+from data.boxes.sources import load_coco, load_voc
 from data.generated.scenes import make_scenes
+from tests.data.boxes.test_sources import write_coco, write_voc
 
 TINY = DetectionDataConfig(image_size=64, train_scenes=40, val_scenes=8, test_scenes=8)
 
@@ -46,6 +48,22 @@ def test_splits_of_scenes_and_folders():
         load_detection_splits(dataclasses.replace(TINY, source="voc"), 0)
     with pytest.raises(DataError, match="needs --data.annotations"):
         load_detection_splits(dataclasses.replace(TINY, source="coco", path="x"), 0)
+
+
+def test_crowd_regions_are_no_training_targets(tmp_path):
+    """A COCO iscrowd box is left out of padded() (torchvision, Detectron2), a VOC difficult object is kept; the mAP
+    ignores both (crowd)."""
+    (tmp_path / "coco").mkdir()
+    ann, img = write_coco(tmp_path / "coco", [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 20, 10]},
+                                              {"id": 2, "image_id": 1, "category_id": 7, "bbox": [0, 0, 50, 30], "iscrowd": 1}])
+    coco = to_detection_set(load_coco(ann, img)[0], ["cat", "dog"], 64)
+    write_voc(tmp_path / "voc", "a", [("dog", 11, 6, 30, 20, 1)])
+    voc = to_detection_set(load_voc(tmp_path / "voc")[0], ["dog"], 64)
+    boxes, labels = coco.padded()
+    assert labels.tolist() == [[1]]  # the dog; the crowd of cats is gone
+    np.testing.assert_allclose(boxes[0, 0], coco.canvas_boxes()[0][0])
+    assert coco.take([0]).padded()[1].tolist() == [[1]] and coco.crowd[0].tolist() == [False, True]
+    assert voc.padded()[1].tolist() == [[0]] and voc.crowd[0].tolist() == [True]
 
 
 def _bright_extent(image):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from data import DataError
-from data.boxes.sources import load_coco, load_tfds_detection, load_voc
+from data.boxes.sources import list_voc_files, load_coco, load_tfds_detection, load_voc
 
 VOC_OBJECT = ("<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
               "<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
@@ -84,6 +84,17 @@ def test_voc_skip_bad_files_reports_them(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 1 bad annotation files, e.g. .*outside.xml"):
         records, _ = load_voc(tmp_path, skip_bad=True)
     assert [r.name.split("/")[-1] for r in records] == ["good.xml"]
+
+
+def test_voc_ignores_macos_shadows_and_hidden_folders(tmp_path):
+    """A folder unzipped on a Mac (._a.xml: not XML) or used from a notebook (a second a.xml in .ipynb_checkpoints/)."""
+    xml = write_voc(tmp_path, "a", [("dog", 5, 5, 10, 10)])
+    (tmp_path / "annotations" / "._a.xml").write_bytes(b"\0\5\26\7Mac OS X")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.xml").write_text(xml.read_text())
+    records, names = load_voc(tmp_path)
+    assert [r.name for r in records] == [str(xml)] and names == ["dog"]
+    assert list_voc_files(tmp_path) == ["annotations/a.xml"]
 
 
 def test_voc_folder_without_annotations(tmp_path):

@@ -21,6 +21,20 @@ def test_files_the_system_writes_are_not_data(class_folder):
     assert len(scan.files) == 36 and not scan.bad
 
 
+def test_images_in_sub_folders_of_a_class_folder_are_that_class(class_folder):
+    """image_dataset_from_directory's layout: cat/2019/b.png is a cat; hidden folders and ._ shadows are not data."""
+    (class_folder / "cat" / "2019").mkdir()
+    (class_folder / "cat" / "000.png").rename(class_folder / "cat" / "2019" / "b.png")
+    for hidden in (class_folder / "cat" / "2019" / "._b.png", class_folder / "dog" / ".ipynb_checkpoints" / "x.png"):
+        hidden.parent.mkdir(exist_ok=True)
+        hidden.write_bytes(b"\0\5\26\7")
+    scan = scan_class_folders(class_folder)
+    assert len(scan.files) == 36 and not scan.bad
+    assert (class_folder / "cat" / "2019" / "b.png", 0) in scan.files
+    image_set = load_class_folder(class_folder, (8, 8), 3, skip_bad=False)
+    assert image_set.labels[image_set.files.index("cat/2019/b.png")] == 0
+
+
 def test_predict_folders_hold_a_persons_images_only(class_folder):
     """A folder unzipped on a Mac (__MACOSX/, ._x.png shadows) or used from a notebook (.ipynb_checkpoints)."""
     for hidden in (class_folder / "__MACOSX" / "cat" / "._000.png", class_folder / "cat" / "._001.png",

@@ -6,6 +6,7 @@ import tensorflow as tf
 from data import DataError
 from data.images.pipeline import ImageDataConfig, augment_batch, channel_stats, eval_batches, load_splits, train_epoch
 from data.images.sources import load_embedded
+from tests.conftest import make_class_folder
 
 
 def test_embedded_splits_are_disjoint_and_seeded():
@@ -23,6 +24,15 @@ def test_folder_source_resizes_and_splits(class_folder):
     splits = load_splits(cfg, seed=0)
     assert splits["train"].images.shape[1:] == (16, 16, 3)
     assert [len(s.labels) for s in splits.values()] == [21, 6, 9]  # per class of 12: 3 test, then 2 of 9 val, 7 train
+
+
+def test_a_folder_limit_is_a_seeded_sample_of_every_class(tmp_path):
+    """The folder's images come class by class: the first 9 of two classes of 10 would all be cats."""
+    root = make_class_folder(tmp_path / "images", classes=("cat", "dog"), per_class=10)
+    cfg = ImageDataConfig(source="folder", path=str(root), image_size=8, limit=9, val_fraction=0.0)
+    train = load_splits(cfg, seed=0)["train"]
+    assert len(train.labels) == 9 and set(train.labels) == {0, 1}
+    assert load_splits(cfg, seed=0)["train"].files == train.files  # the same sample every time
 
 
 def test_epoch_is_a_pure_function_of_seed_and_epoch():
