@@ -10,9 +10,10 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data.boxes.geometry import box_area, letterbox, wide_enough
+from data.boxes.geometry import box_area, wide_enough
 from data.boxes.mosaic import mosaic_batch, real_first
-from data.boxes.sources import Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc
+from data.boxes.sources import (Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc,
+                                on_canvas)
 from data.errors import DataError
 from data.fields import field
 from data.images.pipeline import color_jitter
@@ -104,19 +105,14 @@ class DetectionSet:
 
 
 def to_detection_set(records, class_names, size):
-    """Letterbox `Annotated` records onto (size x size) canvases."""
+    """`Annotated` records on (size x size) canvases (letterboxed here unless the reader did: on_canvas)."""
     if not records:
         raise DataError("no annotated images to use")
-    canvas = np.empty((len(records), size, size, 3), np.uint8)
-    scale = np.empty((len(records), 2), np.float32)
-    for i, r in enumerate(records):
-        if r.image.shape[:2] == (size, size):
-            canvas[i], scale[i] = r.image, 1.0
-        else:
-            c, s = letterbox(r.image, size)
-            canvas[i], scale[i] = c.numpy(), s.numpy()
+    records = [on_canvas(r, size) for r in records]
+    canvas = np.stack([r.image for r in records])
+    scale = np.stack([r.scale for r in records])
     members = [r.member for r in records]
-    return DetectionSet(canvas, scale, np.array([r.image.shape[:2] for r in records], np.int32),
+    return DetectionSet(canvas, scale, np.array([r.image_hw for r in records], np.int32),
                         [r.boxes for r in records], [r.labels for r in records], [r.crowd for r in records],
                         [r.name for r in records], list(class_names), None if None in members else members,
                         [np.zeros(len(r.labels), bool) if r.iscrowd is None else r.iscrowd for r in records])
@@ -224,9 +220,10 @@ def _recorded_splits(cfg, record, names):
     sets = {}
     for name in names:
         if cfg.source == "voc":
-            records, _ = load_voc(cfg.path, class_names, cfg.skip_bad_files, members[name], name)
+            records, _ = load_voc(cfg.path, class_names, cfg.skip_bad_files, members[name], name, cfg.image_size)
         else:
-            records, _ = load_coco(cfg.annotations, cfg.path, class_names, cfg.skip_bad_files, members[name], name)
+            records, _ = load_coco(cfg.annotations, cfg.path, class_names, cfg.skip_bad_files, members[name], name,
+                                      cfg.image_size)
         empty_val = name == "val" and not records
         sets[name] = None if empty_val else to_detection_set(records, class_names, cfg.image_size)
     return sets
@@ -247,18 +244,18 @@ def _fresh_splits(cfg, seed):
             raise DataError("source tfds needs --data.tfds_name (e.g. voc/2007)")
         sets = {}
         for split, tfds_split in (("train", "train"), ("test", "validation")):
-            records, names = load_tfds_detection(cfg.tfds_name, cfg.data_dir, tfds_split)
+            records, names = load_tfds_detection(cfg.tfds_name, cfg.data_dir, tfds_split, cfg.image_size)
             sets[split] = to_detection_set(records, names, cfg.image_size)
         full = sets["train"]
     else:
         if not cfg.path:
             raise DataError(f"source {cfg.source} needs --data.path")
         if cfg.source == "voc":
-            records, names = load_voc(cfg.path, classes, cfg.skip_bad_files)
+            records, names = load_voc(cfg.path, classes, cfg.skip_bad_files, size=cfg.image_size)
         elif cfg.source == "coco":
             if not cfg.annotations:
                 raise DataError("source coco needs --data.annotations (the instances JSON file)")
-            records, names = load_coco(cfg.annotations, cfg.path, classes, cfg.skip_bad_files)
+            records, names = load_coco(cfg.annotations, cfg.path, classes, cfg.skip_bad_files, size=cfg.image_size)
         else:
             raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
         test, full = seeded_split(to_detection_set(records, names, cfg.image_size), [cfg.test_fraction], seed,

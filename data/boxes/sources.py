@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc
+from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc, letterbox
 from data.errors import DataError
 from data.images.exif import exif_orientation
 from data.images.files import read_image_file, user_files
@@ -33,6 +33,21 @@ class Annotated:
     crowd: np.ndarray  # bool (k,): VOC "difficult" / COCO "iscrowd": neither rewarded nor punished in evaluation
     member: Optional[dict] = None  # VOC/COCO: what the split record keeps of it (relative paths, ids)
     iscrowd: Optional[np.ndarray] = None  # bool (k,): COCO "iscrowd" regions of many objects (in `crowd` too); None: none
+    image_hw: Optional[tuple] = None  # set by on_canvas: `image` is then a letterboxed canvas of an image this size
+    scale: Optional[np.ndarray] = None  # float32 (2,), set by on_canvas: image -> canvas pixels per axis
+
+
+def on_canvas(record, size):
+    """`record` with its image letterboxed onto a (size x size) canvas, held instead of the decoded image (a
+    folder of phone photos would take 36 MB each); its boxes stay in image pixels. None: as it is."""
+    if size is None or record is None or record.scale is not None:
+        return record
+    h, w = record.image.shape[:2]
+    if (h, w) == (size, size):
+        canvas, scale = record.image, np.ones(2, np.float32)
+    else:
+        canvas, scale = (t.numpy() for t in letterbox(record.image, size))
+    return dataclasses.replace(record, image=canvas, image_hw=(h, w), scale=np.asarray(scale, np.float32))
 
 
 class _Skips:
@@ -196,8 +211,9 @@ def list_voc_files(root):
     return sorted(p.relative_to(root).as_posix() for p in _voc_xml_files(root)) if root.is_dir() else []
 
 
-def load_voc(root, class_names=None, skip_bad=False, members=None, split="test"):
-    """Every <annotation> XML under `root` (a VOC year folder, or images/ + annotations/ folders).
+def load_voc(root, class_names=None, skip_bad=False, members=None, split="test", size=None):
+    """Every <annotation> XML under `root` (a VOC year folder, or images/ + annotations/ folders), each image
+    on a canvas of `size` as it is read (on_canvas).
 
     With `members` (a split record's {"annotation", "image"} relative paths), exactly those, in that
     order: members whose annotation or image file is gone are reported (data.split_record.report_gone)."""
@@ -216,7 +232,7 @@ def load_voc(root, class_names=None, skip_bad=False, members=None, split="test")
     if not class_names:
         raise DataError(f"the annotation files under {root} name no object classes")
     skips = _Skips(skip_bad)
-    records = [r for r in (skips.run(_read_voc_file, p, root, class_names) for p in xml_paths) if r]
+    records = [on_canvas(r, size) for r in (skips.run(_read_voc_file, p, root, class_names) for p in xml_paths) if r]
     skips.report("annotation files")
     return records, class_names
 
@@ -245,7 +261,7 @@ def coco_image_ids(annotation_file):
         raise DataError(f"{annotation_file}: malformed COCO annotations: missing field {e}") from None
 
 
-def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, members=None, split="test"):
+def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, members=None, split="test", size=None):
     """Images and boxes of a COCO instances JSON file; images looked up in `image_dir`.
 
     With `members` (a split record's {"image_id", "file_name", "annotations"}), exactly those images, in
@@ -303,7 +319,7 @@ def load_coco(annotation_file, image_dir, class_names=None, skip_bad=False, memb
         return _checked(where, image, boxes, labels, crowd, member, image_dir / file_name, sizes.get(image_id), crowd)
 
     skips = _Skips(skip_bad)
-    records = [r for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]
+    records = [on_canvas(r, size) for r in (skips.run(read, image_id, *v) for image_id, v in images) if r]
     skips.report("images")
     return records, class_names
 
@@ -314,8 +330,9 @@ def _ids(anns):
 
 # ---- tfds (voc, coco/2017, ...) ----
 
-def load_tfds_detection(name, data_dir, split):
-    """One split of a prepared tfds detection set (features image + objects/bbox, objects/label)."""
+def load_tfds_detection(name, data_dir, split, size=None):
+    """One split of a prepared tfds detection set (features image + objects/bbox, objects/label), each image on
+    a canvas of `size` (on_canvas)."""
     builder = open_tfds(name, data_dir, split)
     objects = builder.info.features["objects"]
     class_names = list(objects["label"].names)
@@ -326,6 +343,6 @@ def load_tfds_detection(name, data_dir, split):
         h, w = image.shape[:2]
         obj = ex["objects"]
         crowd = obj[crowd_key] if crowd_key else np.zeros(len(obj["label"]), bool)
-        records.append(_checked(f"{name}[{split}][{i}]", image, from_relative(obj["bbox"], h, w), obj["label"], crowd,
-                                iscrowd=crowd if crowd_key == "is_crowd" else None))
+        records.append(on_canvas(_checked(f"{name}[{split}][{i}]", image, from_relative(obj["bbox"], h, w), obj["label"],
+                                          crowd, iscrowd=crowd if crowd_key == "is_crowd" else None), size))
     return records, class_names
