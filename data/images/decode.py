@@ -9,6 +9,7 @@ Before anything is decoded, each image's header is read in graph ops and the bat
   JPEG does not end with its end marker FF D9, a PNG with its IEND chunk (zero bytes after them
   are allowed, up to about 4 KB), or a GIF's data end inside a block: the signs of a truncated
   upload ("truncated or corrupt images");
+- an 8-bit BMP has a colour palette (TensorFlow's decoder would return its palette indices as grey);
 - a header claims more than `max_pixels` (default MAX_PIXELS, 120 megapixels) width x height, since
   the decoders allocate the whole image before reading its data (a 700-byte JPEG claiming
   6000 x 6000 makes TensorFlow's decoder take 110 MB, and the allocation grows with the claim).
@@ -200,6 +201,21 @@ def ends_complete(images):
     return tf.logical_and(ok, any_byte)
 
 
+def bmp_colours_kept(images):
+    """Bool per element: False for an 8-bit BMP whose colour table is not the grey ramp (entry i = grey i):
+    TensorFlow's BMP decoder returns an 8-bit BMP's palette indices as grey levels, not its colours (a red and
+    blue picture comes out black), which only a grey ramp makes right. True for every other element."""
+    head = _head_at(images, 0, 54)
+    eight_bit = tf.logical_and(_starts(images, b"BM"), tf.equal(_number(head, 28, 2), 8))
+    used = _number(head, 46, 4)
+    count = tf.where(tf.logical_and(used > 0, used <= 256), used, 256)
+    table = tf.reshape(_head_at(images, 14 + _number(head, 14, 4), 1024), [-1, 256, 4])  # blue, green, red, 0
+    index = tf.range(256, dtype=tf.int64)
+    grey = tf.reduce_all(tf.equal(table[:, :, :3], index[None, :, None]), axis=2)
+    grey = tf.logical_or(grey, index[None, :] >= count[:, None])
+    return tf.logical_or(tf.logical_not(eight_bit), tf.reduce_all(grey, axis=1))
+
+
 def _refuse(condition, message, indices, *data):
     return tf.debugging.Assert(tf.reduce_all(condition), [message, indices, *data], summarize=16)
 
@@ -226,6 +242,10 @@ def _checked(images, max_pixels=None, name="images"):
                               "without its end marker FF D9, a PNG without its IEND chunk or a GIF cut inside "
                               "a block), at indices:",
                               tf.where(~whole)[:, 0]))
+    with tf.control_dependencies(checks):
+        kept = bmp_colours_kept(images)
+        checks.append(_refuse(kept, f"`{name}` holds 8-bit BMPs with a colour palette, which the decoder turns "
+                              "into grey levels (convert them to PNG), at indices:", tf.where(~kept)[:, 0]))
     with tf.control_dependencies(checks):  # libjpeg reads a JPEG's header only once its end is known to be there
         jpeg_h, jpeg_w = _jpeg_sizes(images, is_jpeg)
         pixels = tf.where(is_jpeg, jpeg_h * jpeg_w, height * width)

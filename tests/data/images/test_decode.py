@@ -187,6 +187,21 @@ def test_a_truncated_file_is_refused_by_name_and_index(fmt):
     assert whole.numpy().tolist() == [True, False, False, False]
 
 
+def test_an_eight_bit_bmp_with_a_colour_palette_is_refused_and_a_grey_one_decodes():
+    """TensorFlow returns an 8-bit BMP's palette indices as grey: red and blue would come out nearly black.
+    A grey BMP (its palette the grey ramp, as Pillow and Paint write them) decodes right."""
+    colours = np.zeros((4, 4, 3), np.uint8)
+    colours[:2] = [255, 0, 0]
+    colours[2:] = [0, 0, 255]
+    buf = io.BytesIO()
+    Image.fromarray(colours).convert("P", palette=Image.ADAPTIVE, colors=2).save(buf, "BMP")
+    grey = encode(np.array([[0, 100], [200, 255]], np.uint8), "BMP")
+    message = _error(_serve(), [grey, buf.getvalue(), encode(colours, "BMP")])
+    assert ("`images` holds 8-bit BMPs with a colour palette, which the decoder turns into grey levels "
+            "(convert them to PNG), at indices:] [1]") in message
+    assert _serve(size=(2, 2))(tf.constant([grey])).numpy()[0, :, :, 0].tolist() == [[0, 100], [200, 255]]
+
+
 def test_unreadable_headers_are_refused_as_corrupt():
     png = encode(RGB, "PNG")
     no_ihdr = png[:12] + b"XXXX" + png[16:]

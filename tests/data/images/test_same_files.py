@@ -18,12 +18,13 @@ ACCEPTED = {  # file name -> how Pillow writes it
     "rgba.png": lambda im: im.convert("RGBA"),
     "palette.png": lambda im: im.convert("P"),
     "sixteen_bit.png": lambda im: Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257),
-    "palette.bmp": lambda im: im.convert("P"),
+    "grey.bmp": lambda im: im.convert("L"),  # 8-bit, its palette the grey ramp
     "rgba.bmp": lambda im: im.convert("RGBA"),
     "palette.gif": lambda im: im.convert("P"),
     "photo.webp": lambda im: im,
 }
 REFUSED = {"bilevel.bmp": lambda im: im.convert("1"),  # 1-bit BMP: TensorFlow's BMP decoder has no such mode
+           "palette.bmp": lambda im: im.convert("P"),  # 8-bit colour palette: TensorFlow reads the indices as grey
            "trailer.jpg": lambda im: im}  # bytes after the end marker: serving's truncation check refuses it
 
 
