@@ -58,9 +58,13 @@ def inspect_image(path):
     path = Path(path)
     if path.stat().st_size == 0:
         return None, "empty file (0 bytes)"
+    from data.images import decode  # here: that module imports this one
+
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, decode.MAX_PIXELS
     try:
-        # Pillow's decompression-bomb guard: above MAX_IMAGE_PIXELS it warns (without the path), above
-        # twice that it raises; either way the file is reported here by path (serving refuses such sizes too).
+        # Pillow's decompression-bomb guard, at the serving limit (its own 89.5 MP would refuse a 100 MP photo
+        # the export takes): above it Pillow warns (without the path), above twice that it raises; either way
+        # the file is reported here by path.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
@@ -73,6 +77,8 @@ def inspect_image(path):
         return None, f"not an image ({e.__class__.__name__})"
     except (OSError, ValueError) as e:
         return None, f"corrupt image ({e})"
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     reason = _tensorflow_refuses(path.read_bytes())
     return (None, reason) if reason else (im.mode, None)
 

@@ -104,13 +104,26 @@ def test_missing_and_empty_folders(tmp_path):
 
 @pytest.mark.parametrize("limit", [1000, 3000])  # a 4,800-pixel image: above twice the limit Pillow raises, above it warns
 def test_decompression_bombs_are_reported_by_path(class_folder, monkeypatch, recwarn, limit):
+    from data.images import decode
+
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(class_folder / "dog" / "huge.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)  # the others have 480 pixels
+    monkeypatch.setattr(decode, "MAX_PIXELS", limit)  # the serving limit, which the scan gives Pillow; others: 480 px
     scan = scan_class_folders(class_folder)  # no traceback, and no warning that names no file
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
     assert [p.name for p, _ in scan.bad] == ["huge.png"] and len(scan.files) == 36
     with pytest.raises(DataError, match=r"1 bad image file\(s\): .*huge.png: too many pixels to decode safely \(Image size \(4800 pixels\)"):
         check_scan(scan, skip_bad=False)
+
+
+def test_a_photo_over_pillows_limit_but_within_the_serving_limit_trains(class_folder, monkeypatch):
+    """Pillow refuses above 89.5 MP by default; the export takes up to decode.MAX_PIXELS (120 MP): so does the scan."""
+    from data.images import decode
+
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(class_folder / "dog" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's own limit, scaled down with the picture
+    monkeypatch.setattr(decode, "MAX_PIXELS", 10_000)
+    scan = scan_class_folders(class_folder)
+    assert not scan.bad and len(scan.files) == 37 and Image.MAX_IMAGE_PIXELS == 1000  # Pillow's limit given back
 
 
 def test_to_square_modes():
