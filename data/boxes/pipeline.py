@@ -260,6 +260,9 @@ def _fresh_splits(cfg, seed):
             raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
         test, full = seeded_split(to_detection_set(records, names, cfg.image_size), [cfg.test_fraction], seed,
                                   cfg.test_fold)
+        if not len(test):  # evaluate would have nothing to score, after the whole training
+            raise DataError(f"the test split is empty: {cfg.test_fraction} of {len(records)} annotated images rounds "
+                            "to none; raise --data.test_fraction or add images")
         sets = {"test": test}
     val, train = seeded_split(full, [cfg.val_fraction], seed + 1) if cfg.val_fraction else (None, full)
     if cfg.limit:

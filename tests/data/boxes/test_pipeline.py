@@ -50,6 +50,16 @@ def test_splits_of_scenes_and_folders():
         load_detection_splits(dataclasses.replace(TINY, source="coco", path="x"), 0)
 
 
+def test_a_test_split_that_rounds_to_nothing_is_refused_before_training(tmp_path):
+    for k in range(4):
+        write_voc(tmp_path, f"p{k}", [("dog", 5, 5, 30, 30)])
+    cfg = DetectionDataConfig(source="voc", path=str(tmp_path), image_size=32, test_fraction=0.1, val_fraction=0.0)
+    with pytest.raises(DataError, match=r"the test split is empty: 0.1 of 4 annotated images rounds to none; raise "
+                                        r"--data.test_fraction"):
+        load_detection_splits(cfg, seed=0)
+    assert len(load_detection_splits(dataclasses.replace(cfg, test_fraction=0.25), seed=0)["test"]) == 1
+
+
 def test_crowd_regions_are_no_training_targets(tmp_path):
     """A COCO iscrowd box is left out of padded() (torchvision, Detectron2), a VOC difficult object is kept; the mAP
     ignores both (crowd)."""
