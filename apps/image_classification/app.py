@@ -18,7 +18,7 @@ from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
 from apps.image_classification.model import build_classifier
 from data.images.decode import decode_image_batch
-from data.images.files import image_paths
+from data.images.files import image_paths, refused_because
 from data.images.pipeline import channel_stats, eval_batches, load_splits, split_record, train_epoch
 from data.images.sources import load_embedded
 
@@ -108,8 +108,8 @@ class ImageClassification(RecordedSplits, App):
         for p in paths:
             try:
                 images.append(decode_image_batch(tf.constant([p.read_bytes()]), (h, w), c)[0])
-            except tf.errors.InvalidArgumentError:
-                raise UserError(f"{p} is not a readable JPEG/PNG/GIF/BMP image") from None
+            except tf.errors.InvalidArgumentError as e:
+                raise UserError(f"{p}: {refused_because(e)}") from None
         probabilities = _batched_call(model, tf.data.Dataset.from_tensor_slices(tf.stack(images)).batch(64))
         k = min(self.config.top_k, len(self.class_names))
         records = []

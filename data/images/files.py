@@ -89,11 +89,12 @@ def _tensorflow_refuses(data):
     try:
         _checked_decode(data, 3)
     except tf.errors.InvalidArgumentError as e:
-        return _refused(e)
+        return refused_because(e)
     return None
 
 
-def _refused(error):
+def refused_because(error):
+    """A decoder's or check's error -> why the file is refused and what to do, in a line (no TensorFlow node names)."""
     reason = _refusal(error)
     advice = "downscale it" if "claim more than" in reason else "convert it to PNG or JPEG"
     return f"refused by the decoders the exported models use ({reason}); {advice}"
@@ -247,7 +248,7 @@ def read_image_file(path, channels=3):
     try:
         return _checked_decode(data, channels)
     except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it
-        raise DataError(f"{path}: {_refused(e)}") from None
+        raise DataError(f"{path}: {refused_because(e)}") from None
 
 
 def image_paths(inputs):

@@ -126,7 +126,9 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
     cases = [
         ([APP, "evaluate", "--run_dir", tmp_path / "empty_run"], "no trained model at"),
         ([APP, "predict", tmp_path / "missing.png", "--run_dir", run_dir], "input not found: "),
-        ([APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir], "notes.txt is not a readable JPEG/PNG/GIF/BMP image"),
+        ([APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir],
+         "notes.txt: refused by the decoders the exported models use (`images` holds bytes that are not a "
+         "JPEG/PNG/GIF/BMP/WebP/PGM image); convert it to PNG or JPEG"),
         ([APP, "predict", "--run_dir", run_dir], "predict needs inputs"),
         ([APP, "train", "--data.source", "folder", "--data.path", tmp_path / "nope", "--run_dir", tmp_path / "r"], "data folder not found"),
         ([APP, "train", "--data.source", "folder", "--data.path", class_folder, "--run_dir", tmp_path / "r3"],

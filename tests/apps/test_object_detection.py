@@ -156,7 +156,9 @@ def test_user_errors_are_one_line(trained, tmp_path):
     run_dir, _ = trained
     (tmp_path / "notes.txt").write_text("not an image")
     proc = run_main(APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir)
-    assert proc.returncode == 2 and last_line(proc.stderr) == f"error: {tmp_path / 'notes.txt'} is not a readable JPEG/PNG/GIF/BMP image"
+    assert proc.returncode == 2 and last_line(proc.stderr) == (
+        f"error: {tmp_path / 'notes.txt'}: refused by the decoders the exported models use (`images` holds bytes that "
+        "are not a JPEG/PNG/GIF/BMP/WebP/PGM image); convert it to PNG or JPEG")
     write_voc(tmp_path / "voc", "a", [("dog", 5, 5, 10, 10)])
     write_voc(tmp_path / "voc", "b", [("cat", 5, 5, 10, 10)])
     proc = run_main(APP, "train", "--run_dir", tmp_path / "r", "--data.source", "voc", "--data.path", tmp_path / "voc",
