@@ -242,6 +242,9 @@ def _fresh_splits(cfg, seed):
     if cfg.source == "tfds":
         if not cfg.tfds_name:
             raise DataError("source tfds needs --data.tfds_name (e.g. voc/2007)")
+        if classes:
+            raise DataError("--data.classes names the classes of voc and coco files; a tfds set has its own (leave the "
+                            "flag out)")
         sets = {}
         for split, tfds_split in (("train", "train"), ("test", "validation")):
             records, names = load_tfds_detection(cfg.tfds_name, cfg.data_dir, tfds_split, cfg.image_size)

@@ -48,6 +48,8 @@ def test_splits_of_scenes_and_folders():
         load_detection_splits(dataclasses.replace(TINY, source="voc"), 0)
     with pytest.raises(DataError, match="needs --data.annotations"):
         load_detection_splits(dataclasses.replace(TINY, source="coco", path="x"), 0)
+    with pytest.raises(DataError, match="--data.classes names the classes of voc and coco files; a tfds set has its own"):
+        load_detection_splits(dataclasses.replace(TINY, source="tfds", tfds_name="voc/2007", classes="dog,cat"), 0)
 
 
 def test_a_test_split_that_rounds_to_nothing_is_refused_before_training(tmp_path):
