@@ -1,5 +1,6 @@
 """Recorded splits for apps whose data are files: the splits made when a run starts are written to the run
 directory (data/splits.json, data/split_record.py), and a resumed run and `evaluate` get exactly them back."""
+from apps.core.errors import UserError
 from data.split_record import read_record, write_record
 
 SPLIT_RECORD = "data/splits.json"  # in the run directory
@@ -44,9 +45,29 @@ class RecordedSplits:
                   "its test split is made again from the files present now")
         return self._read_splits(("test",))["test"]
 
+    def refuse_other_classes(self, test, by_count=False):
+        """Evaluate scores labels by position: a test split whose classes are not the model's is refused, naming
+        the first differences (`by_count`: a source that names no classes, compared by their number)."""
+        same = len(test.class_names) == len(self.class_names) if by_count else test.class_names == self.class_names
+        if not same:
+            data = self.config.data
+            where = f"--data.path {data.path}" if data.path else f"--data.source {data.source}"
+            raise UserError(f"the classes of {where} are not the model's (data vs model: "
+                            f"{_differences(test.class_names, self.class_names)}); evaluate on data with the classes "
+                            "the run was trained on")
+
     def record_splits(self):
         """Write the splits made now to the run directory (atomically); recorded ones stay as they are."""
         splits = self.splits
         if not self._recorded:
             write_record(self.make_split_record(splits), self.run_dir / SPLIT_RECORD)
             self._recorded = True
+
+
+def _differences(data, model, most=3):
+    """The class counts if they differ, and the first `most` positions where two class lists differ."""
+    name = lambda names, i: repr(names[i]) if i < len(names) else "none"  # noqa: E731
+    diffs = [f"#{i} {name(data, i)} vs {name(model, i)}" for i in range(max(len(data), len(model)))
+             if name(data, i) != name(model, i)]
+    counts = [f"{len(data)} classes vs {len(model)}"] if len(data) != len(model) else []
+    return ", ".join(counts + diffs[:most]) + (", ..." if len(diffs) > most else "")

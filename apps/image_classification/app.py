@@ -85,14 +85,7 @@ class ImageClassification(RecordedSplits, App):
 
     def evaluate(self, model, out_dir):
         test = self.test_split()
-        data = self.config.data  # labels are scored by position: the data's classes must be the model's
-        same = (len(test.class_names) == len(self.class_names) if data.source == "idx"  # IDX files name no classes
-                else test.class_names == self.class_names)
-        if not same:
-            where = f"--data.path {data.path}" if data.path else f"--data.source {data.source}"
-            raise UserError(f"the classes of {where} are not the model's (data vs model: "
-                            f"{_differences(test.class_names, self.class_names)}); evaluate on data with the classes "
-                            "the run was trained on")
+        self.refuse_other_classes(test, by_count=self.config.data.source == "idx")  # IDX files name no classes
         if tuple(test.images.shape[1:]) != tuple(model.input_shape[1:]):
             raise UserError(f"test images are {test.images.shape[1:]} but the model expects {model.input_shape[1:]}; "
                             "use the data settings the model was trained with")
@@ -143,15 +136,6 @@ class ClassifierServing(tf.Module):
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"class_ids": class_ids, "class_names": tf.gather(self.class_names, class_ids),
                 "probabilities": probabilities}
-
-
-def _differences(data, model, most=3):
-    """The class counts if they differ, and the first `most` positions where two class lists differ."""
-    name = lambda names, i: repr(names[i]) if i < len(names) else "none"  # noqa: E731
-    diffs = [f"#{i} {name(data, i)} vs {name(model, i)}" for i in range(max(len(data), len(model)))
-             if name(data, i) != name(model, i)]
-    counts = [f"{len(data)} classes vs {len(model)}"] if len(data) != len(model) else []
-    return ", ".join(counts + diffs[:most]) + (", ..." if len(diffs) > most else "")
 
 
 def _batched_call(model, dataset):

@@ -281,8 +281,7 @@ class ObjectDetection(RecordedSplits, App):
 
     def evaluate(self, model, out_dir):
         test = self.test_split()
-        if test.class_names != self.class_names:
-            raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
+        self.refuse_other_classes(test)
         if test.canvas.shape[1] != (model.input_shape[1] or self.image_size):  # None: a multi-scale run's model
             raise UserError(f"data.image_size is {test.canvas.shape[1]} but the model takes "
                             f"{model.input_shape[1] or self.image_size}")

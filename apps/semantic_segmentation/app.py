@@ -101,8 +101,7 @@ class SemanticSegmentation(RecordedSplits, App):
         test = self.test_split()
         if len(self.class_names) != model.output_shape[-1]:
             raise UserError(f"the model predicts {model.output_shape[-1]} classes but the run has {len(self.class_names)}")
-        if test.class_names != self.class_names:
-            raise UserError(f"the test data's classes {test.class_names} are not the model's {self.class_names}")
+        self.refuse_other_classes(test)
         run = self._probabilities(model)
         scores = SegmentationScores(len(self.class_names))
         examples = out_dir / "examples"

@@ -65,12 +65,14 @@ def read_wordsim(path):
             names = [f.lower() for f in fields]  # a header row: "Word 1<TAB>Word 2<TAB>Human (mean)", SimLex's
             column = next((i for i, n in enumerate(names) if "simlex" in n), -1)
             continue
-        scores = [v for v in map(_number, fields[2:]) if v is not None] if column in (None, -1) else \
-            [_number(fields[column])] if len(fields) > column else []
-        if len(fields) < 3 or not scores or scores[0] is None:
+        if column is not None and column >= 0:  # the header's SimLex999 column
+            score = _number(fields[column]) if len(fields) > column else None
+        else:
+            score = next((v for v in map(_number, fields[2:]) if v is not None), None)
+        if len(fields) < 3 or score is None:
             raise UserError(f"{path}:{number}: expected 'word1<TAB>word2<TAB>score' (or commas, or spaces), "
                             f"got {line!r}")
-        pairs.append((fields[0].lower(), fields[1].lower(), scores[0]))
+        pairs.append((fields[0].lower(), fields[1].lower(), score))
     if not pairs:
         raise UserError(f"{path}: no word pairs with a score (expected lines of 'word1<TAB>word2<TAB>score')")
     return pairs

@@ -223,7 +223,7 @@ def _recorded_splits(cfg, record, names):
             records, _ = load_voc(cfg.path, class_names, cfg.skip_bad_files, members[name], name, cfg.image_size)
         else:
             records, _ = load_coco(cfg.annotations, cfg.path, class_names, cfg.skip_bad_files, members[name], name,
-                                      cfg.image_size)
+                                   cfg.image_size)
         empty_val = name == "val" and not records
         sets[name] = None if empty_val else to_detection_set(records, class_names, cfg.image_size)
     return sets

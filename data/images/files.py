@@ -257,8 +257,7 @@ def image_paths(inputs):
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and is_user_file(p)
-                           and not any(part.startswith(".") for part in p.relative_to(item).parts[:-1]))
+            found = [p for p in user_files(item) if p.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
                 raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP files")
             paths.extend(found)
