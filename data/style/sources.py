@@ -12,8 +12,7 @@ import tensorflow as tf
 
 from data.embedded import embedded_file
 from data.errors import DataError
-from data.images.files import (IMAGE_EXTENSIONS, FolderScan, check_scan, image_paths, inspect_image, read_image_file,
-                               resize_uint8)
+from data.images.files import FolderScan, check_scan, image_paths, inspect_image, read_image_file, resize_uint8
 
 EMBEDDED_STYLES = ("starry_night", "scream")  # Van Gogh, Munch
 EMBEDDED_PHOTOS = ("dog", "horses", "person")
@@ -51,9 +50,10 @@ def picture_paths(source, embedded_names, what):
         return [embedded_image(n) for n in embedded_names]
     path = Path(source)
     if path.is_dir():
-        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*")):
-            raise DataError(f"{what} folder {path} holds no JPEG/PNG/GIF/BMP/WebP/PGM files")
-        return image_paths([path])
+        try:
+            return image_paths([path])
+        except DataError:  # the folder holds no image files
+            raise DataError(f"{what} folder {path} holds no JPEG/PNG/GIF/BMP/WebP/PGM files") from None
     if path.is_file():
         return [path]
     raise DataError(f"{what} not found: {source} (give a folder of images, an image file, or 'embedded')")

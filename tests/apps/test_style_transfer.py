@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ def _photo(path, size=(40, 56), seed=0):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size[0], 0:size[1]]
     image = np.stack([x * 4 % 256, y * 5 % 256, (x + y) * 3 % 256], -1) + rng.integers(0, 30, (*size, 3))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
     return path
 
@@ -95,6 +97,9 @@ def test_photo_errors_name_the_file_and_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="content folder .*empty holds no"):
         split_photos(StyleDataConfig(content=str(tmp_path / "empty")), 0)
+    _photo(tmp_path / "hidden" / ".ipynb_checkpoints" / "copy.png")  # what hidden folders hold is not the user's
+    with pytest.raises(DataError, match="content folder .*hidden holds no"):
+        split_photos(StyleDataConfig(content=str(tmp_path / "hidden")), 0)
     folder = tmp_path / "photos"
     folder.mkdir()
     _photo(folder / "good.png")
