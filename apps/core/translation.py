@@ -116,10 +116,19 @@ class TranslationApp(App):
 
     def state(self):
         p = self.prepared
-        return {"data": "data", "source_vocabulary": len(p.source), "target_vocabulary": len(p.target)}
+        return {"data": "data", "source_vocabulary": len(p.source), "target_vocabulary": len(p.target),
+                "max_length": self.config.data.max_length}
 
     def load_state(self, state):
         self._prepared = load(self.run_dir / state["data"])
+
+    def resume_state(self, state):
+        """A resumed run keeps the pairs it trains on: another --data.max_length (which drops the longer pairs)
+        is refused (runs recorded before it was: not checked)."""
+        saved, now = state.get("max_length", self.config.data.max_length), self.config.data.max_length
+        if saved != now:
+            raise UserError(f"{self.run_dir} holds a run trained with --data.max_length {saved}, not {now}; resume "
+                            f"it with --data.max_length {saved}, or train in a new --run_dir")
 
     def _split(self, split):
         if split not in self._batches:

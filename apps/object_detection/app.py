@@ -105,9 +105,12 @@ class ObjectDetection(RecordedSplits, App):
         self._anchor_record = choice.record(self.config.model.anchors)
 
     def _held_out(self, choice):
-        """(boxes, configured coverage, used coverage) of the validation split, or None without one."""
+        """(boxes, configured coverage, used coverage) of the validation split's targets (no crowd regions), or None
+        without one."""
         val = self.splits["val"]
-        boxes = np.concatenate(val.canvas_boxes() + [np.zeros((0, 4), np.float32)]) if val is not None else []
+        if val is None:
+            return None
+        boxes = np.concatenate([b for b, _ in val.targets()] + [np.zeros((0, 4), np.float32)])
         if not len(boxes) or choice.before is None:
             return None
         coders = (BoxCoder.from_config(self.image_size, self.config.model, a) for a in (None, choice.anchors))

@@ -42,11 +42,13 @@ class BoxStatistics:
 
 
 def box_statistics(dset):
-    """A DetectionSet's boxes in canvas pixels, with their labels and the count per image."""
-    boxes = dset.canvas_boxes()
+    """A DetectionSet's training targets (no COCO crowd regions) in canvas pixels, with their labels and the count
+    per image."""
+    targets = dset.targets()
+    boxes = [b for b, _ in targets]
     return BoxStatistics(len(dset), np.array([len(b) for b in boxes], int),
                          np.concatenate(boxes + [np.zeros((0, 4), np.float32)]).astype(np.float64),
-                         np.concatenate([np.asarray(lab, int) for lab in dset.labels] + [np.zeros(0, int)]),
+                         np.concatenate([np.asarray(lab, int) for _, lab in targets] + [np.zeros(0, int)]),
                          list(dset.class_names))
 
 

@@ -89,12 +89,17 @@ class DetectionSet:
         """Each image's boxes in canvas pixels, where the anchors see them: [(k, 4) float32 yxyx]."""
         return [b * np.tile(s, 2) for b, s in zip(self.boxes, self.scale)]
 
+    def targets(self):
+        """Each image's training targets: [((k, 4) canvas boxes, (k,) labels)]. COCO crowd regions are left out, as
+        torchvision and Detectron2 leave them: one box around many objects is no object to learn (VOC difficult
+        objects stay; the mAP ignores both). The data report and the anchor fit count these boxes too."""
+        regions = self.iscrowd or [np.zeros(len(b), bool) for b in self.boxes]
+        return [(b[~r], lab[~r]) for b, lab, r in zip(self.canvas_boxes(), self.labels, regions)]
+
     def padded(self, max_boxes=None):
         """Canvas boxes (n, M, 4) and labels (n, M) of the training targets, padded with -1; M = the most of any
-        image. COCO crowd regions are left out, as torchvision and Detectron2 leave them: one box around many
-        objects is no object to learn (VOC difficult objects stay; the mAP ignores both)."""
-        regions = self.iscrowd or [np.zeros(len(b), bool) for b in self.boxes]
-        targets = [(b[~r], lab[~r]) for b, lab, r in zip(self.canvas_boxes(), self.labels, regions)]
+        image."""
+        targets = self.targets()
         m = max_boxes or max([len(b) for b, _ in targets] + [1])
         boxes = -np.ones((len(self), m, 4), np.float32)
         labels = -np.ones((len(self), m), np.int32)

@@ -6,7 +6,6 @@ Files are decoded by TensorFlow's decoders only, the ones the exported models ru
 trains is an image the SavedModel accepts, with the same pixels (Pillow only explains failures).
 """
 import dataclasses
-import os
 import re
 import warnings
 from pathlib import Path
@@ -15,29 +14,13 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
+from data.user_files import user_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".pgm")
 # Pictures the exported models' decoders cannot read: named as bad files, never skipped unsaid. Any other
 # extension (notes.txt, landmarks.pts, labels.json) is not a picture: left out, and counted.
 OTHER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm", ".pnm", ".pbm", ".ico",
                           ".dng", ".cr2", ".nef", ".arw", ".psd", ".exr")
-SYSTEM_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # Windows Explorer's own (macOS's start with a dot)
-
-
-def is_user_file(path):
-    """A file a person put there: not hidden (.DS_Store, ._x.jpg) and not one the file manager wrote."""
-    return path.is_file() and not path.name.startswith(".") and path.name.lower() not in SYSTEM_FILES
-
-
-def user_files(folder):
-    """The user files (is_user_file) under `folder` at any depth, sorted; hidden folders such as
-    .ipynb_checkpoints or .git are not entered (copies and history, not data)."""
-    found = []
-    for parent, folders, names in os.walk(folder):
-        folders[:] = [f for f in folders if not f.startswith(".")]
-        found += [p for p in (Path(parent) / n for n in names) if is_user_file(p)]
-    return sorted(found)
-
 
 _COLOUR_MODES = {"L": 1, "RGB": 3}
 

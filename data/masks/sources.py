@@ -19,9 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
 from data.images.exif import exif_orientation
-from data.images.files import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, is_user_file, read_image_file
+from data.images.files import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
+from data.user_files import user_files
 
 IGNORE = 255
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -208,8 +209,9 @@ def _class_names_file(root):
 
 def _by_stem(folder, extensions):
     """{relative path without suffix: file} under `folder`; two files with one stem are an error, and so are
-    pictures in a format outside `extensions` (a TIFF photo is not left out unsaid)."""
-    files = sorted(p for p in folder.rglob("*") if is_user_file(p))
+    pictures in a format outside `extensions` (a TIFF photo is not left out unsaid). Hidden files and folders
+    (._a.png, .ipynb_checkpoints/) and Thumbs.db are not data (data.user_files)."""
+    files = user_files(folder)
     unreadable = [p for p in files if p.suffix.lower() in OTHER_IMAGE_EXTENSIONS and p.suffix.lower() not in extensions]
     if unreadable:
         raise DataError(f"{len(unreadable)} picture(s) under {folder} in a format the exported model's decoder cannot "

@@ -1,8 +1,8 @@
 """Text corpora: files, folders or a tfds set, streamed line by line, standardised and counted with
 graph ops, then written once as a file of int32 word ids that every epoch streams again.
 
-A line is a sentence (context windows never cross lines). Standardisation lower-cases (Unicode)
-and turns every run of characters that are not letters or digits into a space, so "Fellow-Citizens"
+A line is a sentence (context windows never cross lines). Standardisation composes accents (NFC),
+lower-cases (Unicode) and turns every run of characters that are not letters or digits into a space, so "Fellow-Citizens"
 gives "fellow citizens" and "nation's" gives "nation s". The id file drops out-of-vocabulary
 words (as word2vec does, before windows are drawn) and ends every sentence with -1.
 """
@@ -21,18 +21,19 @@ import tensorflow as tf
 from data.embedded import embedded_file
 from data.errors import DataError
 from data.tfds_sets import open_tfds
+from data.user_files import user_files
 
 SENTENCE_END = -1
 _LINES_PER_BATCH = 256
 
 
 def corpus_files(path):
-    """The text files of a file or folder (recursively, hidden files skipped), sorted."""
+    """The text files of a file or folder (recursively; hidden files and folders, Thumbs.db and the like are
+    skipped: data.user_files), sorted."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"text corpus not found: {p}")
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not any(
-        part.startswith(".") for part in f.relative_to(p).parts))
+    files = [p] if p.is_file() else user_files(p)
     if not files:
         raise DataError(f"text corpus folder {p} holds no files")
     return files
@@ -102,8 +103,11 @@ def tfds_lines(name, data_dir, split, text_key):
 
 def standardize(lines):
     """Lines (string tensor [n]) -> tokens (RaggedTensor [n, None]): lower-case, letters (with their combining
-    marks: Devanagari's vowel signs, Hebrew's points are part of the word) and digits only."""
-    lines = tf.strings.lower(lines, encoding="utf-8")
+    marks: Devanagari's vowel signs, Hebrew's points are part of the word) and digits only. NFC first, so that
+    "café" typed with a combining accent (e + U+0301) is the word of the precomposed é."""
+    import tensorflow_text as text  # registers its ops (ICU NFC; core TensorFlow has no normalisation op)
+
+    lines = tf.strings.lower(text.normalize_utf8(lines, "NFC"), encoding="utf-8")
     lines = tf.strings.regex_replace(lines, r"[^\p{L}\p{M}\p{N}]+", " ")
     return tf.strings.split(tf.strings.strip(lines))
 

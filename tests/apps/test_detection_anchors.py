@@ -12,6 +12,10 @@ from apps.object_detection.anchor_fit import (FIT_BELOW, anchor_grid, aspect_clu
 from apps.object_detection.app import ObjectDetection
 from apps.object_detection.boxes import Anchors, BoxCoder
 from apps.object_detection.config import DetectorConfig
+from apps.object_detection.data_report import box_statistics
+from data.boxes.pipeline import to_detection_set
+from data.boxes.sources import load_coco
+from tests.data.boxes.test_sources import write_coco
 
 
 
@@ -160,6 +164,24 @@ def test_data_report_is_printed_and_drawn(tmp_path, capsys):
     picture = tmp_path / "run" / "data_report.png"
     assert f"data report drawn to {picture}" in out
     assert Image.open(picture).size == (1600, 720)
+
+
+def test_crowd_regions_are_left_out_of_the_data_report_and_the_anchors(tmp_path, capsys):
+    """A COCO iscrowd box is no training target (DetectionSet.targets): the data report counts, and the anchors are
+    fitted to and checked on, the training targets alone."""
+    ann, img = write_coco(tmp_path, [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 20, 10]},
+                                     {"id": 2, "image_id": 1, "category_id": 7, "bbox": [0, 0, 50, 30], "iscrowd": 1}])
+    coco = to_detection_set(load_coco(ann, img)[0], ["cat", "dog"], 64)
+    stats = box_statistics(coco)
+    assert stats.per_image.tolist() == [1] and stats.labels.tolist() == [1]  # the dog; the crowd of cats is gone
+    np.testing.assert_allclose(stats.boxes, coco.canvas_boxes()[0][:1])
+    cfg, _ = _smoke_config(tmp_path, "--model.anchors", "config")
+    app = ObjectDetection(cfg, tmp_path / "run")
+    app._splits = {"train": coco, "val": coco}  # as RecordedSplits reads them
+    app._choose_anchors()
+    out = capsys.readouterr().out
+    assert "data: 1 training images, 1 objects" in out and "classes: dog 1, cat 0" in out
+    assert "validation boxes (1): coverage" in out
 
 
 def test_runs_recorded_before_anchors_use_the_configured_ones(tmp_path, capsys):

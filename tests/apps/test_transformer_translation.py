@@ -1,6 +1,7 @@
 """The Transformer translation app end to end on a small word-mapping task (train, evaluate, export, translate
 with the loaded export; its reload in a clean process: test_every_app.py), the long-input policy, and its
 command-line error messages."""
+import dataclasses
 import json
 
 import numpy as np
@@ -62,6 +63,26 @@ def test_resume_with_other_data_flags_is_refused(trained):
     proc = run_main("transformer_translation", "train", "--run_dir", trained / "run", "--data.source", "tsv",
                     "--data.path", trained / "pairs.tsv", *TINY, "--data.vocab_size", "200", cwd=trained)
     assert proc.returncode == 2 and "prepared with other data flags" in proc.stderr, proc.stderr[-500:]
+
+
+def test_resume_with_another_max_length_is_refused(tmp_path):
+    """--data.max_length decides which pairs train (longer ones are dropped): the run records it, and a resumed run
+    with another one is refused in one line (a run recorded before it was is not checked)."""
+    from apps.core.errors import UserError
+    from apps.transformer_translation.app import TransformerTranslationApp
+    from data.text.pair_corpus import PreparedPairs
+
+    cfg = TransformerTranslationApp.Config()
+    app = TransformerTranslationApp(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_length=20)),
+                                    tmp_path / "run")
+    app._prepared = PreparedPairs(tmp_path / "run" / "data", {}, [0] * 30, [0] * 40)  # the two vocabularies' sizes
+    state = app.state()
+    assert state["max_length"] == 20
+    app.resume_state(state)
+    with pytest.raises(UserError, match=r"run holds a run trained with --data.max_length 16, not 20; resume it with "
+                                        r"--data.max_length 16, or train in a new --run_dir$"):
+        app.resume_state({**state, "max_length": 16})
+    app.resume_state({k: v for k, v in state.items() if k != "max_length"})
 
 
 @pytest.mark.parametrize("lines, flags, message", [

@@ -103,6 +103,19 @@ def test_load_mask_folder(tmp_path):
         load_mask_folder(named)
 
 
+def test_a_mask_folder_skips_what_the_system_wrote(tmp_path):
+    """A folder used from a notebook (.ipynb_checkpoints/ copies) or unzipped on a Mac (._a.png shadows), or
+    opened on Windows (Thumbs.db): none of that is an image or a mask."""
+    root = _folder(tmp_path / "d")
+    for sub in ("images", "masks"):
+        (root / sub / ".ipynb_checkpoints").mkdir()
+        Image.fromarray(np.zeros((12, 16), np.uint8)).save(root / sub / ".ipynb_checkpoints" / f"{sub}-checkpoint.png")
+        for name in ("._a.png", ".DS_Store", "Thumbs.db"):
+            (root / sub / name).write_bytes(b"\0\5\26\7")
+    (root / "images" / ".ipynb_checkpoints" / "c.png").write_bytes(b"\0\5")  # the same stem as images/c.png
+    assert load_mask_folder(root).files == ["images/a.png", "images/b.jpg", "images/c.png"]
+
+
 def test_one_mask_of_other_values_in_a_binary_set_is_refused(tmp_path):
     """A stray 1 (or an anti-aliased 128) in one of many 0/255 masks made 255 "ignore" in every mask."""
     root = _folder(tmp_path / "mixed")

@@ -24,6 +24,12 @@ def test_standardize_keeps_combining_marks():
     assert [[t.decode() for t in line] for line in tokens] == [["हिन्दी", "भाषा"], ["עִבְרִית"]]
 
 
+def test_standardize_composes_combining_accents():
+    """"café" typed with a combining accent (e + U+0301) and with the precomposed é is one word (NFC)."""
+    tokens = standardize(tf.constant(["cafe\u0301 Cafe\u0301", "café CAFÉ"])).to_list()
+    assert [[t.decode() for t in line] for line in tokens] == [["café", "café"], ["café", "café"]]
+
+
 def test_count_vocabulary_and_ids_round_trip(tmp_path):
     (tmp_path / "a.txt").write_text("the cat sat\nthe dog sat on the mat\n", encoding="utf-8")
     with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as f:
@@ -46,6 +52,18 @@ def test_prepare_corpus_writes_the_vocabulary(tmp_path):
     assert corpus.vocabulary == ["a", "b", "c"] and corpus.words == 18 and corpus.kept_words == 18
     words, counts = read_vocabulary(tmp_path / "run" / "vocabulary.tsv")
     assert words == corpus.vocabulary and counts.tolist() == [9, 6, 3]
+
+
+def test_a_corpus_folder_skips_what_the_system_wrote(tmp_path):
+    """Hidden files and folders (.ipynb_checkpoints, macOS's ._ shadows) and Windows' Thumbs.db/desktop.ini are not text."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("the cat\n", encoding="utf-8")
+    (tmp_path / "sub" / "b.txt").write_text("the dog\n", encoding="utf-8")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("the cat\n", encoding="utf-8")
+    for name in ("._a.txt", ".DS_Store", "Thumbs.db", "desktop.ini"):
+        (tmp_path / "sub" / name).write_bytes(b"\0\5\26\7")
+    assert corpus_files(tmp_path) == [tmp_path / "a.txt", tmp_path / "sub" / "b.txt"]
 
 
 def test_embedded_corpus_is_real_english():
