@@ -93,8 +93,8 @@ class SemanticSegmentation(RecordedSplits, App):
         return finetune_phases(self.config.model, self.config.epochs)
 
     def _probabilities(self, model):
-        stride, tta = self.stride, self.config.tta
-        return tf.function(lambda image: image_probabilities(model, image, stride, tta),
+        stride, tta, max_side = self.stride, self.config.tta, self.config.data.max_side
+        return tf.function(lambda image: image_probabilities(model, image, stride, tta, max_side),
                            input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
 
     def evaluate(self, model, out_dir):
@@ -139,7 +139,7 @@ class SemanticSegmentation(RecordedSplits, App):
         return records
 
     def serving_model(self, model):
-        return SegmenterServing(model, self.class_names, self.stride, self.config.tta)
+        return SegmenterServing(model, self.class_names, self.stride, self.config.tta, max_side=self.config.data.max_side)
 
     def extra_signatures(self, module):
         return {"probabilities": module.probabilities}

@@ -3,7 +3,9 @@
 A fully convolutional network takes any H x W that is a multiple of its stride: each image is padded
 (bottom and right, with zeros as training crops are) to the next multiple, run alone, and its logits
 cropped back to the image. Optional test-time augmentation averages the probabilities of the four 90°
-rotations of the image and of its mirror (8 passes).
+rotations of the image and of its mirror (8 passes). A run trained with --data.max_side N shrinks a larger
+image to a long side of N, as training read its images, and resizes the probabilities back (bilinear)
+before the argmax, so masks always come at the input's own size.
 
 The export (`SegmenterServing`) answers a batch of encoded images of different sizes with one padded
 batch: `masks` (uint8 class ids, 255 outside an image's own `mask_sizes` [height, width]) and, in the
@@ -12,7 +14,7 @@ batch: `masks` (uint8 class ids, 255 outside an image's own `mask_sizes` [height
 import tensorflow as tf
 
 from data.images.decode import check_encoded_images
-from data.images.files import decode_image
+from data.images.files import decode_image, fit_within, resize_uint8
 
 PAD_ID = 255  # mask value outside an image (as the ignore label in training)
 
@@ -41,9 +43,20 @@ def _undo(output, k, flip):
 
 
 @tf.autograph.experimental.do_not_convert  # Python loops over the 8 views only: nothing to convert
-def image_probabilities(model, image, stride, tta=False):
-    """Softmax probabilities (H, W, C) float32 of one float32 (H, W, 3) image of any size."""
+def image_probabilities(model, image, stride, tta=False, max_side=None):
+    """Softmax probabilities (H, W, C) float32 of one float32 (H, W, 3) image of any size; with `max_side`, the
+    network sees it shrunk to that long side (as training did) and the probabilities are resized back."""
+    if not max_side:
+        return _probabilities_at_size(model, image, stride, tta)
+    size = tf.shape(image)[:2]
+    small = fit_within(size, max_side)
+    return tf.cond(tf.reduce_all(small == size), lambda: _probabilities_at_size(model, image, stride, tta),
+                   lambda: tf.image.resize(_probabilities_at_size(model, tf.cast(resize_uint8(image, small), tf.float32),
+                                                                  stride, tta), size, method="bilinear"))
 
+
+@tf.autograph.experimental.do_not_convert
+def _probabilities_at_size(model, image, stride, tta):
     def run(view):
         logits = model(pad_to_stride(view, stride)[None], training=False)[0]
         return tf.nn.softmax(logits[:tf.shape(view)[0], :tf.shape(view)[1]], axis=-1)
@@ -61,8 +74,9 @@ class SegmenterServing(tf.Module):
     or a header claiming more than `max_pixels` pixels (None: 120 megapixels) is an INVALID_ARGUMENT naming
     `images` and its index. An empty batch is refused the same way."""
 
-    def __init__(self, model, class_names, stride, tta=False, max_pixels=None):
+    def __init__(self, model, class_names, stride, tta=False, max_pixels=None, max_side=None):
         super().__init__()
+        self.max_side = max_side
         self.model = model
         self.class_names = tf.constant(class_names)
         self.num_classes = len(class_names)
@@ -77,7 +91,7 @@ class SegmenterServing(tf.Module):
         sizes = tf.TensorArray(tf.int32, size=n, element_shape=[2])
         for i in tf.range(n):
             image = tf.cast(decode_image(images[i], 3), tf.float32)
-            maps = maps.write(i, image_probabilities(self.model, image, self.stride, self.tta))
+            maps = maps.write(i, image_probabilities(self.model, image, self.stride, self.tta, self.max_side))
             sizes = sizes.write(i, tf.shape(image)[:2])
         sizes = sizes.stack()
         largest = tf.reduce_max(sizes, axis=0)

@@ -195,6 +195,14 @@ def resize_uint8(image, size):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
+def fit_within(hw, max_side):
+    """int32 [2] (h, w) scaled so that the long side is at most `max_side`, aspect kept (each side at least 1);
+    `hw` as it is when it already fits. Eager or in a graph: training's reading and the exports size alike."""
+    hw = tf.convert_to_tensor(hw, tf.int32)
+    scale = tf.minimum(tf.constant(1.0, tf.float64), float(max_side) / tf.cast(tf.reduce_max(hw), tf.float64))
+    return tf.maximum(1, tf.cast(tf.round(tf.cast(hw, tf.float64) * scale), tf.int32))
+
+
 SQUARE_MODES = ("stretch", "center", "top", "bottom", "pad")
 CROP_MODES = ("center", "top", "bottom")  # the modes a square share (a tighter square) applies to
 

@@ -23,7 +23,7 @@ from data.fields import field
 from data.generated.mask_scenes import OBJECTS, make_mask_scenes
 from data.images.pipeline import color_jitter
 from data.masks.sources import (IGNORE, list_mask_folder, load_mask_folder, load_tfds_segmentation,
-                                load_voc_segmentation, voc_image_ids)
+                                load_voc_segmentation, shrink_image, shrink_mask, voc_image_ids)
 from data.pipeline_options import finish
 from data.split_record import new_record, recorded_or_fresh, report_new
 from data.tfds_sets import open_tfds
@@ -46,6 +46,9 @@ class SegmentationDataConfig:
     val_scenes: int = field(100, "scenes: validation scenes", min=0)
     test_scenes: int = field(200, "scenes: held-out test scenes (objects from the embedded test images)", min=1)
     crop_size: int = field(128, "side of the random training crops (a multiple of 32; smaller images are padded)", min=32)
+    max_side: Optional[int] = field(None, "shrink images whose long side is larger to this as they are read (masks "
+                                          "nearest-neighbour); evaluate, predict and the export shrink the same way and "
+                                          "return masks at each input's own size (none: full size)", min=32)
     val_fraction: float = field(0.1, "folder/voc/tfds: share of the training images held out for validation", min=0.0, max=1.0, max_exclusive=True)
     test_fraction: float = field(0.2, "folder: share held out for test (voc: its test_image_set; tfds: its test split)", min=0.0, max=1.0, max_exclusive=True)
     limit: Optional[int] = field(None, "use only the first N training images (quick runs)", min=1)
@@ -128,19 +131,27 @@ def _recorded_splits(cfg, record, names):
         if name == "val" and not members:
             sets[name] = None
         elif cfg.source == "folder":
-            sets[name] = load_mask_folder(path, record["class_names"], members, name)
+            sets[name] = load_mask_folder(path, record["class_names"], members, name, cfg.max_side)
         else:
-            sets[name] = load_voc_segmentation(path, None, members, name)
+            sets[name] = load_voc_segmentation(path, None, members, name, cfg.max_side)
     return sets
 
 
 def _scene_split(cfg, seed, name):
-    make = lambda count, s, split: make_mask_scenes(count, s, cfg.scene_size, cfg.scene_objects, split)
+    make = lambda count, s, split: _shrunk(make_mask_scenes(count, s, cfg.scene_size, cfg.scene_objects, split), cfg)
     if name == "train":
         return make(cfg.limit or cfg.train_scenes, seed, "train")
     if name == "val":
         return make(cfg.val_scenes, seed + 1, "train") if cfg.val_scenes else None
     return make(cfg.test_scenes, seed + 2, "test")
+
+
+def _shrunk(mset, cfg):
+    """Generated scenes under --data.max_side too, as a file source's images are read."""
+    if not cfg.max_side or cfg.max_side >= cfg.scene_size:
+        return mset
+    return dataclasses.replace(mset, images=[shrink_image(i, cfg.max_side) for i in mset.images],
+                               masks=[shrink_mask(m, cfg.max_side) for m in mset.masks])
 
 
 def seeded_split(mset, fractions, seed):
@@ -165,7 +176,8 @@ def _tfds_test_split(name, data_dir):
 
 def _fresh_splits(cfg, seed):
     if cfg.source == "folder":
-        test, full = seeded_split(load_mask_folder(_required(cfg.path, "path", "folder")), [cfg.test_fraction], seed)
+        test, full = seeded_split(load_mask_folder(_required(cfg.path, "path", "folder"), max_side=cfg.max_side),
+                                  [cfg.test_fraction], seed)
     elif cfg.source == "voc":
         path = _required(cfg.path, "path", "voc")
         shared = sorted(set(voc_image_ids(path, cfg.image_set)) & set(voc_image_ids(path, cfg.test_image_set)))
@@ -173,11 +185,11 @@ def _fresh_splits(cfg, seed):
             raise DataError(f"--data.image_set {cfg.image_set} and --data.test_image_set {cfg.test_image_set} share "
                             f"{len(shared)} image(s) (e.g. {shared[0]}): the test images must not be trained on; "
                             "choose sets that do not overlap (e.g. train and val)")
-        full, test = (load_voc_segmentation(path, s) for s in (cfg.image_set, cfg.test_image_set))
+        full, test = (load_voc_segmentation(path, s, max_side=cfg.max_side) for s in (cfg.image_set, cfg.test_image_set))
     elif cfg.source == "tfds":
         name = _required(cfg.tfds_name, "tfds_name", "tfds (e.g. oxford_iiit_pet)")
-        full = load_tfds_segmentation(name, cfg.data_dir, "train")
-        test = load_tfds_segmentation(name, cfg.data_dir, _tfds_test_split(name, cfg.data_dir))
+        full = load_tfds_segmentation(name, cfg.data_dir, "train", cfg.max_side)
+        test = load_tfds_segmentation(name, cfg.data_dir, _tfds_test_split(name, cfg.data_dir), cfg.max_side)
         names = max(full.class_names, test.class_names, key=len)  # class_<id> up to each split's own largest id
         full, test = (dataclasses.replace(s, class_names=names) for s in (full, test))
     else:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.errors import DataError
 from data.images.exif import exif_orientation
-from data.images.files import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, read_image_file
+from data.images.files import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, fit_within, read_image_file, resize_uint8
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
 from data.user_files import user_files
@@ -49,6 +49,21 @@ class MaskSet:
         index = [int(i) for i in np.asarray(index, int).ravel()]
         return MaskSet([self.images[i] for i in index], [self.masks[i] for i in index],
                        None if self.files is None else [self.files[i] for i in index], self.class_names)
+
+
+def shrink_image(image, max_side):
+    """uint8 [h, w, 3] with its long side at most `max_side` (None: as it is), resized as the exports resize."""
+    if not max_side or max(image.shape[:2]) <= max_side:
+        return image
+    return resize_uint8(image, fit_within(image.shape[:2], max_side)).numpy()
+
+
+def shrink_mask(mask, max_side):
+    """uint8 [h, w] class ids with the long side at most `max_side`: nearest neighbour, so ids stay ids."""
+    if not max_side or max(mask.shape) <= max_side:
+        return mask
+    size = fit_within(mask.shape, max_side)
+    return tf.image.resize(mask[..., None], size, method="nearest").numpy()[..., 0]
 
 
 # ---- one mask file ----
@@ -177,13 +192,13 @@ def _read_image(path):
     return image
 
 
-def _check_same_size(image, mask, image_path, mask_path):
-    if image.shape[:2] != mask.shape:
+def _check_same_size(image, mask_shape, image_path, mask_path):
+    if image.shape[:2] != tuple(mask_shape):
         turned = ("; the image's EXIF orientation turns it upright (as photo viewers and this suite show it), and the "
                   "mask fits the image as stored: rotate the mask, or remove the image's orientation tag "
-                  "(exiftool -Orientation= FILE)") if image.shape[:2] == mask.shape[::-1] and \
+                  "(exiftool -Orientation= FILE)") if image.shape[:2] == tuple(mask_shape)[::-1] and \
             int(exif_orientation(tf.constant(Path(image_path).read_bytes()))) >= 5 else ""
-        raise DataError(f"mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image {image_path} is "
+        raise DataError(f"mask {mask_path} is {mask_shape[0]}x{mask_shape[1]} (HxW) but its image {image_path} is "
                         f"{image.shape[0]}x{image.shape[1]}; a mask must have its image's size{turned}")
 
 
@@ -259,13 +274,14 @@ def _examples(names, more=3):
     return ", ".join(names[:more]) + (", ..." if len(names) > more else "")
 
 
-def load_mask_folder(root, class_names=None, members=None, split="test"):
+def load_mask_folder(root, class_names=None, members=None, split="test", max_side=None):
     """`root/images/` and `root/masks/` (or image/ and label(s)/) matched by name (sub-folders too); class names from `class_names`,
     else `root/classes.txt` (one per line, id 0 first), else background/foreground for binary 0/255
     masks, else class_0..class_<max id>.
 
     With `members` (a split record's image paths relative to `root`), exactly those, in that order;
-    members whose image or mask is gone are reported (data.split_record.report_gone)."""
+    members whose image or mask is gone are reported (data.split_record.report_gone). With `max_side`, each image
+    and mask is shrunk as it is read (shrink_image, shrink_mask), so only the shrunk ones are held."""
     root, images_dir, images, masks_dir, masks = _pairs(root)
     if members is not None:
         keys = [(root / m).relative_to(images_dir).with_suffix("").as_posix() for m in members]
@@ -282,7 +298,11 @@ def load_mask_folder(root, class_names=None, members=None, split="test"):
         keys = list(images)
         if not keys:
             raise DataError(f"no images under {images_dir}")
-    raws = [(masks[k], *_decode_mask(masks[k])) for k in keys]
+    raws, mask_shapes = [], []
+    for k in keys:
+        raw, palette = _decode_mask(masks[k])
+        mask_shapes.append(raw.shape)
+        raws.append((masks[k], shrink_mask(raw, max_side), palette))  # nearest: the ids a mask holds stay the same
     class_names = list(class_names or _class_names_file(root) or [])
     num_classes = len(class_names) or None
     binary = _binary_set(raws, num_classes, root)
@@ -296,10 +316,10 @@ def load_mask_folder(root, class_names=None, members=None, split="test"):
                           "seen; a mask holds class indices 0..N-1 (255 = ignore): map your values to them",
                           stacklevel=2)
     pictures = []
-    for k, mask in zip(keys, ids):
+    for k, shape in zip(keys, mask_shapes):
         image = _read_image(images[k])
-        _check_same_size(image, mask, images[k], masks[k])
-        pictures.append(image)
+        _check_same_size(image, shape, images[k], masks[k])
+        pictures.append(shrink_image(image, max_side))
     return MaskSet(pictures, ids, [images[k].relative_to(root).as_posix() for k in keys], class_names)
 
 
@@ -331,11 +351,12 @@ def voc_image_ids(root, image_set):
     return ids
 
 
-def load_voc_segmentation(root, image_set, members=None, split="test"):
+def load_voc_segmentation(root, image_set, members=None, split="test", max_side=None):
     """The images of ImageSets/Segmentation/<image_set>.txt: JPEGImages/<id>.jpg and the palette PNG
     SegmentationClass/<id>.png (ids 0..20, 255 = object borders, ignored); the 21 VOC class names.
 
-    With `members` (a split record's "JPEGImages/<id>.jpg" paths), exactly those, in that order."""
+    With `members` (a split record's "JPEGImages/<id>.jpg" paths), exactly those, in that order; `max_side`: as
+    load_mask_folder's."""
     root = _voc_root(root)
     if members is not None:
         ids = [Path(m).stem for m in members]
@@ -352,18 +373,18 @@ def load_voc_segmentation(root, image_set, members=None, split="test"):
                 raise DataError(f"{p} not found (listed in ImageSets/Segmentation/{image_set}.txt)")
         mask = read_mask(mask_path, len(VOC_CLASSES), binary=False)
         image = _read_image(image_path)
-        _check_same_size(image, mask, image_path, mask_path)
-        images.append(image)
-        masks.append(mask)
+        _check_same_size(image, mask.shape, image_path, mask_path)
+        images.append(shrink_image(image, max_side))
+        masks.append(shrink_mask(mask, max_side))
     return MaskSet(images, masks, [f"JPEGImages/{i}.jpg" for i in ids], list(VOC_CLASSES))
 
 
 # ---- tfds ----
 
-def load_tfds_segmentation(name, data_dir, split):
+def load_tfds_segmentation(name, data_dir, split, max_side=None):
     """One split of a prepared tfds segmentation set (nothing downloaded). oxford_iiit_pet's trimaps
     (1 pet, 2 background, 3 border) become 0 background, 1 pet, 255 border (ignored); another set
-    needs a `segmentation_mask` feature of class ids."""
+    needs a `segmentation_mask` feature of class ids. `max_side`: as load_mask_folder's."""
     builder = open_tfds(name, data_dir, split)
     features = builder.info.features
     key, mapping, class_names = TFDS_MASKS.get(name.split(":")[0].split("/")[0], ("segmentation_mask", None, None))
@@ -389,8 +410,8 @@ def load_tfds_segmentation(name, data_dir, split):
         image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
         if image.shape[:2] != mask.shape:
             raise DataError(f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}")
-        images.append(image)
-        masks.append(mask)
+        images.append(shrink_image(image, max_side))
+        masks.append(shrink_mask(mask, max_side))
     if not images:
         raise DataError(f"tfds data set {name!r} split {split!r} is empty")
     if class_names is None:

@@ -139,6 +139,40 @@ def test_bad_class_weights_are_one_line(tmp_path, value, message):
     assert proc.returncode != 0 and message in last_line(proc.stderr) and "Traceback" not in proc.stderr
 
 
+def test_max_side_trains_on_shrunk_images_and_answers_at_each_inputs_size(tmp_path):
+    """--data.max_side 32 on 40x56 photos: the network sees them 23x32 in training, evaluate, predict and the
+    export alike, and predict and the export return masks at the input's own size, the same ones."""
+    from apps.core import runner
+    from apps.core.config import load_saved_config
+    from apps.semantic_segmentation.app import SemanticSegmentation
+    from apps.semantic_segmentation.serving import image_probabilities
+
+    data = _mask_folder(tmp_path / "discs")
+    run_dir = tmp_path / "run"
+    run_ok(APP, "train", "--run_dir", run_dir, "--data.source", "folder", "--data.path", data, "--data.crop_size", "32",
+           "--data.max_side", "32", "--epochs", "1", "--batch_size", "4", "--model.width", "4", "--model.depth", "2",
+           "--verbose", "line")
+    app = SemanticSegmentation(load_saved_config(SemanticSegmentation.Config, run_dir / "config.json"), run_dir)
+    assert {i.shape for i in app.splits["train"].images} == {(23, 32, 3)}
+    model = runner.load_trained(app)
+    image = tf.constant(np.asarray(Image.open(data / "images" / "03.png")), tf.float32)
+    shrunk = tf.cast(tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, (23, 32), antialias=True)), 0, 255),
+                             tf.uint8), tf.float32)
+    expected = tf.image.resize(image_probabilities(model, shrunk, app.stride), (40, 56))
+    np.testing.assert_allclose(image_probabilities(model, image, app.stride, max_side=32).numpy(), expected.numpy(),
+                               atol=1e-5)
+    np.testing.assert_array_equal(image_probabilities(model, shrunk, app.stride, max_side=32).numpy(),
+                                  image_probabilities(model, shrunk, app.stride).numpy())  # fits: untouched
+    run_ok(APP, "predict", data / "images" / "03.png", "--run_dir", run_dir)
+    predicted = np.asarray(Image.open(run_dir / "predictions" / "03_mask.png"))
+    assert predicted.shape == (40, 56)
+    run_ok(APP, "export", "--run_dir", run_dir, "--export_dir", tmp_path / "exports")
+    served = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"](
+        images=tf.constant([(data / "images" / "03.png").read_bytes()]))
+    assert served["mask_sizes"].numpy().tolist() == [[40, 56]]
+    np.testing.assert_array_equal(served["masks"].numpy()[0], predicted)
+
+
 def test_folder_with_a_mask_of_another_size_names_both_files(tmp_path):
     data = _mask_folder(tmp_path / "discs", n=4)
     _png(data / "masks" / "02.png", np.zeros((10, 10)))

@@ -276,3 +276,26 @@ def test_membrane_set_reads_as_binary_masks():
     assert all(im.shape == (512, 512, 3) for im in mset.images) and all(m.shape == (512, 512) for m in mset.masks)
     cells = np.mean([m.mean() for m in mset.masks])  # label 255 (white) = cell interior = class 1
     assert 0.7 < cells < 0.85 and {int(v) for m in mset.masks for v in np.unique(m)} == {0, 1}
+
+
+def test_max_side_holds_each_pair_shrunk_as_it_is_read(tmp_path):
+    """--data.max_side: a 120x160 image and its mask are held at 48x64, the mask by nearest neighbour (its
+    ids, no new ones); a pair that fits is kept as it is; a size mismatch is still judged at full size."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    ids = np.kron(_ids(), np.ones((10, 10), np.uint8))  # 120 x 160
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(tmp_path / "images" / "big.png")
+    _palette_png(tmp_path / "masks" / "big.png", ids)
+    Image.fromarray(rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(tmp_path / "images" / "small.png")
+    _palette_png(tmp_path / "masks" / "small.png", _ids(30, 20))
+    held = load_mask_folder(tmp_path, ["a", "b", "c"], max_side=64)
+    assert [i.shape for i in held.images] == [(48, 64, 3), (30, 20, 3)]
+    assert [m.shape for m in held.masks] == [(48, 64), (30, 20)]
+    assert set(np.unique(held.masks[0])) == {0, 1, 2}
+    np.testing.assert_array_equal(held.masks[1], _ids(30, 20))
+    whole = load_mask_folder(tmp_path, ["a", "b", "c"])
+    assert whole.images[0].shape == (120, 160, 3) and np.array_equal(whole.images[1], held.images[1])
+    _palette_png(tmp_path / "masks" / "big.png", ids[:, :150])
+    with pytest.raises(DataError, match=r"mask .*big.png is 120x150 \(HxW\) but its image .*big.png is 120x160"):
+        load_mask_folder(tmp_path, ["a", "b", "c"], max_side=64)
