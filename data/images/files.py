@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from data.errors import DataError
 from data.user_files import user_files
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".pgm")
 # Pictures the exported models' decoders cannot read: named as bad files, never skipped unsaid. Any other
 # extension (notes.txt, landmarks.pts, labels.json) is not a picture: left out, and counted.
 OTHER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".ppm", ".pnm", ".pbm", ".ico",
@@ -244,11 +244,18 @@ def read_image_file(path, channels=3):
 
 def image_paths(inputs):
     """Image files named by `inputs`: files as given, folders searched recursively for a person's images
-    (not macOS's ._x.jpg shadows, nor what hidden folders such as .ipynb_checkpoints hold)."""
+    (not macOS's ._x.jpg shadows, nor what hidden folders such as .ipynb_checkpoints hold). Pictures in a
+    format the exported models cannot decode (an iPhone's HEIC, TIFF) are left out and counted in a note."""
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = [p for p in user_files(item) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            files = user_files(item)
+            found = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            other = [p for p in files if p.suffix.lower() in OTHER_IMAGE_EXTENSIONS]
+            if other:
+                kinds = ", ".join(sorted({p.suffix[1:].upper() for p in other}))
+                print(f"note: left out {len(other)} picture(s) under {item} in a format the exported models cannot "
+                      f"decode ({kinds}), e.g. {other[0]}: convert them to JPEG or PNG")
             if not found:
                 raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP files")
             paths.extend(found)

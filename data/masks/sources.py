@@ -142,15 +142,18 @@ def _check_not_interpolated(raw, palette, path):
                         "resized with bilinear, or smoothed); resize masks with nearest-neighbour and save them as PNG")
 
 
-def _binary_set(raws, num_classes, root):
+def _binary_set(raws, num_classes, root, named=False):
     """Whether the masks [(path, raw, palette)] are a binary 0/255 set (read as 0/1). A set that mixes such masks
-    with masks of other values is refused unless more than two classes are named: one stray value (an
-    anti-aliased brush's 128, a 1) would otherwise make 255 mean "ignore" in every mask, all foreground lost."""
+    with masks of other values is refused unless classes.txt names the classes (`named`: then every mask holds
+    ids, 255 = ignore, as 0/1/255 masks with an image of no foreground do): one stray value (an anti-aliased
+    brush's 128, a 1) would otherwise make 255 mean "ignore" in every mask, all foreground lost."""
     looks_binary = [path for path, raw, palette in raws if _is_binary(raw, palette)]
     if not looks_binary or (num_classes or 2) != 2:
         return False
     other = [(path, raw) for path, raw, palette in raws
              if not _is_binary(raw, palette) and (palette or raw.any())]  # an all-0 mask fits either reading
+    if other and named:
+        return False
     if other:
         path, raw = other[0]
         values = np.unique(raw)
@@ -159,6 +162,18 @@ def _binary_set(raws, num_classes, root):
                         f"{', '.join(map(str, values[:6]))}{', ...' if len(values) > 6 else ''}): make every mask 0/255, "
                         "or class ids 0..N-1 (255 = ignore) named in classes.txt")
     return True
+
+
+def _refuse_nothing_to_learn(raws, ids, masks_dir):
+    """A whole set whose masks hold no class but 0 (255 aside) has nothing to segment; most often its objects are
+    255 in palette masks, which mean "ignore" as in VOC."""
+    if any((m[m != IGNORE] > 0).any() for m in ids):
+        return
+    hidden = next((path for (path, raw, palette), m in zip(raws, ids) if palette and (m == IGNORE).any()), None)
+    hint = (f"; their objects are 255 in palette masks (e.g. {hidden.name}), which means ignore (VOC's object borders): "
+            "save binary masks as greyscale 0/255 PNGs (mode L), read as background/foreground") if hidden else ""
+    raise DataError(f"every mask under {masks_dir} holds only class 0 (background) and 255 (ignore): nothing to "
+                    f"segment{hint}")
 
 
 def _to_ids(raw, palette, path, binary, num_classes):
@@ -303,10 +318,13 @@ def load_mask_folder(root, class_names=None, members=None, split="test", max_sid
         raw, palette = _decode_mask(masks[k])
         mask_shapes.append(raw.shape)
         raws.append((masks[k], shrink_mask(raw, max_side), palette))  # nearest: the ids a mask holds stay the same
-    class_names = list(class_names or _class_names_file(root) or [])
+    named = _class_names_file(root)
+    class_names = list(class_names or named or [])
     num_classes = len(class_names) or None
-    binary = _binary_set(raws, num_classes, root)
+    binary = _binary_set(raws, num_classes, root, named is not None)
     ids = [_to_ids(raw, palette, path, binary, num_classes) for path, raw, palette in raws]
+    if members is None:
+        _refuse_nothing_to_learn(raws, ids, masks_dir)
     if not class_names:
         used = sorted(set().union(*(np.unique(m[m != IGNORE]).tolist() for m in ids)) | {0})
         class_names = list(BINARY_CLASSES) if binary else [f"class_{i}" for i in range(max(used[-1], 1) + 1)]

@@ -47,6 +47,18 @@ def test_predict_folders_hold_a_persons_images_only(class_folder):
     assert image_paths([named]) == [named]  # a file named on the command line is taken as given
 
 
+def test_predict_folders_count_pictures_they_cannot_decode(tmp_path, capsys):
+    """An iPhone folder: its HEIC photos are named in a note, not left out unsaid; a .jfif is a JPEG."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "a.jpg")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "b.jfif", format="JPEG")
+    (folder / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    assert [p.name for p in image_paths([folder])] == ["a.jpg", "b.jfif"]
+    assert f"note: left out 1 picture(s) under {folder} in a format the exported models cannot decode (HEIC), e.g. " \
+           f"{folder / 'IMG_0001.HEIC'}: convert them to JPEG or PNG" in capsys.readouterr().out
+
+
 def _add_broken_files(root):
     good = (root / "cat" / "000.png").read_bytes()
     jpeg = (root / "cat" / "001.jpg").read_bytes()

@@ -130,6 +130,40 @@ def test_one_mask_of_other_values_in_a_binary_set_is_refused(tmp_path):
     assert mset.class_names == ["background", "road", "car"] and set(np.unique(mset.masks[0])) == {0, 255}
 
 
+def test_named_classes_read_0_1_255_masks_as_ids_with_255_ignored(tmp_path):
+    """Masks of background 0, lesion 1 and ignore 255 where one image has no lesion (0 and 255 only, so it looks
+    binary): with the two classes named in classes.txt, 255 is "ignore" in every mask and 1 is the lesion."""
+    root = _folder(tmp_path / "lesions")
+    for name, lesion in (("b", True), ("c", True)):
+        mask = np.asarray(Image.open(root / "masks" / f"{name}.png")).copy()
+        mask[mask == 255] = 1
+        mask[0, :4] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    with pytest.raises(DataError, match=r"1 mask\(s\) are binary 0/255 .* named in classes.txt"):
+        load_mask_folder(root)
+    (root / "classes.txt").write_text("background\nlesion\n")
+    mset = load_mask_folder(root)
+    assert mset.class_names == ["background", "lesion"]
+    assert set(np.unique(mset.masks[0])) == {0, 255} and set(np.unique(mset.masks[1])) == {0, 1, 255}
+
+
+def test_masks_with_nothing_but_background_are_refused(tmp_path):
+    """Binary masks saved as palette PNGs: their 255 is palette index 255, VOC's "ignore", so nothing is left to
+    learn; said with the way out. All-zero masks the same (a split of a recorded run may hold only background)."""
+    root = _folder(tmp_path / "palette")
+    for name in ("a", "b", "c"):
+        mask = np.asarray(Image.open(root / "masks" / f"{name}.png"))
+        _palette_png(root / "masks" / f"{name}.png", mask)
+    with pytest.raises(DataError, match=r"every mask under .*masks holds only class 0 \(background\) and 255 \(ignore\): "
+                                        r"nothing to segment; their objects are 255 in palette masks \(e.g. a.png\)"):
+        load_mask_folder(root)
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.zeros((12, 16), np.uint8)).save(root / "masks" / f"{name}.png")
+    with pytest.raises(DataError, match=r"holds only class 0 \(background\) and 255 \(ignore\): nothing to segment$"):
+        load_mask_folder(root)
+    assert len(load_mask_folder(root, ["background", "foreground"], members=["images/a.png"])) == 1
+
+
 def test_a_mask_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((40, 60), np.uint8)).save(path)
