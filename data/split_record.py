@@ -73,11 +73,13 @@ def read_record(path):
 
 def recorded_or_fresh(record, source, recipe, recorded, fresh):
     """The splits of a run: `recorded()` when its record lists the members of this source (after refusing
-    flags that would change them), else `fresh()`. A record of another source does not apply (said)."""
-    if record is not None and record["members"] is not None:
-        if record["source"] == source:
-            check_recipe(record, recipe)
+    flags that would change them), else `fresh()`; a fixed set (tfds, scenes) of the record's source must be the
+    one it names (its recipe). A record of another source does not apply (said)."""
+    if record is not None and record["source"] == source:
+        check_recipe(record, recipe)
+        if record["members"] is not None:
             return recorded()
+    elif record is not None and record["members"] is not None:
         print(f"the run was trained on source {record['source']!r}; its recorded splits do not apply to {source!r}")
     return fresh()
 

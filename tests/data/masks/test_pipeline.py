@@ -45,7 +45,12 @@ def test_splits_of_scenes_and_errors():
     assert [len(splits[s]) for s in ("train", "val", "test")] == [24, 4, 4]
     assert splits["train"].class_names == ["background", "clothing", "trouser", "footwear", "bag"]
     assert splits["train"].images[0].shape == (64, 64, 3) and splits["train"].masks[0].shape == (64, 64)
-    assert split_record(TINY, 0, splits)["members"] is None
+    record = split_record(TINY, 0, splits)
+    assert record["members"] is None
+    # a fixed set records what names it: evaluating a run on other scenes by mistake is refused
+    assert len(load_segmentation_splits(TINY, 0, record, ("test",))["test"]) == 4
+    with pytest.raises(DataError, match=r"were made with other data flags \(scene_objects 'fashion' -> 'mnist'\)"):
+        load_segmentation_splits(dataclasses.replace(TINY, scene_objects="mnist"), 0, record, ("test",))
     with pytest.raises(DataError, match="crop_size must be a multiple of 32, got 100"):
         load_segmentation_splits(dataclasses.replace(TINY, crop_size=100), 0)
     for source in ("folder", "voc"):
