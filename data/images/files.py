@@ -62,7 +62,8 @@ def inspect_image(path):
         return None, f"corrupt image ({e})"
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
-    reason = _tensorflow_refuses(path.read_bytes())
+    data = path.read_bytes()
+    reason = _tensorflow_refuses(data) or _dark_16_bit_png(data)
     return (None, reason) if reason else (im.mode, None)
 
 
@@ -74,6 +75,20 @@ def _tensorflow_refuses(data):
     except tf.errors.InvalidArgumentError as e:
         return refused_because(e)
     return None
+
+
+def _dark_16_bit_png(data):
+    """Why a 16-bit PNG would come out nearly black, or None. Decoding to 8 bits (as every model of the suite and
+    its exports decode) keeps each value's high byte, so 12-bit camera or microscope data (values up to 4095)
+    becomes 0..15; a PNG that uses the top quarter of the 16-bit range is fine."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 26 or data[24] != 16:  # IHDR bit depth
+        return None
+    top = int(tf.reduce_max(tf.io.decode_png(data, dtype=tf.uint16)))
+    if top >= 1 << 14:
+        return None
+    return (f"a 16-bit PNG whose values reach only {top} of 65535: decoded to 8 bits, as the exported models decode it, "
+            f"it keeps {(top >> 8) + 1} grey level(s), nearly black; stretch its range into 8 bits first (e.g. "
+            "ImageMagick: convert in.png -auto-level -depth 8 out.png)")
 
 
 def refused_because(error):
@@ -236,6 +251,9 @@ def load_image_file(path, size, channels, square="stretch"):
 def read_image_file(path, channels=3):
     """One image file at its own size as a uint8 (h, w, channels) tensor, decoded as serving decodes it."""
     data = Path(path).read_bytes()
+    dark = _dark_16_bit_png(data)
+    if dark:
+        raise DataError(f"{path}: {dark}")
     try:
         return _checked_decode(data, channels)
     except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it

@@ -154,3 +154,20 @@ def test_to_square_modes():
     assert wide.shape == (2, 2, 3)
     tight = to_square(tf.constant(np.arange(10 * 8).reshape(10, 8, 1), tf.uint8), ("bottom", 0.5)).numpy()[..., 0]
     assert tight.shape == (4, 4) and tight[0].tolist() == [50, 51, 52, 53]  # rows 6..9, columns 2..5
+
+
+def test_a_16_bit_png_of_12_bit_data_is_named_not_read_nearly_black(tmp_path):
+    """A microscope's 12-bit values in a 16-bit PNG decode to 8 bits as 0..15: refused with the way out; a PNG
+    that uses the 16-bit range decodes as before."""
+    from data.images.files import inspect_image, read_image_file
+
+    ramp = np.linspace(0, 4095, 24 * 32).reshape(24, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "cells.png")
+    assert Image.open(tmp_path / "cells.png").mode.startswith("I;16")
+    with pytest.raises(DataError, match=r"cells.png: a 16-bit PNG whose values reach only 4095 of 65535: decoded to 8 "
+                                        r"bits, as the exported models decode it, it keeps 16 grey level\(s\), nearly black"):
+        read_image_file(tmp_path / "cells.png")
+    assert inspect_image(tmp_path / "cells.png")[1].startswith("a 16-bit PNG whose values reach only 4095")
+    Image.fromarray(ramp * 16).save(tmp_path / "full.png")
+    image = read_image_file(tmp_path / "full.png").numpy()
+    assert image.shape == (24, 32, 3) and image.max() == 255
