@@ -99,10 +99,11 @@ class ImageClassification(RecordedSplits, App):
         h, w, c = self.input_shape
         images = []
         for p in paths:
+            data = p.read_bytes()
             try:
-                images.append(decode_image_batch(tf.constant([p.read_bytes()]), (h, w), c)[0])
+                images.append(decode_image_batch(tf.constant([data]), (h, w), c)[0])
             except tf.errors.InvalidArgumentError as e:
-                raise UserError(f"{p}: {refused_because(e)}") from None
+                raise UserError(f"{p}: {refused_because(e, data)}") from None
         probabilities = _batched_call(model, tf.data.Dataset.from_tensor_slices(tf.stack(images)).batch(64))
         k = min(self.config.top_k, len(self.class_names))
         records = []

@@ -322,7 +322,7 @@ class ObjectDetection(RecordedSplits, App):
                 result = {k: v.numpy() for k, v in serving.serve(tf.constant([data])).items()}
                 image = decode_image(tf.constant(data), 3).numpy()  # as served: upright (EXIF orientation)
             except tf.errors.InvalidArgumentError as e:
-                raise UserError(f"{path}: {refused_because(e)}") from None
+                raise UserError(f"{path}: {refused_because(e, data)}") from None
             n = int(result["num_detections"][0])
             keep = result["scores"][0, :n] >= self.config.draw_threshold
             boxes, scores = result["boxes"][0, :n][keep], result["scores"][0, :n][keep]

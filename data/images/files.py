@@ -73,8 +73,23 @@ def _tensorflow_refuses(data):
     try:
         _checked_decode(data, 3)
     except tf.errors.InvalidArgumentError as e:
-        return refused_because(e)
+        return refused_because(e, data)
     return None
+
+
+def _phone_trailer(data):
+    """Whether a JPEG carries data after its image, as phones append a motion photo's video (Google's MP4 after
+    the end marker, Samsung's MotionPhoto_Data and SEF trailer): the exports' end check sees no end marker."""
+    return data[:3] == b"\xff\xd8\xff" and (data.rstrip(b"\0")[-2:] != b"\xff\xd9") and (
+        b"MotionPhoto_Data" in data or data.rstrip(b"\0").endswith(b"SEFT") or
+        any(data[i - 6:i - 4] == b"\xff\xd9" for i in _all(data, b"ftyp")))
+
+
+def _all(data, needle):
+    at = data.find(needle)
+    while at >= 0:
+        yield at
+        at = data.find(needle, at + 1)
 
 
 def _dark_16_bit_png(data):
@@ -91,8 +106,13 @@ def _dark_16_bit_png(data):
             "ImageMagick: convert in.png -auto-level -depth 8 out.png)")
 
 
-def refused_because(error):
-    """A decoder's or check's error -> why the file is refused and what to do, in a line (no TensorFlow node names)."""
+def refused_because(error, data=None):
+    """A decoder's or check's error -> why the file is refused and what to do, in a line (no TensorFlow node names);
+    `data`, the file's bytes, lets a phone's motion photo be named as such."""
+    if data is not None and _phone_trailer(data):
+        return ("refused by the decoders the exported models use (a JPEG with data after its image: a phone's motion "
+                "photo, its video appended); save the still alone, e.g. exiftool -trailer:all= FILE, or turn the "
+                "camera's motion photos off")
     reason = _refusal(error)
     advice = "downscale it" if "claim more than" in reason else "convert it to PNG or JPEG"
     return f"refused by the decoders the exported models use ({reason}); {advice}"
@@ -257,7 +277,7 @@ def read_image_file(path, channels=3):
     try:
         return _checked_decode(data, channels)
     except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it
-        raise DataError(f"{path}: {refused_because(e)}") from None
+        raise DataError(f"{path}: {refused_because(e, data)}") from None
 
 
 def image_paths(inputs):

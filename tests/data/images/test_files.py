@@ -171,3 +171,20 @@ def test_a_16_bit_png_of_12_bit_data_is_named_not_read_nearly_black(tmp_path):
     Image.fromarray(ramp * 16).save(tmp_path / "full.png")
     image = read_image_file(tmp_path / "full.png").numpy()
     assert image.shape == (24, 32, 3) and image.max() == 255
+
+
+def test_a_phones_motion_photo_is_named_as_such(tmp_path):
+    """A Pixel motion photo (an MP4 after the JPEG's end marker) fails the exports' end check: the message says
+    what the file is and how to keep the still, instead of 'truncated or corrupt'."""
+    from data.images.files import inspect_image, read_image_file
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "still.jpg")
+    still = (tmp_path / "still.jpg").read_bytes()
+    (tmp_path / "PXL_0001.MP.jpg").write_bytes(still + b"\0\0\0\x18ftypmp42" + bytes(range(200)))
+    with pytest.raises(DataError, match=r"PXL_0001.MP.jpg: refused by the decoders the exported models use \(a JPEG "
+                                        r"with data after its image: a phone's motion photo, its video appended\); "
+                                        r"save the still alone, e.g. exiftool -trailer:all= FILE"):
+        read_image_file(tmp_path / "PXL_0001.MP.jpg")
+    assert "motion photo" in inspect_image(tmp_path / "PXL_0001.MP.jpg")[1]
+    (tmp_path / "cut.jpg").write_bytes(still[:-40])  # truncated: still said as before
+    assert "motion photo" not in inspect_image(tmp_path / "cut.jpg")[1]
