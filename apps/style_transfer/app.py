@@ -23,6 +23,7 @@ from apps.core.app import App, SmokeExample
 from apps.core.errors import UserError
 from apps.core.files import atomic_write_text
 from apps.core.registry import register_app
+from apps.core.splits import SPLIT_RECORD
 from apps.style_transfer.config import StyleConfig
 from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
@@ -30,8 +31,10 @@ from apps.style_transfer.pictures import save_loss_curves, save_sheet
 from apps.style_transfer.serving import AdaINServing, StylizerServing, adain_pass, stylize_any_size
 from data.errors import DataError
 from data.images.files import image_paths, picture_names, read_image_file, resize_uint8
-from data.style.pipeline import load_photos, load_styles, split_photos, train_epoch, val_batches
-from data.style.sources import read_picture
+from data.split_record import read_record, write_record
+from data.style.pipeline import (content_source, load_photo_split, load_photos, load_styles, split_record, train_epoch,
+                                 val_batches)
+from data.style.sources import image_path, read_picture
 
 STRIDE = {"johnson": 4, "adain": 8}  # the networks' downsampling: inputs are padded to a multiple of it
 EVAL_SIDE = 512  # evaluate: photos are stylised with this long side (or their own, if smaller)
@@ -50,6 +53,7 @@ class StyleTransfer(App):
     def __init__(self, config, run_dir=None):
         super().__init__(config, run_dir)
         self._photos, self._styles, self._features, self._split = {}, None, None, None
+        self._recorded = False  # whether the run's split record (data/splits.json) holds this split
         self.learned = None  # state.json of a trained run
 
     @property
@@ -59,8 +63,12 @@ class StyleTransfer(App):
     # ---- data ---------------------------------------------------------------------------------------------
 
     def split(self):
+        """{"train", "val"} photo paths: the run's recorded split, else a fresh one (recorded by state())."""
         if self._split is None:
-            self._split = split_photos(self.config.data, self.config.seed)
+            data = self.config.data
+            record = read_record(self.run_dir / SPLIT_RECORD)
+            self._recorded = record is not None and record["source"] == content_source(data.content)
+            self._split = load_photo_split(data, self.config.seed, record)
         return self._split
 
     def photos(self, name):
@@ -81,9 +89,14 @@ class StyleTransfer(App):
         return resize_uint8(image, size_for_area(image.shape, side * side)).numpy()
 
     def state(self):
+        """The arch and style, and the split's photos (resolved, for reading: evaluate reads the split record)."""
         split = self.split()
+        if not self._recorded:  # the first training: the split is the run's from now on
+            write_record(split_record(self.config.data, self.config.seed, split), self.run_dir / SPLIT_RECORD)
+            self._recorded = True
         return {"arch": self.arch, "style": _style_key(self.config.style) if self.arch == "johnson" else None,
-                "train_photos": [str(p) for p in split["train"]], "held_out_photos": [str(p) for p in split["val"]]}
+                "train_photos": [str(Path(p).resolve()) for p in split["train"]],
+                "held_out_photos": [str(Path(p).resolve()) for p in split["val"]]}
 
     def load_state(self, state):
         self.learned = state
@@ -171,10 +184,13 @@ class StyleTransfer(App):
 
     def evaluate(self, model, out_dir):
         cfg = self.config
-        paths = [Path(p) for p in (self.learned or {}).get("held_out_photos") or []]
-        held_out = bool(paths) and all(p.is_file() for p in paths)
+        if not (self.run_dir / SPLIT_RECORD).is_file():
+            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): its "
+                  "held-out photos are split again from the photos present now")
+        paths = self.split()["val"]
+        held_out = bool(paths)
         if not held_out:
-            paths = [Path(p) for p in (self.learned or {}).get("train_photos", [])] or self.split()["train"]
+            paths = self.split()["train"]
             print("note: the run holds no photo out; measured on its training photos")
         stylize = self.stylizer(model)
         style = self.style_image((self.learned or {}).get("style"))
@@ -214,18 +230,25 @@ class StyleTransfer(App):
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = image_paths(inputs)
         style_name = self.config.style
-        if method == "model" and (self.learned or {}).get("arch") == "johnson":
-            if _style_key(style_name) != self.learned["style"]:
+        one_style = method == "model" and (self.learned or {}).get("arch") == "johnson"
+        if one_style:
+            if _style_key(style_name) != self.learned["style"] and _readable(style_name):
                 print(f"note: this network paints one style, {self.learned['style']}; --style {style_name} is for "
                       "gatys (--method gatys) and adain runs")
             style_name = self.learned["style"]
-        style = read_picture(style_name, "style")
+        if one_style and not _readable(style_name):  # the network holds its style: only the sheet shows the file
+            print(f"note: the run's style image {style_name} is not found (a run folder copied or a painting "
+                  "moved); the stylised images are written, the sheets without the style")
+            style = None
+        else:
+            style = read_picture(style_name, "style")
         style_stem = Path(str(style_name)).stem
         if method == "gatys":  # minutes a photo: a bad file among them stops the command before, not after, hours
             for path in paths:
                 read_image_file(path, 3)
-        if method == "model":  # one traced network and one style for every photo
-            stylize, model_style = self.stylizer(model), self.style_image(style_name)
+        if method == "model":  # one traced network (and the style, which a one-style network ignores) for every photo
+            stylize = self.stylizer(model)
+            model_style = None if one_style else self.style_image(style_name)
         records = []
         for path, name in zip(paths, picture_names(paths)):
             stem = name[:-len(".png")]
@@ -238,22 +261,26 @@ class StyleTransfer(App):
                 result = np.clip(np.round(result), 0, 255).astype(np.uint8)
             stylized, sheet = out_dir / f"{stem}_{style_stem}_stylized.png", out_dir / f"{stem}_{style_stem}_sheet.png"
             write_png(stylized, result)  # the style in the name: another --style does not replace this one
-            save_sheet([[("content", content), ("style", style), (method, result)]], sheet)
+            panels = [("content", content)] + ([("style", style)] if style is not None else []) + [(method, result)]
+            save_sheet([panels], sheet)
             records.append(f"{path}: {result.shape[0]}x{result.shape[1]} stylised ({method}) -> {stylized}, {sheet}")
         return records
 
     def _gatys(self, path, style_name, folder):
-        """Gatys' optimisation in its own folder of the run directory; its settings' hash names it, so that
-        the same command resumes (kill -9 included) and other settings start afresh."""
+        """Gatys' optimisation in its own folder of the run directory; a hash of its settings and of the photo's
+        and the style's bytes names it, so that the same command resumes (kill -9 included), and other settings
+        or another photo of the same name (trip1/IMG_0001.jpg, trip2/IMG_0001.jpg) start their own."""
         cfg = self.config
-        settings = {"features": dataclasses.asdict(cfg.features), "seed": cfg.seed, "style": str(style_name),
+        settings = {"features": dataclasses.asdict(cfg.features), "seed": cfg.seed,
+                    "content": _file_digest(path), "style": _file_digest(image_path(style_name, "style")),
                     "gatys": {k: v for k, v in dataclasses.asdict(cfg.gatys).items()
                               if k not in ("steps", "save_every", "checkpoint_every")}}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
         folder = folder.with_name(f"{folder.name}-{digest}")
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "settings.json", json.dumps({**settings, "gatys": dataclasses.asdict(cfg.gatys)},
-                                                               indent=2) + "\n")
+        atomic_write_text(folder / "settings.json", json.dumps(
+            {**settings, "photo": str(path), "style_image": str(style_name), "gatys": dataclasses.asdict(cfg.gatys)},
+            indent=2) + "\n")
         print(f"gatys: {cfg.gatys.steps} {cfg.gatys.optimizer} steps in {folder}")
         result = run_gatys(path, read_picture(style_name, "style"), cfg.gatys, folder, cfg.features, cfg.seed,
                            features=self.features())
@@ -265,6 +292,20 @@ class StyleTransfer(App):
             return StylizerServing(model, STRIDE["johnson"])
         return AdaINServing(model, STRIDE["adain"], style_area=self.config.data.image_size ** 2)
 
+
+
+def _file_digest(path):
+    """A short hash of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _readable(style):
+    """Whether a style names an embedded painting or an image file that exists."""
+    try:
+        image_path(style, "style")
+    except DataError:
+        return False
+    return True
 
 
 def _style_key(style):

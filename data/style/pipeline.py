@@ -5,8 +5,12 @@ An epoch is `crops_per_epoch` crops, spread evenly over the training photos, so 
 three thousand give epochs of one length. A crop is a random square of 2/3 to all of a photo's short
 side (photos are held with the short side at 1.5 x image_size), resized to image_size, flipped half the
 time: scale and position vary, and the net sees the brush strokes at several sizes.
+
+The split of the content photos made at a run's first training is recorded (split_record, data.split_record):
+a resumed run and `evaluate` read exactly those photos back (load_photo_split), whatever was added since.
 """
 import dataclasses
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -16,8 +20,9 @@ from data.errors import DataError
 from data.fields import field
 from data.pipeline_options import finish
 from data.images.files import decode_image
-from data.style.sources import (EMBEDDED, EMBEDDED_PHOTOS, EMBEDDED_STYLES, held_picture, load_pictures, picture_paths,
-                                readable_pictures, stack_padded)
+from data.split_record import new_record, recorded_or_fresh, report_gone, report_new
+from data.style.sources import (EMBEDDED, EMBEDDED_PHOTOS, EMBEDDED_STYLES, embedded_image, held_picture, load_pictures,
+                                picture_paths, readable_pictures, stack_padded)
 
 HOLD_SCALE = 1.5  # photos are held with the short side at this times image_size
 HELD_BYTES = 1 << 30  # photos are held decoded up to this many bytes (padded to the largest), else streamed
@@ -70,6 +75,75 @@ def split_photos(cfg, seed):
     held = 0 if len(paths) < 2 else max(1, round(cfg.held_out * len(paths))) if cfg.held_out else 0
     order = rng.permutation(len(paths))
     return {"train": [paths[i] for i in sorted(order[held:])], "val": [paths[i] for i in sorted(order[:held])]}
+
+
+def content_source(content):
+    """How --data.content names the photos: 'embedded', 'file' (one photo) or 'folder' (also a path not found:
+    the folder's own check names it)."""
+    if content == EMBEDDED:
+        return "embedded"
+    return "file" if Path(content).is_file() else "folder"
+
+
+def split_recipe(cfg, seed):
+    """The data flags that decide which photos each split holds (not where the folder is: it may move)."""
+    return {"seed": seed, "held_out": cfg.held_out, "max_photos": cfg.max_photos}
+
+
+def split_record(cfg, seed, split):
+    """The run's split record of a fresh split: each photo by its embedded name, its path relative to the
+    content folder, or (one file) its resolved path; the photos of the source in no split (--data.max_photos)."""
+    source = content_source(cfg.content)
+    members = {name: [{"path": _member(p, cfg.content, source)} for p in split[name]] for name in ("train", "val")}
+    used = {m["path"] for name in members for m in members[name]}
+    return new_record(source, split_recipe(cfg, seed), [], members, [m for m in _present(cfg, source) if m not in used])
+
+
+def load_photo_split(cfg, seed, record=None):
+    """{"train": paths, "val": paths}: exactly the recorded photos when the run has a split record of this
+    source (added photos counted and left out, gone ones reported; flags that would change the split
+    refused), else a fresh split_photos."""
+    source = content_source(cfg.content)
+    return recorded_or_fresh(record, source, split_recipe(cfg, seed), lambda: _recorded_split(cfg, record, source),
+                             lambda: split_photos(cfg, seed))
+
+
+def _member(path, content, source):
+    if source == "embedded":
+        return Path(path).stem
+    if source == "file":
+        return str(Path(path).resolve())
+    return Path(path).relative_to(content).as_posix()
+
+
+def _member_path(member, content, source):
+    """A recorded member's file: an embedded name, a path relative to the folder, or an absolute path."""
+    if source == "embedded" and member in EMBEDDED_PHOTOS:
+        return embedded_image(member)
+    return Path(content) / member if source == "folder" else Path(member)
+
+
+def _present(cfg, source):
+    return [_member(p, cfg.content, source) for p in picture_paths(cfg.content, EMBEDDED_PHOTOS, "content")]
+
+
+def _recorded_split(cfg, record, source):
+    if source == "folder" and not Path(cfg.content).is_dir():
+        raise DataError(f"content not found: {cfg.content} (the run's photos are recorded relative to the folder it "
+                        "trained on: name that folder with --data.content)")
+    members = record["members"]
+    known = {m["path"] for name in members for m in members[name]} | set(record["unused"])
+    report_new(sum(m not in known for m in _present(cfg, source)), f"photo(s) under {cfg.content}")
+    split = {}
+    for name in ("train", "val"):
+        paths = [_member_path(m["path"], cfg.content, source) for m in members[name]]
+        gone = [str(p) for p in paths if not p.is_file()]
+        if gone and len(gone) == len(paths):
+            raise DataError(f"all {len(paths)} photo(s) of the run's {name} split are gone from {cfg.content}, e.g. "
+                            f"{gone[0]}; point --data.content at the photos the run was trained on")
+        report_gone(name, gone, len(paths), cfg.content)
+        split[name] = [p for p in paths if p.is_file()]
+    return split
 
 
 def load_photos(paths, cfg, what="content"):

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from PIL import Image
 
 from apps.style_transfer.app import StyleTransfer
 from data.errors import DataError
-from data.style.pipeline import StyleDataConfig, load_photos, load_styles, split_photos, train_epoch, val_batches
+from data.split_record import read_record
+from data.style.pipeline import (StyleDataConfig, load_photo_split, load_photos, load_styles, split_photos, split_record,
+                                 train_epoch, val_batches)
 from tests.conftest import ROOT, last_line, run_cli, run_main, run_ok
 
 APP = "style_transfer"
@@ -121,6 +124,9 @@ def johnson(tmp_path_factory):
 def test_johnson_evaluate_predict_and_export(johnson, tmp_path, monkeypatch):
     state = json.loads((johnson / "state.json").read_text())
     assert state["arch"] == "johnson" and state["style"] == "scream" and len(state["held_out_photos"]) == 1
+    record = read_record(johnson / "data" / "splits.json")  # the embedded photos recorded by name
+    assert [m["path"] for m in record["members"]["val"]] == [Path(state["held_out_photos"][0]).stem]
+    assert {m["path"] for split in record["members"].values() for m in split} == {"dog", "horses", "person"}
     run_ok(APP, "evaluate", "--run_dir", johnson)
     metrics = json.loads((johnson / "eval" / "metrics.json").read_text())
     assert metrics["photos"] == 1 and metrics["held_out"] is True
@@ -144,19 +150,98 @@ def test_johnson_evaluate_predict_and_export(johnson, tmp_path, monkeypatch):
 
 def test_evaluate_skips_a_photo_that_training_skipped(johnson, tmp_path):
     """--data.skip_bad_files: the held-out photos recorded with the run include the unreadable one."""
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(johnson, run)
-    state = json.loads((run / "state.json").read_text())
+    record = json.loads((run / "data" / "splits.json").read_text())
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
-    state["held_out_photos"].append(str(tmp_path / "broken.jpg"))
-    (run / "state.json").write_text(json.dumps(state))
+    record["members"]["val"].append({"path": str(tmp_path / "broken.jpg")})  # an absolute path: as a file's
+    (run / "data" / "splits.json").write_text(json.dumps(record))
     code, _, err = run_main(APP, "evaluate", "--run_dir", run)
     assert code == 2 and "broken.jpg" in last_line(err)
     out = run_ok(APP, "evaluate", "--run_dir", run, "--data.skip_bad_files", "true").stdout
     assert "note: skipped 1 unreadable photo(s) (--data.skip_bad_files), e.g. " in out
     assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 1
+
+
+def test_a_trained_network_predicts_without_its_style_file(johnson, tmp_path):
+    """A Johnson run copied to another machine, its painting left behind: the network holds the style, so
+    predict still paints, draws the sheet without the style panel and says so in one line."""
+    run = tmp_path / "run"
+    shutil.copytree(johnson, run)
+    gone = tmp_path / "elsewhere" / "painting.jpg"  # the style file it was trained on, absent here
+    for name in ("state.json", "config.json"):
+        saved = json.loads((run / name).read_text())
+        saved["style"] = str(gone)
+        (run / name).write_text(json.dumps(saved))
+    photo = _photo(tmp_path / "p.png", (30, 40))
+    out = run_ok(APP, "predict", str(photo), "--run_dir", run).stdout
+    assert "30x40 stylised (model)" in out
+    notes = [line for line in out.splitlines() if str(gone) in line]
+    assert len(notes) == 1 and "not found" in notes[0] and "without" in notes[0], out
+    assert Image.open(run / "predictions" / "p_painting_stylized.png").size == (40, 30)
+    assert Image.open(run / "predictions" / "p_painting_sheet.png").size[0] == 600  # two panels of 300 px, not three
+    code, _, err = run_main(APP, "predict", str(photo), "--run_dir", run, "--method", "gatys")
+    assert code == 2 and "style image not found" in last_line(err)  # gatys needs the painting itself
+
+
+def test_the_content_split_is_recorded_and_read_back(tmp_path, capsys):
+    """The split made at the first training is the run's: photos added later do not move it (they are counted
+    and left out), the folder can move and be named again, gone photos are reported, other flags refused."""
+    folder = tmp_path / "photos"
+    for k in range(6):
+        _photo(folder / ("sub" if k % 2 else "") / f"p{k}.png", seed=k)
+    cfg = StyleDataConfig(content=str(folder), held_out=0.34)
+    split = load_photo_split(cfg, 0)
+    record = split_record(cfg, 0, split)
+    assert record["members"] == {name: [{"path": p.relative_to(folder).as_posix()} for p in split[name]]
+                                 for name in ("train", "val")} and len(split["val"]) == 2
+    for k in range(6, 12):
+        _photo(folder / f"p{k}.png", seed=k)
+    assert split_photos(cfg, 0) != split  # a fresh split of the folder moves: held-out photos would be trained on
+    capsys.readouterr()
+    assert load_photo_split(cfg, 0, record) == split
+    assert "6 photo(s) under" in capsys.readouterr().out
+    moved = tmp_path / "moved"
+    shutil.move(folder, moved)
+    again = load_photo_split(StyleDataConfig(content=str(moved), held_out=0.34), 0, record)
+    assert again == {name: [moved / p.relative_to(folder) for p in split[name]] for name in split}
+    again["val"][0].unlink()
+    with pytest.warns(UserWarning, match="1 of the 2 files of the run's val split are gone"):
+        assert load_photo_split(StyleDataConfig(content=str(moved), held_out=0.34), 0, record)["val"] == again["val"][1:]
+    again["val"][1].unlink()
+    with pytest.raises(DataError, match="val .*gone .*--data.content"):
+        load_photo_split(StyleDataConfig(content=str(moved), held_out=0.34), 0, record)
+    with pytest.raises(DataError, match="held_out 0.34 -> 0.5"):
+        load_photo_split(StyleDataConfig(content=str(moved), held_out=0.5), 0, record)
+    one = _photo(tmp_path / "one.png")  # a single file: its resolved path; the embedded photos: their names
+    assert split_record(StyleDataConfig(content=str(one)), 0, load_photo_split(StyleDataConfig(content=str(one)), 0))[
+        "members"] == {"train": [{"path": str(one.resolve())}], "val": []}
+
+
+def test_resume_keeps_the_split_and_evaluate_runs_from_another_folder(tmp_path):
+    """Photos added to --data.content before a resume are not trained on, and evaluate measures exactly the
+    held-out photos from any working directory (the folder named again with --data.content)."""
+    folder = tmp_path / "photos"
+    for k in range(4):
+        _photo(folder / f"p{k}.png", seed=k)
+    run = tmp_path / "run"
+    run_ok(APP, "train", "--run_dir", run, *TINY, "--data.content", "photos", "--data.held_out", "0.25", cwd=tmp_path)
+    held = json.loads((run / "state.json").read_text())["held_out_photos"]
+    first = (run / "data" / "splits.json").read_text()
+    for k in range(4, 9):
+        _photo(folder / f"p{k}.png", seed=k)
+    out = run_ok(APP, "train", "--run_dir", run, *TINY, "--epochs", "2", "--data.content", "photos",
+                 "--data.held_out", "0.25", cwd=tmp_path).stdout
+    assert json.loads((run / "state.json").read_text())["held_out_photos"] == held  # not trained on since
+    assert "resuming" in out and "5 photo(s) under photos added since the run's splits were recorded are ignored" in out
+    assert (run / "data" / "splits.json").read_text() == first
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code, _, err = run_main(APP, "evaluate", "--run_dir", run, cwd=elsewhere)  # the run's relative 'photos'
+    assert code == 2 and "content not found: photos" in last_line(err)
+    run_ok(APP, "evaluate", "--run_dir", run, "--data.content", str(folder), cwd=elsewhere)
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["held_out"] is True and metrics["photos"] == 1
 
 
 def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
@@ -208,6 +293,19 @@ def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):
     assert len(list((run_dir / "predictions" / "gatys").iterdir())) == 2
     kept = np.asarray(Image.open(run_dir / "predictions" / "photo_scream_stylized.png"))  # not replaced by the other
     assert np.array_equal(first, kept) and (run_dir / "predictions" / "photo_starry_night_stylized.png").is_file()
+
+
+def test_gatys_photos_of_one_name_from_two_folders_do_not_share_a_folder(tmp_path):
+    """Two cameras' IMG_0001 in two commands each get their own optimisation folder (the content's and the
+    style's bytes name it); the same photo again finds its own and resumes there."""
+    run_dir = tmp_path / "run"
+    one, two = (_photo(tmp_path / trip / "IMG_0001.png", (36, 48), seed=k) for k, trip in enumerate(("trip1", "trip2")))
+    run_ok(APP, "predict", str(one), "--run_dir", run_dir, "--style", "scream", *GATYS)
+    out = run_ok(APP, "predict", str(two), "--run_dir", run_dir, "--style", "scream", *GATYS).stdout
+    assert "36x48 stylised (gatys)" in out
+    assert len(list((run_dir / "predictions" / "gatys").iterdir())) == 2
+    out = run_ok(APP, "predict", str(one), "--run_dir", run_dir, "--style", "scream", *GATYS).stdout
+    assert "resuming from step 3 of 3" in out and len(list((run_dir / "predictions" / "gatys").iterdir())) == 2
 
 
 def test_user_errors_are_one_line(tmp_path):
