@@ -8,7 +8,9 @@
     python -m apps face_verification export
 """
 import dataclasses
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,9 @@ from apps.face_verification.config import FaceConfig
 from apps.face_verification.model import build_embedder, embedder_of, embedding_function, native_size
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_roc
 from apps.face_verification.serving import FaceServing
-from apps.face_verification.verification import (best_threshold, calibrated_probability, fit_calibration,
-                                                  identification_report, make_pairs, pair_distances,
-                                                  verification_report)
+from apps.face_verification.verification import (THRESHOLD_RULE, best_threshold, calibrated_probability,
+                                                  fit_calibration, identification_report, make_pairs,
+                                                  pair_distances, verification_report)
 from data.faces.pipeline import (describe_identities, eval_batches, framing, load_face_splits, split_record, square_mode,
                                  train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
@@ -35,6 +37,7 @@ from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_m
 
 CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
 CALIBRATE_SOURCE = "calibrate:"  # how a calibration made by `calibrate` (the user's own faces) begins its source
+WEIGHTS_KEY = "weights_sha256"  # in calibration.json: the weights it was fitted on (weights_fingerprint)
 
 
 @register_app("face_verification")
@@ -177,7 +180,7 @@ class FaceVerification(RecordedSplits, App):
             count = len(test.labels)
         report = {**verification_report(distances, same, fold), **report, "images": count}
         source = f"evaluate: pairs of {cfg.data.pairs}" if cfg.data.pairs else "evaluate: test pairs"
-        calibration = self._save_calibration(distances, same, source, keep_yours=True)
+        calibration = self._save_calibration(model, distances, same, source, keep_yours=True)
         report["calibration"] = calibration
         save_roc(report, out_dir / "roc.png")
         save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png")
@@ -197,40 +200,57 @@ class FaceVerification(RecordedSplits, App):
         a, b = np.array([index[f] for f in file_a]), np.array([index[f] for f in file_b])
         return pair_distances(embeddings, a, b), same, fold, len(files)
 
-    def _save_calibration(self, distances, same, source, keep_yours=False):
-        """Fit the threshold and the logistic calibration and write them to calibration.json; with `keep_yours`
-        (evaluate), one that `calibrate` made from the user's own faces is kept and this one only returned."""
-        slope, intercept = fit_calibration(distances, same)
-        calibration = {"threshold": float(best_threshold(distances, same)), "slope": float(slope),
-                       "intercept": float(intercept), "pairs": int(len(same)), "genuine": int(np.sum(same)),
-                       "source": source, "flip_test": self.config.flip_test}
+    def _save_calibration(self, model, distances, same, source, keep_yours=False):
+        """Choose the threshold (by balanced accuracy) and fit the logistic calibration centred on it (p = 0.5
+        there: the decision and the probability agree), and write them to calibration.json with the fingerprint
+        of `model`'s weights; with `keep_yours` (evaluate), one that `calibrate` made from the user's own faces
+        for these same weights is kept and this one only returned."""
+        threshold = best_threshold(distances, same, balanced=True)
+        slope, intercept = fit_calibration(distances, same, center=threshold)
+        calibration = {"threshold": float(threshold), "slope": float(slope), "intercept": float(intercept),
+                       "threshold_rule": THRESHOLD_RULE, "pairs": int(len(same)), "genuine": int(np.sum(same)),
+                       "source": source, "flip_test": self.config.flip_test, WEIGHTS_KEY: weights_fingerprint(model)}
         path = self.run_dir / CALIBRATION
         if keep_yours and path.is_file():
-            yours = json.loads(path.read_text()).get("source", "")
-            if _by_calibrate(yours):
-                print(f"note: {path} ({yours}) is kept for predict and export; this evaluation's own threshold, "
+            try:
+                yours = read_calibration(path)
+            except UserError:  # a damaged hand edit: said when predict or export reads it, replaced here
+                print(f"note: {path} could not be read as a calibration: replaced by this evaluation's")
+                yours = {}
+            mine = yours.get("source", "")
+            if _by_calibrate(mine) and yours.get(WEIGHTS_KEY, calibration[WEIGHTS_KEY]) == calibration[WEIGHTS_KEY]:
+                print(f"note: {path} ({mine}) is kept for predict and export; this evaluation's own threshold, "
                       f"{calibration['threshold']:.4f}, is in metrics.json")
                 return calibration
+            if _by_calibrate(mine):
+                print(f"note: {path} ({mine}) was fitted on earlier weights of this run: replaced by this "
+                      "evaluation's calibration; run calibrate again for your own faces")
         atomic_write_text(path, json.dumps(calibration, indent=2) + "\n")
         return calibration
 
     def calibration(self, model):
-        """The run's calibration (evaluate or calibrate wrote it); made from the test split when there is none."""
+        """The run's calibration (evaluate or calibrate wrote it); made from the test split when there is none.
+        One fitted on other weights than `model`'s (the run was trained again since) or with another
+        --flip_test is refused."""
         path = self.run_dir / CALIBRATION
         if path.is_file():
-            calibration = json.loads(path.read_text())
+            calibration = read_calibration(path)
+            source = calibration.get("source", "unknown source")
+            # evaluate keeps a calibration that calibrate made: then only calibrate replaces it
+            redo = "calibrate again" if _by_calibrate(source) else "run evaluate or calibrate"
+            fitted_on = calibration.get(WEIGHTS_KEY)  # files written before the fingerprint: accepted
+            if fitted_on is not None and fitted_on != weights_fingerprint(model):
+                raise UserError(f"{path} ({source}) was fitted on earlier weights than the run's model.keras (trained "
+                                "again since): run evaluate or calibrate again")
             made_with = calibration.get("flip_test", False)  # files written before the option: without it
             if made_with != self.config.flip_test:
                 made, now = (f"--flip_test {str(v).lower()}" for v in (made_with, self.config.flip_test))
-                source = calibration.get("source", "unknown source")
-                # evaluate keeps a calibration that calibrate made: then only calibrate replaces it
-                redo = "calibrate again" if _by_calibrate(source) else "run evaluate or calibrate"
                 raise UserError(f"{path} ({source}) is a threshold for embeddings made with {made}, and this command "
                                 f"has {now}: give {made}, or {redo} with {now} first")
             return calibration
         print(f"note: {path} is missing (no evaluate or calibrate yet): calibrating on the run's test split now")
         _, _, pairs, distances = self._test_pairs(self._embedding(model))
-        return self._save_calibration(distances, pairs.same, "test pairs (automatic)")
+        return self._save_calibration(model, distances, pairs.same, "test pairs (automatic)")
 
     def calibrate(self, model):
         """Refit the threshold and the probability calibration on the user's own faces: identity folders
@@ -251,7 +271,7 @@ class FaceVerification(RecordedSplits, App):
             source = f"{CALIBRATE_SOURCE} {cfg.data.path}"
         if not np.any(same) or np.all(same):
             raise UserError("calibration needs genuine and impostor pairs: give at least two people, one with 2+ images")
-        calibration = self._save_calibration(distances, same, source)
+        calibration = self._save_calibration(model, distances, same, source)
         report = verification_report(distances, same, np.zeros(len(same), int))
         return {**calibration, "accuracy_at_threshold": report["accuracy_at_threshold"], "auc": report["auc"],
                 "eer": report["eer"]}
@@ -300,6 +320,43 @@ class FaceVerification(RecordedSplits, App):
 
     def extra_signatures(self, module):
         return {"verify": module.verify}
+
+
+def weights_fingerprint(model):
+    """sha256 of the model's weight values (with their shapes and dtypes, in order): a calibration belongs to
+    the trained weights it was fitted on, and a run trained further has other ones. Re-saving the same weights
+    keeps it (a hash of model.keras would not: the file records when it was saved)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(np.asarray(weight))
+        digest.update(f"{value.dtype.str}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def read_calibration(path):
+    """calibration.json, checked: an object with finite numbers threshold, slope and intercept (a hand-edited
+    file too); else a one-line UserError naming the file and the key."""
+    try:
+        calibration = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}): fix it, or delete it and run evaluate or calibrate") from None
+    if not isinstance(calibration, dict):
+        raise UserError(f"{path} holds a JSON {type(calibration).__name__}, not an object with threshold, slope and "
+                        "intercept: fix it, or delete it and run evaluate or calibrate")
+    for key in ("threshold", "slope", "intercept"):
+        if key not in calibration:
+            hint = (" (p(same) = sigmoid(slope * d + intercept): a slope < 0 and intercept = -slope * threshold put "
+                    "p = 0.5 at the threshold)" if key != "threshold" else "")
+            raise UserError(f"{path} has no \"{key}\"{hint}: add it, or run evaluate or calibrate to fit it")
+        value = calibration[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{path}: \"{key}\" must be a finite number, not {json.dumps(value)}")
+    for key, kind in (("flip_test", bool), ("source", str), (WEIGHTS_KEY, str)):
+        if key in calibration and not isinstance(calibration[key], kind):
+            raise UserError(f"{path}: \"{key}\" must be a {'true or false' if kind is bool else 'string'}, "
+                            f"not {json.dumps(calibration[key])}")
+    return calibration
 
 
 def _by_calibrate(source):

@@ -10,7 +10,6 @@ half a picture.
     save_embedding_map(embeddings, labels, class_names, run / "embeddings.png")
 """
 import io
-from pathlib import Path
 
 import numpy as np
 

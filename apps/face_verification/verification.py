@@ -9,13 +9,14 @@ is called "same person" when its distance is <= the threshold.
 - Verification: accuracy per fold with the threshold chosen on the other folds (LFW's protocol), its mean
   and spread; over all pairs the ROC, AUC, equal error rate and TAR at FAR = 1e-2 and 1e-3 (None when
   there are too few impostor pairs to measure that FAR: 1e-3 needs 1000).
-- Calibration: p(same | d) = sigmoid(a d + b) by logistic regression, for predict and the export.
+- Calibration: p(same | d) = sigmoid(a d + b) by logistic regression, for predict and the export; the app fits
+  it centred on the threshold (p = 0.5 there), both chosen with genuine and impostor pairs weighed equally.
 - Identification: one seeded image per person enrolled as the gallery, the others probed; top-1, top-5.
 
     pairs = make_pairs(labels, folds=10, seed=0)
     d = pair_distances(embeddings, pairs.i, pairs.j)
     report = verification_report(d, pairs.same, pairs.fold)  # report["accuracy_mean"], report["threshold"]
-    a, b = fit_calibration(d, pairs.same)                     # calibrated_probability(d, a, b)
+    a, b = fit_calibration(d, pairs.same, center=report["threshold"])  # calibrated_probability(d, a, b)
     identification_report(embeddings, labels, seed=0)["top1_accuracy"]
 """
 import collections
@@ -29,6 +30,9 @@ FAR_TARGETS = (1e-2, 1e-3)
 # Default impostor pairs per fold: as many as the genuine pairs (LFW's balance), and at least 1000 so that
 # one fold alone can measure FAR = 1e-3 and the pooled ROC over 10 folds puts ~10 false accepts behind it.
 MIN_IMPOSTORS = 1000
+# How the deployed threshold is chosen (calibration.json says so): genuine and impostor pairs count equally, so
+# that the threshold sits where the calibration's p(same | d), fitted at a 50/50 prior, is 0.5.
+THRESHOLD_RULE = "balanced accuracy"
 _ENUMERATE = 2_000_000  # folds with at most this many image pairs list them all; bigger ones are sampled
 
 Pairs = collections.namedtuple("Pairs", "i j same fold")
@@ -113,16 +117,22 @@ def _impostor_sample(ids, members, wanted, rng):
     return members[codes // n], members[codes % n]
 
 
-def best_threshold(distances, same):
+def best_threshold(distances, same, balanced=False):
     """The threshold with the highest accuracy on these pairs ("same" when d <= threshold), in O(n log n):
     a midpoint between two consecutive distinct distances (never between tied ones). Of equally accurate
-    thresholds the smallest is taken (fewest false accepts), as a grid search from 0 upwards would."""
+    thresholds the smallest is taken (fewest false accepts), as a grid search from 0 upwards would.
+    With `balanced`, the highest balanced accuracy (each genuine and each impostor pair weighted by 1 / its
+    kind's count): the threshold for same and different equally likely, whatever mix of pairs was sampled,
+    as the calibration's prior 0.5 assumes (THRESHOLD_RULE)."""
     d, same = _checked(distances, same)
     order = np.argsort(d, kind="stable")
     d, same = d[order], same[order]
     n = len(d)
+    genuine, impostors = int(same.sum()), int((~same).sum())
+    # Weights scaled to integers (genuine x impostors): equally good thresholds tie exactly.
+    wg, wi = (impostors or 1, genuine or 1) if balanced else (1, 1)
     # Accepting the k nearest pairs (k = 0..n) is right on the genuine ones among them and the impostors after.
-    correct = np.r_[0, np.cumsum(same)] + (~same).sum() - np.r_[0, np.cumsum(~same)]
+    correct = np.r_[0, np.cumsum(same)] * wg + (impostors - np.r_[0, np.cumsum(~same)]) * wi
     cut = np.ones(n + 1, bool)
     cut[1:n] = d[1:] > d[:-1]
     k = int(np.flatnonzero(cut & (correct == correct[cut].max()))[0])
@@ -189,7 +199,9 @@ def verification_report(distances, same, fold, far_targets=FAR_TARGETS):
     folds, genuine_pairs, impostor_pairs; fold_accuracy and fold_threshold (each fold scored with the
     threshold best on the other folds), accuracy_mean, accuracy_std (population std, as LFW reports; with
     one fold, e.g. a calibration set, the lists are empty and these None); threshold (best on all pairs: the
-    one to deploy) and accuracy_at_threshold (on those same pairs, so optimistic); auc; eer and
+    one to deploy) and accuracy_at_threshold (on those same pairs, so optimistic); "best" is by balanced
+    accuracy (threshold_rule; the same as accuracy on balanced pairs, LFW's) while the accuracies are of
+    the pairs as they come; auc; eer and
     eer_threshold; tar_at_far {"0.01": {far, tar, threshold, impostor_pairs, false_accepts, note},
     "0.001": ...}; roc {far, tar, threshold} arrays at the ROC's corners (points inside a straight run
     left out). Everything but roc is JSON-ready."""
@@ -199,9 +211,9 @@ def verification_report(distances, same, fold, far_targets=FAR_TARGETS):
         raise ValueError(f"{len(fold)} folds given for {len(d)} pairs")
     fold_ids = np.unique(fold)
     scored = fold_ids if len(fold_ids) > 1 else []  # one fold has no "other folds" to choose a threshold on
-    thresholds = [best_threshold(d[fold != k], same[fold != k]) for k in scored]
+    thresholds = [best_threshold(d[fold != k], same[fold != k], balanced=True) for k in scored]
     accuracies = [accuracy_at(d[fold == k], same[fold == k], t) for k, t in zip(scored, thresholds)]
-    threshold = best_threshold(d, same)
+    threshold = best_threshold(d, same, balanced=True)
     far, tar, roc_thresholds = roc_curve(d, same)
     eer, eer_threshold = equal_error_rate(far, tar, roc_thresholds)
     corner = np.ones(len(far), bool)
@@ -211,7 +223,7 @@ def verification_report(distances, same, fold, far_targets=FAR_TARGETS):
             "fold_accuracy": accuracies, "fold_threshold": thresholds,
             "accuracy_mean": float(np.mean(accuracies)) if accuracies else None,
             "accuracy_std": float(np.std(accuracies)) if accuracies else None,
-            "threshold": threshold, "accuracy_at_threshold": accuracy_at(d, same, threshold),
+            "threshold": threshold, "threshold_rule": THRESHOLD_RULE, "accuracy_at_threshold": accuracy_at(d, same, threshold),
             "auc": float(np.trapezoid(tar, far)), "eer": eer, "eer_threshold": eer_threshold,
             "tar_at_far": {f"{f:g}": tar_at_far(d, same, f) for f in far_targets},
             "roc": {"far": far[corner], "tar": tar[corner], "threshold": roc_thresholds[corner]}}
@@ -229,28 +241,37 @@ def _checked(distances, same, both=False):
     return d, same
 
 
-def fit_calibration(distances, same, prior=0.5, l2=1e-4, iterations=100):
+def fit_calibration(distances, same, prior=0.5, center=None, l2=1e-4, iterations=100):
     """(a, b) of p(same | d) = sigmoid(a d + b) by logistic regression (Newton's method with a backtracking
     step), with an L2 penalty `l2` on a so that separable pairs give a steep but finite slope (a < 0: the
-    nearer, the likelier). `prior` moves the intercept to that share of genuine pairs (0.5: same and
-    different equally likely before seeing the faces, whatever mix of pairs was sampled); None keeps the
-    sample's own mix."""
+    nearer, the likelier). `prior` weights the pairs so that the genuine ones count for that share (0.5:
+    same and different equally likely before seeing the faces, whatever mix of pairs was sampled); None
+    keeps the sample's own mix. `center` (the threshold): only the slope is fitted and p = 0.5 there
+    (b = -a * center), so that "d <= center" and "p >= 0.5" never disagree; a slope that would come out
+    positive (farther pairs likelier the same: an untrained network) is 0 then, p = 0.5 everywhere."""
     if prior is not None and not 0 < prior < 1:
         raise ValueError(f"prior is a share of genuine pairs, between 0 and 1; got {prior}")
     d, y = _checked(distances, same, both=True)
-    x = np.stack([d, np.ones_like(d)], axis=1)
     y = y.astype(np.float64)
-    penalty = np.array([l2, 0.0])
+    if prior is None:
+        weight = np.ones_like(y)
+    else:  # mean 1, so that the penalty weighs as much against the loss as without weights
+        weight = len(y) * np.where(y > 0, prior / y.sum(), (1 - prior) / (1 - y).sum())
+    if center is None:
+        x, penalty = np.stack([d, np.ones_like(d)], axis=1), np.array([l2, 0.0])
+        w = np.array([0.0, _logit(np.mean(weight * y) / np.mean(weight))])
+    else:
+        x, penalty = (d - center)[:, None], np.array([l2])
+        w = np.zeros(1)
 
     def loss(w):
         z = x @ w
-        return np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * w[0] ** 2
+        return np.mean(weight * (np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * w[0] ** 2
 
-    w = np.array([0.0, _logit(y.mean())])
     for _ in range(iterations):
         p = _sigmoid(x @ w)
-        gradient = x.T @ (p - y) / len(y) + penalty * w
-        hessian = (x.T * (p * (1 - p))) @ x / len(y) + np.diag(penalty + 1e-12)
+        gradient = x.T @ (weight * (p - y)) / len(y) + penalty * w
+        hessian = (x.T * (weight * p * (1 - p))) @ x / len(y) + np.diag(penalty + 1e-12)
         step = np.linalg.solve(hessian, gradient)
         size, current = 1.0, loss(w)
         while loss(w - size * step) > current and size > 1e-8:
@@ -258,10 +279,10 @@ def fit_calibration(distances, same, prior=0.5, l2=1e-4, iterations=100):
         w = w - size * step
         if np.max(np.abs(size * step)) < 1e-10:
             break
-    a, b = w
-    if prior is not None:
-        b += _logit(prior) - _logit(y.mean())
-    return float(a), float(b)
+    if center is None:
+        return float(w[0]), float(w[1])
+    a = min(float(w[0]), 0.0)
+    return a, float(-a * center) + 0.0  # not -0.0
 
 
 def calibrated_probability(distances, a, b):

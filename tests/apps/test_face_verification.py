@@ -206,3 +206,89 @@ def test_a_test_split_without_two_images_of_anyone_is_a_user_error():
     app = types.SimpleNamespace(config=FaceConfig(), test_split=lambda: single)
     with pytest.raises(UserError, match="none of the test split.s 10 people has two images"):
         FaceVerification._test_pairs(app, lambda images: np.eye(len(images), 16, dtype=np.float32))
+
+
+def _tiny_model(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
+def test_the_saved_threshold_and_probability_agree_on_imbalanced_pairs(tmp_path):
+    """1:20 genuine:impostor pairs (calibrate on a folder, evaluate with many people): calibration.json's
+    threshold is chosen by balanced accuracy, so that p(same) at it is 0.5 and "different people" never comes
+    with p(same) > 0.5 (the most accurate threshold, at the 50/50 calibration's p ~0.9, did)."""
+    from apps.face_verification.app import FaceVerification
+    from apps.face_verification.config import FaceConfig
+    from apps.face_verification.verification import calibrated_probability
+
+    rng = np.random.default_rng(0)
+    d = np.r_[rng.normal(0.6, 0.15, 100), rng.normal(1.2, 0.15, 2000)]
+    same = np.arange(len(d)) < 100
+    FaceVerification(FaceConfig(), tmp_path)._save_calibration(_tiny_model(), d, same, "calibrate: synthetic")
+    calibration = json.loads((tmp_path / "calibration.json").read_text())
+    assert calibration["threshold_rule"] == "balanced accuracy" and calibration["threshold"] == pytest.approx(0.9, abs=0.05)
+    slope, intercept, threshold = calibration["slope"], calibration["intercept"], calibration["threshold"]
+    assert calibrated_probability(threshold, slope, intercept) == pytest.approx(0.5, abs=1e-6)
+    np.testing.assert_array_equal(d <= threshold, calibrated_probability(d, slope, intercept) >= 0.5)
+
+
+def test_a_calibration_of_earlier_weights_is_refused(trained, tmp_path):
+    """train -> evaluate -> calibrate -> train further: predict and export refuse the calibration fitted on the
+    earlier weights (one line: run evaluate or calibrate again); evaluate replaces calibrate's stale one; a
+    calibration.json from before the fingerprint is accepted as it was."""
+    from apps.face_verification.app import WEIGHTS_KEY
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    path = run / "calibration.json"
+    a, b = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1)
+    run_ok(APP, "calibrate", "--run_dir", run, "--data.path", _people(tmp_path / "mine"))
+    fitted = json.loads(path.read_text())
+    assert len(fitted[WEIGHTS_KEY]) == 64
+    run_ok(APP, "predict", a, b, "--run_dir", run)  # the same weights, loaded again: the same fingerprint
+    extended = list(TINY)
+    extended[extended.index("--epochs") + 1] = "2"
+    run_ok(APP, "train", "--run_dir", run, *extended)  # extend the run by an epoch
+    message = (f"error: {path} ({fitted['source']}) was fitted on earlier weights than the run's model.keras "
+               "(trained again since): run evaluate or calibrate again")
+    code, _, err = run_main(APP, "predict", a, b, "--run_dir", run)
+    assert code == 2 and err.strip() == message
+    code, _, err = run_main(APP, "export", "--run_dir", run, "--export_dir", tmp_path / "refused")
+    assert code == 2 and err.strip() == message and not list((tmp_path / "refused").rglob("saved_model.pb"))
+    path.write_text(json.dumps({k: v for k, v in fitted.items() if k != WEIGHTS_KEY}))  # an older run's file
+    run_ok(APP, "predict", a, b, "--run_dir", run)
+    path.write_text(json.dumps(fitted))
+    evaluated = run_ok(APP, "evaluate", "--run_dir", run, "--examples", "2").stdout
+    assert f"note: {path} ({fitted['source']}) was fitted on earlier weights of this run: replaced" in evaluated
+    refitted = json.loads(path.read_text())
+    assert refitted["source"] == "evaluate: test pairs" and refitted[WEIGHTS_KEY] != fitted[WEIGHTS_KEY]
+    assert "->" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+
+
+def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
+    """A JSON typo, a missing or non-numeric key: one line naming the file and the key; a complete hand-made
+    file is used as it is; evaluate replaces a damaged one."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    path = run / "calibration.json"
+    a, b = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1)
+    for text, expected in [('{"threshold": 0.6, "slope": -10 "intercept": 6}', f"{path} is not valid JSON (Expecting"),
+                           ('[0.6, -10, 6]', f"{path} holds a JSON list, not an object with threshold, slope"),
+                           ('{"threshold": 0.6}', f'{path} has no "slope" (p(same) = sigmoid(slope * d + intercept)'),
+                           ('{"slope": -10, "intercept": 6}', f'{path} has no "threshold": add it'),
+                           ('{"threshold": "0.6", "slope": -10, "intercept": 6}',
+                            f'{path}: "threshold" must be a finite number, not "0.6"'),
+                           ('{"threshold": 0.6, "slope": NaN, "intercept": 6}', f'{path}: "slope" must be a finite number'),
+                           ('{"threshold": 0.6, "slope": -10, "intercept": 6, "flip_test": "no"}',
+                            f'{path}: "flip_test" must be a true or false, not "no"')]:
+        path.write_text(text)
+        code, _, err = run_main(APP, "predict", a, b, "--run_dir", run)
+        assert code == 2 and err.startswith(f"error: {expected}") and len(err.strip().splitlines()) == 1, (text, err)
+    path.write_text('{"threshold": 0.6, "slope": -10, "intercept": 6}')
+    assert "(threshold 0.6000)" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+    path.write_text('{"threshold": 0.6,')
+    evaluated = run_ok(APP, "evaluate", "--run_dir", run, "--examples", "2").stdout
+    assert f"note: {path} could not be read as a calibration: replaced" in evaluated
+    assert json.loads(path.read_text())["source"] == "evaluate: test pairs"

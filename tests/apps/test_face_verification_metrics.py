@@ -11,8 +11,8 @@ import pytest
 from apps.core.errors import UserError
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_pair_sheet, save_roc
 from apps.face_verification.verification import (
-    MIN_IMPOSTORS, accuracy_at, best_threshold, calibrated_probability, fit_calibration, hardest_pairs,
-    identification_report, make_pairs, pair_distances, tar_at_far, verification_report)
+    MIN_IMPOSTORS, THRESHOLD_RULE, accuracy_at, best_threshold, calibrated_probability, fit_calibration,
+    hardest_pairs, identification_report, make_pairs, pair_distances, tar_at_far, verification_report)
 
 
 def _random_pairs(seed, n=400, folds=5):
@@ -32,6 +32,16 @@ def brute_auc(d, same):
 def brute_best_accuracy(d, same):
     candidates = np.r_[-1.0, np.unique(d)]  # "same" when d <= t: every distinct decision is one of these
     return max(np.mean((d <= t) == same) for t in candidates)
+
+
+def balanced_accuracy(d, same, t):
+    return (np.mean(d[same] <= t) + np.mean(d[~same] > t)) / 2
+
+
+def imbalanced_pairs(seed=0):
+    """100 genuine pairs, 2000 impostors (as calibrate on a user's folder or evaluate with many people gives)."""
+    rng = np.random.default_rng(seed)
+    return np.r_[rng.normal(0.6, 0.15, 100), rng.normal(1.2, 0.15, 2000)], np.arange(2100) < 100
 
 
 # --- pairs -----------------------------------------------------------------------------------------------
@@ -102,6 +112,33 @@ def test_best_threshold_on_four_points_takes_the_smaller_of_two_equally_good():
 def test_best_threshold_matches_every_threshold_tried(seed):
     d, same, _ = _random_pairs(seed)
     assert accuracy_at(d, same, best_threshold(d, same)) == pytest.approx(brute_best_accuracy(d, same))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_threshold_matches_every_threshold_tried(seed):
+    d, same, _ = _random_pairs(seed)
+    best = max(balanced_accuracy(d, same, t) for t in np.r_[-1.0, np.unique(d)])
+    assert balanced_accuracy(d, same, best_threshold(d, same, balanced=True)) == pytest.approx(best)
+    # of equally good ones the smallest: accepting the nearest 1 or all 3 both give balanced accuracy 3/4
+    assert best_threshold([0.2, 0.6, 0.7], [True, False, True], balanced=True) == pytest.approx(0.4)
+
+
+def test_decision_and_probability_agree_on_imbalanced_pairs():
+    """The threshold by balanced accuracy sits where the 50/50 calibration says 0.5 (the most accurate one on
+    1:20 pairs sits far nearer, where p(same) is ~0.9); the calibration centred on it makes d <= threshold and
+    p >= 0.5 the same decision for every pair."""
+    d, same = imbalanced_pairs()
+    threshold = best_threshold(d, same, balanced=True)
+    assert threshold == pytest.approx(0.9, abs=0.05) and best_threshold(d, same) < 0.85
+    a, b = fit_calibration(d, same)  # free, at a 50/50 prior: its 0.5 point is the balanced threshold's
+    assert -b / a == pytest.approx(0.9, abs=0.02) and calibrated_probability(threshold, a, b) == pytest.approx(0.5, abs=0.05)
+    a, b = fit_calibration(d, same, center=threshold)
+    assert a < -5 and calibrated_probability(threshold, a, b) == pytest.approx(0.5, abs=1e-9)
+    np.testing.assert_array_equal(d <= threshold, calibrated_probability(d, a, b) >= 0.5)
+    report = verification_report(d, same, np.arange(len(d)) % 5)
+    assert report["threshold"] == threshold and report["threshold_rule"] == THRESHOLD_RULE == "balanced accuracy"
+    assert report["fold_threshold"] == [best_threshold(d[np.arange(len(d)) % 5 != k], same[np.arange(len(d)) % 5 != k],
+                                                       balanced=True) for k in range(5)]
 
 
 def test_perfect_separation():
@@ -182,9 +219,17 @@ def test_calibration_recovers_a_known_logistic_model():
     same = rng.random(20000) < calibrated_probability(d, -5.0, 4.0)
     a, b = fit_calibration(d, same, prior=None)
     assert a == pytest.approx(-5.0, abs=0.25) and b == pytest.approx(4.0, abs=0.2)
-    a2, b2 = fit_calibration(d, same)  # prior 0.5: the same slope, the intercept moved by the sample's log-odds
+    a2, b2 = fit_calibration(d, same)  # prior 0.5: about the same slope, the intercept moved by the sample's log-odds
     share = same.mean()
-    assert a2 == a and b2 == pytest.approx(b - np.log(share / (1 - share)))
+    assert a2 == pytest.approx(a, abs=0.1) and b2 == pytest.approx(b - np.log(share / (1 - share)), abs=0.1)
+
+
+def test_calibration_centred_on_a_threshold_fits_the_slope_alone():
+    d = np.array([0.1, 0.2, 0.3, 1.1, 1.3, 1.6])
+    a, b = fit_calibration(d, [True, True, True, False, False, False], center=0.5)
+    assert a < -5 and b == pytest.approx(-a * 0.5) and calibrated_probability(0.5, a, b) == 0.5
+    a, b = fit_calibration(d, [False, False, False, True, True, True], center=0.5)  # farther = same: no information
+    assert (a, b) == (0.0, 0.0) and calibrated_probability(0.1, a, b) == 0.5
 
 
 def test_calibration_stays_finite_on_separable_pairs():
