@@ -381,13 +381,13 @@ def latency(args, flags, keep):
     png = tf.io.encode_png(faces.images[0]).numpy()  # 112 high x 92 wide, grey
     png2 = tf.io.encode_png(faces.images[10]).numpy()
     app, raw = keep["app"], keep.get("raw")
+    model = runner.load_trained(app)
     if raw is not None:
-        app._save_calibration(raw["d_train"], raw["train_same"], "bench/faces.py: the training people's pairs")
+        app._save_calibration(model, raw["d_train"], raw["train_same"], "bench/faces.py: the training people's pairs")
     export_dir = runner.export(app, Path(tempfile.mkdtemp(prefix="bench-faces-export-")))
     result = {"image": f"AT&T face PNG {faces.images.shape[2]}x{faces.images.shape[1]} grey ({len(png)} bytes)",
               "model": f"{app.config.model.backbone} fine-tuned (fold 0) at {app.size}x{app.size}",
               "export_dir": str(export_dir), **serve_latency(export_dir, png, png2, args)}
-    model = runner.load_trained(app)
     embedder = embedder_of(model, app.config.flip_test)
     result["forward_gflops_per_face"] = round(forward_flops(embedder, (app.size, app.size, 3)) / 1e9, 3)
     result["breakdown"] = latency_breakdown(app, embedder, png, args)
