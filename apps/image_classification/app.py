@@ -18,7 +18,7 @@ from apps.image_classification.config import ClassificationConfig
 from apps.image_classification.metrics import classification_report, plot_confusion_matrix
 from apps.image_classification.model import build_classifier
 from data.images.decode import decode_image_batch
-from data.images.files import image_paths, refused_because
+from data.images.files import image_paths, refuse_dark_16_bit_png, refused_because
 from data.images.pipeline import channel_stats, eval_batches, load_splits, split_record, train_epoch
 from data.images.sources import load_embedded
 
@@ -104,6 +104,7 @@ class ImageClassification(RecordedSplits, App):
                 images.append(decode_image_batch(tf.constant([data]), (h, w), c)[0])
             except tf.errors.InvalidArgumentError as e:
                 raise UserError(f"{p}: {refused_because(e, data)}") from None
+            refuse_dark_16_bit_png(p, data)
         probabilities = _batched_call(model, tf.data.Dataset.from_tensor_slices(tf.stack(images)).batch(64))
         k = min(self.config.top_k, len(self.class_names))
         records = []

@@ -37,7 +37,7 @@ from data.boxes.geometry import canvas_to_image, to_xyxy
 from data.boxes.pipeline import canvas_sides, eval_batches, load_detection_splits, split_record, train_epoch
 from data.generated.scenes import make_scenes
 from data.images.decode import decode_letterbox_batch
-from data.images.files import decode_image, image_paths, picture_names, refused_because
+from data.images.files import decode_image, image_paths, picture_names, refuse_dark_16_bit_png, refused_because
 
 EXAMPLES = 8  # test images drawn by `evaluate`
 KEPT_ON_RESUME = ("mosaic", "multi_scale")  # data flags a resumed run keeps from its state unless set again
@@ -323,6 +323,7 @@ class ObjectDetection(RecordedSplits, App):
                 image = decode_image(tf.constant(data), 3).numpy()  # as served: upright (EXIF orientation)
             except tf.errors.InvalidArgumentError as e:
                 raise UserError(f"{path}: {refused_because(e, data)}") from None
+            refuse_dark_16_bit_png(path, data)
             n = int(result["num_detections"][0])
             keep = result["scores"][0, :n] >= self.config.draw_threshold
             boxes, scores = result["boxes"][0, :n][keep], result["scores"][0, :n][keep]

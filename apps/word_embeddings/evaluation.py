@@ -4,6 +4,7 @@ Analogies follow gensim's `evaluate_word_analogies`: question words lower-cased,
 only if its four words are among the `restrict` most frequent, and the answer is the best word
 other than the three given. 3CosMul is Levy & Goldberg's (2014), with cosines shifted to [0, 1].
 """
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,12 @@ from apps.word_embeddings.model import normalized
 
 
 def _lines(path, what):
+    """The file's lines, composed (NFC) as the corpus was, so a decomposed "café" in a test file is the word."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} file not found: {path}")
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        return unicodedata.normalize("NFC", path.read_text(encoding="utf-8-sig")).splitlines()
     except UnicodeDecodeError as e:
         raise UserError(f"{what} file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
 

@@ -2,7 +2,9 @@
 
 Out-of-vocabulary words are explicit: `serving_default` returns a zero vector and
 `in_vocabulary` False for them, and `neighbors` returns empty strings and similarity 0.
-Words are looked up stripped and lower-cased, as the corpus was standardised.
+Words are looked up stripped and lower-cased, as the corpus was standardised. The corpus was also composed
+(NFC), which core TensorFlow cannot do in a graph, so a word typed decomposed ("cafe" + U+0301, as macOS
+file names and some keyboards give it) is found through a second table of the words' decomposed (NFD) forms.
 
 Unusual requests (tested in tests/apps/test_serving_guards.py): an empty batch, or a word that is not
 valid UTF-8, is an INVALID_ARGUMENT naming `words` (and the bad indices); an empty string and a very
@@ -11,6 +13,7 @@ longest word).
 """
 import shutil
 import tempfile
+import unicodedata
 import weakref
 from pathlib import Path
 
@@ -45,6 +48,14 @@ class EmbeddingServing(tf.Module):
         self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             self.vocabulary_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
             tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1, experimental_is_anonymous=True)
+        decomposed = Path(folder) / "decomposed.txt"  # "NFD form<TAB>row" for the words that have one; the
+        # first line maps "" to the table's default, as TensorFlow cannot initialise a table from an empty file
+        decomposed.write_text("\t-1\n" + "".join(f"{unicodedata.normalize('NFD', w)}\t{i}\n" for i, w in
+                              enumerate(vocabulary) if unicodedata.normalize("NFD", w) != w), encoding="utf-8")
+        self.decomposed_file = tf.saved_model.Asset(str(decomposed))
+        self.decomposed = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            self.decomposed_file, tf.string, 0, tf.int64, 1, delimiter="\t"), default_value=-1,
+            experimental_is_anonymous=True)
         self.words = tf.Variable(vocabulary, trainable=False, name="words")
 
     def release_vocabulary_file(self):
@@ -53,7 +64,9 @@ class EmbeddingServing(tf.Module):
 
     def _ids(self, words):
         words = checked_text(words, "words", "word")
-        return self.table.lookup(tf.strings.lower(tf.strings.strip(words), encoding="utf-8"))
+        words = tf.strings.lower(tf.strings.strip(words), encoding="utf-8")
+        ids = self.table.lookup(words)
+        return tf.where(ids >= 0, ids, self.decomposed.lookup(words))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")], autograph=False)
     def serve(self, words):

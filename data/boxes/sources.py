@@ -17,9 +17,10 @@ import tensorflow as tf
 from data.boxes.geometry import check_boxes, from_coco, from_relative, from_voc, letterbox
 from data.errors import DataError
 from data.images.exif import exif_orientation
-from data.images.files import read_image_file, user_files
+from data.images.files import read_image_file
 from data.split_record import report_gone
 from data.tfds_sets import open_tfds
+from data.user_files import user_files
 
 
 @dataclasses.dataclass

@@ -95,10 +95,14 @@ def _all(data, needle):
 def _dark_16_bit_png(data):
     """Why a 16-bit PNG would come out nearly black, or None. Decoding to 8 bits (as every model of the suite and
     its exports decode) keeps each value's high byte, so 12-bit camera or microscope data (values up to 4095)
-    becomes 0..15; a PNG that uses the top quarter of the 16-bit range is fine."""
+    becomes 0..15. A PNG whose values reach 16384 (a quarter of the range, more than 14-bit data holds) is taken as
+    full-range. Alpha does not count: an opaque 12-bit RGBA image has alpha 65535. Call it on checked bytes."""
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 26 or data[24] != 16:  # IHDR bit depth
         return None
-    top = int(tf.reduce_max(tf.io.decode_png(data, dtype=tf.uint16)))
+    pixels = tf.io.decode_png(data, dtype=tf.uint16)
+    if data[25] in (4, 6):  # IHDR colour type: grey + alpha, RGBA
+        pixels = pixels[..., :-1]
+    top = int(tf.reduce_max(pixels))
     if top >= 1 << 14:
         return None
     return (f"a 16-bit PNG whose values reach only {top} of 65535: decoded to 8 bits, as the exported models decode it, "
@@ -271,13 +275,22 @@ def load_image_file(path, size, channels, square="stretch"):
 def read_image_file(path, channels=3):
     """One image file at its own size as a uint8 (h, w, channels) tensor, decoded as serving decodes it."""
     data = Path(path).read_bytes()
+    try:
+        image = _checked_decode(data, channels)
+    except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it
+        raise DataError(f"{path}: {refused_because(e, data)}") from None
+    refuse_dark_16_bit_png(path, data)
+    return image
+
+
+def refuse_dark_16_bit_png(path, data):
+    """A DataError naming `path` if its bytes (already decoded once, so checked) are a 16-bit PNG of 12- or 14-bit data."""
     dark = _dark_16_bit_png(data)
     if dark:
         raise DataError(f"{path}: {dark}")
-    try:
-        return _checked_decode(data, channels)
-    except tf.errors.InvalidArgumentError as e:  # the reason is in the error: no second decode to find it
-        raise DataError(f"{path}: {refused_because(e, data)}") from None
+
+
+_NOTED_FOLDERS = set()
 
 
 def image_paths(inputs):
@@ -290,7 +303,8 @@ def image_paths(inputs):
             files = user_files(item)
             found = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
             other = [p for p in files if p.suffix.lower() in OTHER_IMAGE_EXTENSIONS]
-            if other:
+            if other and (item.resolve(), len(other)) not in _NOTED_FOLDERS:  # once, however often a run walks it
+                _NOTED_FOLDERS.add((item.resolve(), len(other)))
                 kinds = ", ".join(sorted({p.suffix[1:].upper() for p in other}))
                 print(f"note: left out {len(other)} picture(s) under {item} in a format the exported models cannot "
                       f"decode ({kinds}), e.g. {other[0]}: convert them to JPEG or PNG")

@@ -111,8 +111,9 @@ def split_record(cfg, seed, sets):
         return new_record(cfg.source, split_recipe(cfg, seed), class_names)
     members = {name: list(s.files) if s is not None else [] for name, s in sets.items()}
     used = {m for split in members.values() for m in split}
-    return new_record(cfg.source, split_recipe(cfg, seed), class_names, members,
-                      [k for k in _all_member_keys(cfg) if k not in used])
+    record = new_record(cfg.source, split_recipe(cfg, seed), class_names, members,
+                        [k for k in _all_member_keys(cfg) if k not in used])
+    return {**record, "binary_masks": sets["train"].binary}
 
 
 def _required(value, key, source):
@@ -131,7 +132,8 @@ def _recorded_splits(cfg, record, names):
         if name == "val" and not members:
             sets[name] = None
         elif cfg.source == "folder":
-            sets[name] = load_mask_folder(path, record["class_names"], members, name, cfg.max_side)
+            sets[name] = load_mask_folder(path, record["class_names"], members, name, cfg.max_side,
+                                          record.get("binary_masks"))  # None in records from before it was kept
         else:
             sets[name] = load_voc_segmentation(path, None, members, name, cfg.max_side)
     return sets

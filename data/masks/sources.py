@@ -40,6 +40,7 @@ class MaskSet:
     masks: list
     files: Optional[list]  # folder/VOC: image paths relative to the data folder (split record keys); else None
     class_names: list
+    binary: bool = False  # folder masks read as 0/255 -> 0/1 (recorded, so a split loaded alone is read alike)
     cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)  # the pipeline's tensors
 
     def __len__(self):
@@ -48,7 +49,7 @@ class MaskSet:
     def take(self, index):
         index = [int(i) for i in np.asarray(index, int).ravel()]
         return MaskSet([self.images[i] for i in index], [self.masks[i] for i in index],
-                       None if self.files is None else [self.files[i] for i in index], self.class_names)
+                       None if self.files is None else [self.files[i] for i in index], self.class_names, self.binary)
 
 
 def shrink_image(image, max_side):
@@ -289,14 +290,15 @@ def _examples(names, more=3):
     return ", ".join(names[:more]) + (", ..." if len(names) > more else "")
 
 
-def load_mask_folder(root, class_names=None, members=None, split="test", max_side=None):
+def load_mask_folder(root, class_names=None, members=None, split="test", max_side=None, binary=None):
     """`root/images/` and `root/masks/` (or image/ and label(s)/) matched by name (sub-folders too); class names from `class_names`,
     else `root/classes.txt` (one per line, id 0 first), else background/foreground for binary 0/255
     masks, else class_0..class_<max id>.
 
     With `members` (a split record's image paths relative to `root`), exactly those, in that order;
     members whose image or mask is gone are reported (data.split_record.report_gone). With `max_side`, each image
-    and mask is shrunk as it is read (shrink_image, shrink_mask), so only the shrunk ones are held."""
+    and mask is shrunk as it is read (shrink_image, shrink_mask), so only the shrunk ones are held. `binary`: the
+    whole set's reading (MaskSet.binary) for a split loaded alone, whose masks may all look 0/255 in a set of ids."""
     root, images_dir, images, masks_dir, masks = _pairs(root)
     if members is not None:
         keys = [(root / m).relative_to(images_dir).with_suffix("").as_posix() for m in members]
@@ -321,7 +323,7 @@ def load_mask_folder(root, class_names=None, members=None, split="test", max_sid
     named = _class_names_file(root)
     class_names = list(class_names or named or [])
     num_classes = len(class_names) or None
-    binary = _binary_set(raws, num_classes, root, named is not None)
+    binary = _binary_set(raws, num_classes, root, named is not None) if binary is None else binary
     ids = [_to_ids(raw, palette, path, binary, num_classes) for path, raw, palette in raws]
     if members is None:
         _refuse_nothing_to_learn(raws, ids, masks_dir)
@@ -338,7 +340,7 @@ def load_mask_folder(root, class_names=None, members=None, split="test", max_sid
         image = _read_image(images[k])
         _check_same_size(image, shape, images[k], masks[k])
         pictures.append(shrink_image(image, max_side))
-    return MaskSet(pictures, ids, [images[k].relative_to(root).as_posix() for k in keys], class_names)
+    return MaskSet(pictures, ids, [images[k].relative_to(root).as_posix() for k in keys], class_names, binary)
 
 
 # ---- Pascal VOC segmentation ----

@@ -119,8 +119,10 @@ def test_balanced_threshold_matches_every_threshold_tried(seed):
     d, same, _ = _random_pairs(seed)
     best = max(balanced_accuracy(d, same, t) for t in np.r_[-1.0, np.unique(d)])
     assert balanced_accuracy(d, same, best_threshold(d, same, balanced=True)) == pytest.approx(best)
-    # of equally good ones the smallest: accepting the nearest 1 or all 3 both give balanced accuracy 3/4
-    assert best_threshold([0.2, 0.6, 0.7], [True, False, True], balanced=True) == pytest.approx(0.4)
+    # of equally good ones the smallest: accepting the nearest 1 or the nearest 3 both give balanced accuracy 3/4
+    d, same = np.array([0.1, 0.5, 0.6, 0.9]), np.array([True, False, True, False])
+    assert balanced_accuracy(d, same, 0.3) == balanced_accuracy(d, same, 0.75) == pytest.approx(0.75)
+    assert best_threshold(d, same, balanced=True) == pytest.approx(0.3)
 
 
 def test_decision_and_probability_agree_on_imbalanced_pairs():

@@ -123,7 +123,10 @@ def test_user_errors_are_one_line(trained, tmp_path, class_folder):
     (tmp_path / "notes.txt").write_text("not an image")
     jpeg = (class_folder / "cat" / "001.jpg").read_bytes()
     (class_folder / "dog" / "broken.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    Image.fromarray(np.full((28, 28), 4095, np.uint16)).save(tmp_path / "twelve_bit.png")
     cases = [
+        ([APP, "predict", tmp_path / "twelve_bit.png", "--run_dir", run_dir],
+         "twelve_bit.png: a 16-bit PNG whose values reach only 4095 of 65535"),
         ([APP, "evaluate", "--run_dir", tmp_path / "empty_run"], "no trained model at"),
         ([APP, "predict", tmp_path / "missing.png", "--run_dir", run_dir], "input not found: "),
         ([APP, "predict", tmp_path / "notes.txt", "--run_dir", run_dir],

@@ -159,6 +159,9 @@ def test_user_errors_are_one_line(trained, tmp_path):
     assert proc.returncode == 2 and last_line(proc.stderr) == (
         f"error: {tmp_path / 'notes.txt'}: refused by the decoders the exported models use (`images` holds bytes that "
         "are not a JPEG/PNG/GIF/BMP/WebP/PGM image); convert it to PNG or JPEG")
+    Image.fromarray(np.full((40, 40), 4095, np.uint16)).save(tmp_path / "twelve_bit.png")
+    proc = run_main(APP, "predict", tmp_path / "twelve_bit.png", "--run_dir", run_dir)
+    assert proc.returncode == 2 and "twelve_bit.png: a 16-bit PNG whose values reach only 4095" in last_line(proc.stderr)
     write_voc(tmp_path / "voc", "a", [("dog", 5, 5, 10, 10)])
     write_voc(tmp_path / "voc", "b", [("cat", 5, 5, 10, 10)])
     proc = run_main(APP, "train", "--run_dir", tmp_path / "r", "--data.source", "voc", "--data.path", tmp_path / "voc",

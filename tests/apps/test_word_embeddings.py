@@ -264,6 +264,29 @@ def test_the_common_similarity_and_analogy_layouts_are_read(tmp_path):
                                                   "capitals": [("paris", "france", "rome", "italy")]}
 
 
+def test_decomposed_words_are_the_corpus_words_in_test_files_and_the_export(tmp_path):
+    """The corpus is composed (NFC); "café" typed as "cafe" + U+0301 (macOS, some keyboards) must find it in
+    similarity and analogy files and in the exported lookup, which cannot compose in its graph."""
+    import tensorflow as tf
+
+    from apps.word_embeddings.evaluation import read_analogies, read_wordsim
+    from apps.word_embeddings.serving import EmbeddingServing
+
+    decomposed = "cafe\u0301"
+    (tmp_path / "sim.tab").write_text(f"{decomposed}\tbar\t6.5\n", encoding="utf-8")
+    assert read_wordsim(tmp_path / "sim.tab") == [("caf\u00e9", "bar", 6.5)]
+    (tmp_path / "q.txt").write_text(f": drinks\n{decomposed} coffee bar beer\n", encoding="utf-8")
+    assert read_analogies(tmp_path / "q.txt") == {"drinks": [("caf\u00e9", "coffee", "bar", "beer")]}
+
+    module = EmbeddingServing(np.eye(3, dtype=np.float32), ["bar", "caf\u00e9", "na\u00efve"])
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve.get_concrete_function()})
+    module.release_vocabulary_file()
+    serve = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
+    got = serve(words=tf.constant(["CAFE\u0301", "caf\u00e9", "nai\u0308ve", "cafe", "bar"]))
+    assert got["in_vocabulary"].numpy().tolist() == [True, True, True, False, True]
+    np.testing.assert_array_equal(got["vectors"].numpy()[:3], [[0, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
 def test_predict_query_parsing():
     from apps.core.errors import UserError
     from apps.word_embeddings.app import _parse_query

@@ -117,7 +117,7 @@ def test_split_record_pins_folder_members(tmp_path, capsys):
     splits = load_segmentation_splits(cfg, seed=3)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 2, 2]
     record = split_record(cfg, 3, splits)
-    assert record["class_names"] == ["background", "foreground"]
+    assert record["class_names"] == ["background", "foreground"] and record["binary_masks"] is True
     assert sorted(sum(record["members"].values(), [])) == [f"images/{i:02d}.png" for i in range(10)]
     _folder(tmp_path / "more", n=12)
     for i in (10, 11):  # two images added since: ignored and counted
@@ -129,6 +129,28 @@ def test_split_record_pins_folder_members(tmp_path, capsys):
     assert "2 image(s) under" in capsys.readouterr().out
     with pytest.raises(DataError, match="other data flags"):
         load_segmentation_splits(dataclasses.replace(cfg, test_fraction=0.3), seed=3, record=record)
+
+
+def test_a_recorded_split_reads_its_masks_as_the_whole_set_did(tmp_path):
+    """classes.txt names 2 classes; masks are ids (0, lesion 1, 255 ignore), but 8 of 10 images have no lesion, so
+    their masks hold only 0 and 255. Some split is all such masks: loaded alone from the record it must not be
+    taken for a binary set (255 -> lesion)."""
+    root = _folder(tmp_path / "d")
+    (root / "classes.txt").write_text("background\nlesion\n")
+    for i in range(10):
+        mask = np.zeros((20, 24), np.uint8)
+        mask[0, :] = 255
+        if i < 2:
+            mask[8:12, 8:16] = 1
+        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
+    cfg = dataclasses.replace(TINY, source="folder", path=str(root), val_fraction=0.2, test_fraction=0.2)
+    splits = load_segmentation_splits(cfg, seed=3)
+    record = split_record(cfg, 3, splits)
+    assert record["binary_masks"] is False
+    again = load_segmentation_splits(cfg, seed=3, record=record)
+    for s in ("train", "val", "test"):
+        for before, now in zip(splits[s].masks, again[s].masks):
+            np.testing.assert_array_equal(now, before)
 
 
 def test_unscaled_crop_is_exact_and_pads_with_ignore():

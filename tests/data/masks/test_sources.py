@@ -145,6 +145,8 @@ def test_named_classes_read_0_1_255_masks_as_ids_with_255_ignored(tmp_path):
     mset = load_mask_folder(root)
     assert mset.class_names == ["background", "lesion"]
     assert set(np.unique(mset.masks[0])) == {0, 255} and set(np.unique(mset.masks[1])) == {0, 1, 255}
+    alone = load_mask_folder(root, mset.class_names, members=["images/a.png"], binary=mset.binary)  # a recorded split
+    assert set(np.unique(alone.masks[0])) == {0, 255}
 
 
 def test_masks_with_nothing_but_background_are_refused(tmp_path):
