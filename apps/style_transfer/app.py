@@ -38,6 +38,7 @@ from data.style.sources import image_path, read_picture
 
 STRIDE = {"johnson": 4, "adain": 8}  # the networks' downsampling: inputs are padded to a multiple of it
 EVAL_SIDE = 512  # evaluate: photos are stylised with this long side (or their own, if smaller)
+EVAL_MIN_SIDE = 64  # evaluate: smaller photos are left out (said): the loss network's pools need the pixels
 
 
 @register_app("style_transfer")
@@ -184,17 +185,20 @@ class StyleTransfer(App):
 
     def evaluate(self, model, out_dir):
         cfg = self.config
-        if not (self.run_dir / SPLIT_RECORD).is_file():
-            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): its "
-                  "held-out photos are split again from the photos present now")
-        paths = self.split()["val"]
+        listed = []
+        if not (self.run_dir / SPLIT_RECORD).is_file():  # older runs: their state.json lists the held-out photos
+            listed = [Path(p) for p in (self.learned or {}).get("held_out_photos") or [] if Path(p).is_file()]
+            print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): " +
+                  (f"measured on the {len(listed)} held-out photo(s) its state.json lists" if listed else
+                   "its held-out photos are split again from the photos present now"))
+        paths = listed or self.split()["val"]
         held_out = bool(paths)
         if not held_out:
             paths = self.split()["train"]
             print("note: the run holds no photo out; measured on its training photos")
         stylize = self.stylizer(model)
         style = self.style_image((self.learned or {}).get("style"))
-        rows, measured, seconds, overlap, skipped = [], [], [], [], []
+        rows, measured, seconds, overlap, skipped, small = [], [], [], [], [], []
         for path in paths:
             try:
                 content = read_picture(path, "content", long_side=EVAL_SIDE)
@@ -202,6 +206,9 @@ class StyleTransfer(App):
                 if not cfg.data.skip_bad_files:  # training skipped it too, and said so
                     raise
                 skipped.append(path)
+                continue
+            if min(content.shape[:2]) < EVAL_MIN_SIDE:
+                small.append(path)
                 continue
             image = tf.cast(content, tf.float32)
             if not seconds:
@@ -216,8 +223,12 @@ class StyleTransfer(App):
                              (f"{self.arch}", np.clip(np.round(result), 0, 255).astype(np.uint8))])
         if skipped:
             print(f"note: skipped {len(skipped)} unreadable photo(s) (--data.skip_bad_files), e.g. {skipped[0]}")
+        if small:
+            print(f"note: left out {len(small)} photo(s) under {EVAL_MIN_SIDE} pixels on a side, too small to measure "
+                  f"losses on, e.g. {small[0]}")
         if not measured:
-            raise UserError(f"none of the run's {len(paths)} photo(s) to measure on can be read, e.g. {skipped[0]}")
+            why = "can be read" if skipped else f"is {EVAL_MIN_SIDE} pixels on a side or more"
+            raise UserError(f"none of the run's {len(paths)} photo(s) to measure on {why}, e.g. {(skipped or small)[0]}")
         save_sheet(rows, out_dir / "sheet.png")
         report = {k: float(np.mean([m[k] for m in measured])) for k in measured[0]}
         report.update(photos=len(measured), held_out=held_out, seconds_per_photo=float(np.median(seconds)),

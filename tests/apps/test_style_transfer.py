@@ -163,6 +163,29 @@ def test_evaluate_skips_a_photo_that_training_skipped(johnson, tmp_path):
     assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 1
 
 
+def test_a_run_without_split_record_is_evaluated_on_the_photos_its_state_lists(johnson, tmp_path):
+    """Runs from before the split record: their state.json's held-out photos, not a fresh split of today's folder
+    (which could hold photos the run trained on). A thumbnail is left out (the loss network's pools need pixels)."""
+    run = tmp_path / "run"
+    shutil.copytree(johnson, run)
+    (run / "data" / "splits.json").unlink()
+    state = json.loads((run / "state.json").read_text())
+    state["held_out_photos"] = [str(_photo(tmp_path / f"{n}.png", (96, 128))) for n in ("a", "b")]
+    (run / "state.json").write_text(json.dumps(state))
+    out = run_ok(APP, "evaluate", "--run_dir", run).stdout
+    assert "measured on the 2 held-out photo(s) its state.json lists" in out
+    assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 2
+    state["held_out_photos"].append(str(_photo(tmp_path / "thumb.png", (24, 32))))  # a thumbnail: left out, said
+    (run / "state.json").write_text(json.dumps(state))
+    out = run_ok(APP, "evaluate", "--run_dir", run).stdout
+    assert "note: left out 1 photo(s) under 64 pixels on a side, too small to measure losses on, e.g. " in out
+    assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 2
+    state["held_out_photos"] = state["held_out_photos"][-1:]
+    (run / "state.json").write_text(json.dumps(state))
+    code, _, err = run_main(APP, "evaluate", "--run_dir", run)
+    assert code == 2 and "is 64 pixels on a side or more, e.g. " in last_line(err) and "Traceback" not in err
+
+
 def test_a_trained_network_predicts_without_its_style_file(johnson, tmp_path):
     """A Johnson run copied to another machine, its painting left behind: the network holds the style, so
     predict still paints, draws the sheet without the style panel and says so in one line."""
