@@ -25,7 +25,7 @@ from data.images.files import image_paths, picture_names, read_image_file
 from data.masks.pipeline import load_segmentation_splits, split_record, train_epoch, validation_batches
 from layers.losses.segmentation import IGNORE_LABEL, make_loss
 
-COLLAPSE = 0.01  # warn when the predicted foreground covers less than this share of the pixels, or more than 1 - it
+COLLAPSE = 0.01  # warn when one class is predicted for more than 1 - this share of the pixels (not so in the truth)
 
 
 @register_app("semantic_segmentation")
@@ -115,7 +115,7 @@ class SemanticSegmentation(RecordedSplits, App):
         report["per_class_iou"] = dict(zip(self.class_names, report.pop("iou")))
         report["per_class_dice"] = dict(zip(self.class_names, report.pop("dice")))
         report["images"] = len(test.images)
-        _warn_if_collapsed(report.get("predicted_foreground"))
+        _warn_if_collapsed(scores.confusion, self.class_names)
         print(f"mean IoU {report['mean_iou']:.4f}  pixel accuracy {report['pixel_accuracy']:.4f} "
               f"on {len(test.images)} test images")
         return report
@@ -167,11 +167,15 @@ def class_weights(option, masks, num_classes):
     return weights
 
 
-def _warn_if_collapsed(foreground):
-    """The "all black" collapse users of U-Net ports keep meeting: a prediction that is (almost) one class."""
-    if foreground is None:
+def _warn_if_collapsed(confusion, class_names):
+    """The "all black" collapse users of U-Net ports keep meeting: (almost) every pixel predicted one class (for two
+    classes: foreground under 1% or over 99%), which the truth is not (it holds that class on under 98%)."""
+    total = confusion.sum()
+    if not total:
         return
-    if foreground < COLLAPSE or foreground > 1 - COLLAPSE:
-        print(f"warning: the predicted foreground covers {foreground:.2%} of the test pixels: the model predicts "
-              f"(almost) only {'background' if foreground < COLLAPSE else 'foreground'}; try more epochs, "
-              "--class_weights balanced or --loss cross_entropy+dice")
+    predicted, truth = confusion.sum(0) / total, confusion.sum(1) / total  # rows: truth, columns: prediction
+    c = int(predicted.argmax())
+    if predicted[c] > 1 - COLLAPSE and truth[c] < 1 - 2 * COLLAPSE:
+        print(f"warning: the model predicts {class_names[c]} for {predicted[c]:.2%} of the test pixels (the truth: "
+              f"{truth[c]:.2%}): (almost) only one class; try more epochs, --class_weights balanced or "
+              "--loss cross_entropy+dice")

@@ -2,6 +2,8 @@
 the user errors a person can meet."""
 import json
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -111,14 +113,26 @@ def test_trains_on_an_image_mask_folder_and_evaluates_its_recorded_split(tmp_pat
 
 
 def test_collapsed_prediction_is_warned(trained, tmp_path, monkeypatch):
-    """A model that predicts only background gets the "all black" warning."""
+    """A model that predicts (almost) only one class gets the "all black" warning, at evaluate, for five classes as
+    for two; a prediction that is one class where the truth is too does not."""
     from apps.semantic_segmentation import app as seg_app
 
     lines = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    seg_app._warn_if_collapsed(0.001)
-    seg_app._warn_if_collapsed(0.5)
-    assert len(lines) == 1 and "0.10% of the test pixels" in lines[0] and "only background" in lines[0]
+    names = ["background", "cells"]
+    seg_app._warn_if_collapsed(np.array([[900, 0], [99, 1]]), names)  # foreground 0.10% predicted, 10% true
+    seg_app._warn_if_collapsed(np.array([[500, 0], [0, 500]]), names)
+    seg_app._warn_if_collapsed(np.array([[995, 0], [5, 0]]), names)  # the truth is background too
+    assert len(lines) == 1 and "predicts background for 99.90% of the test pixels (the truth: 90.00%)" in lines[0]
+    monkeypatch.undo()
+
+    def all_background(self, model):  # the evaluate path itself, five classes
+        return lambda image: tf.one_hot(tf.zeros(tf.shape(image)[:2], tf.int32), len(self.class_names))
+
+    monkeypatch.setattr(seg_app.SemanticSegmentation, "_probabilities", all_background)
+    shutil.copytree(trained, tmp_path / "run")
+    out = run_ok(APP, "evaluate", "--run_dir", tmp_path / "run").stdout
+    assert "warning: the model predicts background for 100.00% of the test pixels" in out
 
 
 def test_class_weights_balanced_and_listed():
