@@ -147,9 +147,11 @@ def test_class_weights_balanced_and_listed():
 @pytest.mark.parametrize("value, message", [
     ("1,2", "--class_weights needs 5 finite weights >= 0"),
     ("1,x,1,1,1", "--class_weights must be 'balanced' or 5 comma-separated numbers"),
+    ("1,1,1,1,1 --loss dice", "--loss dice with --class_weights: class weights apply to the cross-entropy"),
 ])
 def test_bad_class_weights_are_one_line(tmp_path, value, message):
-    proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--class_weights", value)
+    value, *more = value.split()
+    proc = run_main(APP, "train", "--run_dir", tmp_path, *TINY, "--class_weights", value, *more)
     assert proc.returncode != 0 and message in last_line(proc.stderr) and "Traceback" not in proc.stderr
 
 
@@ -194,6 +196,21 @@ def test_folder_with_a_mask_of_another_size_names_both_files(tmp_path):
                     "--data.crop_size", "32", "--verbose", "line")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "02.png" in last_line(proc.stderr) and "images" in last_line(proc.stderr)
+
+
+def test_tta_maps_each_view_back_to_its_pixels():
+    """A per-pixel network gives every dihedral view the same answer at each pixel, so test-time augmentation must
+    return the plain probabilities exactly when each of the 8 views is turned back right (a wrong inverse
+    rotation keeps the shape of a non-square image but moves its pixels)."""
+    import keras
+
+    from apps.semantic_segmentation.serving import image_probabilities
+
+    keras.utils.set_random_seed(0)
+    per_pixel = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 1)])
+    image = tf.random.uniform((21, 30, 3), 0, 255, seed=2)
+    plain = image_probabilities(per_pixel, image, 8)
+    np.testing.assert_allclose(image_probabilities(per_pixel, image, 8, tta=True).numpy(), plain.numpy(), atol=1e-5)
 
 
 def test_serving_probabilities_match_the_model_on_a_padded_image(trained):
