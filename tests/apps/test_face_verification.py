@@ -107,6 +107,27 @@ def test_evaluate_on_an_lfw_pairs_file(trained, tmp_path):
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["pairs_file"] == str(tmp_path / "pairs.txt") and metrics["images"] == 8
     assert json.loads((run / "calibration.json").read_text())["source"] == f"evaluate: pairs of {tmp_path / 'pairs.txt'}"
+    run_ok(APP, "calibrate", "--run_dir", run, "--data.pairs", tmp_path / "pairs.txt", "--data.path", tmp_path / "lfw")
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["source"].startswith("calibrate:") and calibration["pairs"] == 8 and calibration["genuine"] == 4
+
+
+def test_predict_decides_by_the_calibrated_threshold(trained, tmp_path):
+    """The threshold in calibration.json decides: 0 makes every pair "different people" and every gallery face
+    "unknown" (its closest person still named); 4, the largest squared distance of unit vectors, the opposite."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    a, b = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1)
+    gallery = _people(tmp_path / "gallery", people=(0, 39), per_person=3)
+    run_ok(APP, "predict", a, b, "--run_dir", run)  # makes calibration.json when the run has none
+    calibration = json.loads((run / "calibration.json").read_text())
+    for threshold, pair, person in ((0.0, "different people", "unknown"), (4.0, "same person", "s")):
+        calibration.update(threshold=threshold, slope=-10.0, intercept=10.0 * threshold)
+        (run / "calibration.json").write_text(json.dumps(calibration))
+        line = [x for x in run_ok(APP, "predict", a, b, "--run_dir", run).stdout.splitlines() if " vs " in x][0]
+        assert f"-> {pair}, probability same" in line, line
+        out = run_ok(APP, "predict", "--gallery", gallery, a, "--run_dir", run).stdout
+        assert f"{a}: {person}" in out and "(closest s" in out, out
 
 
 def test_calibrate_on_own_folders(trained, tmp_path):
