@@ -106,7 +106,7 @@ def load_face_splits(cfg, seed, size, record=None, names=SPLITS):
     for name in names:
         if name != "val" and len(sets[name].labels) == 0:
             raise DataError(f"the {name} split of source {cfg.source!r} is empty")
-    if cfg.source == "folder":  # framed as they were read, as a resumed run and the export read them: not twice
+    if cfg.source in ("folder", "tfds"):  # framed as they were read, as a resumed run and the export read them: not twice
         return sets
     return {name: _sized(s, size, square_mode(cfg)) for name, s in sets.items()}
 
@@ -141,7 +141,7 @@ def _load_source(cfg, size):
             raise DataError("the folder source needs --data.path (a folder of <person>/<image> files)")
         return load_identity_folders(cfg.path, size, cfg.skip_bad_files, square_mode(cfg))
     if cfg.source == "tfds":
-        return load_tfds_faces(cfg.tfds_name, cfg.data_dir)
+        return load_tfds_faces(cfg.tfds_name, cfg.data_dir, size, square_mode(cfg))
     raise DataError(f"unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
 
 

@@ -2,8 +2,9 @@
 `lfw`, and LFW's pairs.txt. Faces come already detected and cropped: detection and alignment are out of
 scope (a face detector belongs before this app).
 
-Every loader returns an ImageSet (data.images.sources) whose `class_names` are the identities, with
-images as stored; data.faces.pipeline sizes them for the model.
+Every loader returns an ImageSet (data.images.sources) whose `class_names` are the identities; the folder and
+tfds readers frame and size each face as they read it (LFW's 13,233 faces of 250x250 would hold 2.5 GB as
+stored), the small embedded set is sized by data.faces.pipeline.
 """
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from data.embedded import embedded_file
 from data.errors import DataError
-from data.images.files import IMAGE_EXTENSIONS
+from data.images.files import IMAGE_EXTENSIONS, resize_uint8, to_square
 from data.images.sources import ImageSet, load_class_folder
 from data.tfds_sets import open_tfds
 
@@ -34,8 +35,9 @@ def load_identity_folders(root, size, skip_bad, square="stretch"):
     return load_class_folder(root, (size, size), 3, skip_bad, square)
 
 
-def load_tfds_faces(name, data_dir):
-    """A prepared tfds face set whose examples have `image` and a person-name `label` (tfds `lfw`), all splits."""
+def load_tfds_faces(name, data_dir, size, square="stretch"):
+    """A prepared tfds face set whose examples have `image` and a person-name `label` (tfds `lfw`), all splits;
+    each face RGB, made square (data.images.files.to_square) and resized to size x size as it is read."""
     builder = open_tfds(name, data_dir, "train")
     features = builder.info.features
     if "image" not in features or "label" not in features:
@@ -43,7 +45,9 @@ def load_tfds_faces(name, data_dir):
     images, people = [], []
     for split in builder.info.splits:
         for example in builder.as_dataset(split=split).as_numpy_iterator():
-            images.append(example["image"])
+            image = example["image"]
+            image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+            images.append(resize_uint8(to_square(image, square), (size, size)).numpy())
             label = example["label"]
             people.append(label.decode() if isinstance(label, bytes) else str(label))
     identities = sorted(set(people))

@@ -43,9 +43,42 @@ def test_identity_folder_errors_name_the_problem(tmp_path):
 
 def test_tfds_needs_a_prepared_set(tmp_path):
     with pytest.raises(DataError, match="needs --data.data_dir"):
-        load_tfds_faces("lfw", None)
+        load_tfds_faces("lfw", None, 64)
     with pytest.raises(DataError, match="not prepared"):
-        load_tfds_faces("lfw", str(tmp_path))
+        load_tfds_faces("lfw", str(tmp_path), 64)
+
+
+def test_tfds_lfw_prepared_offline_is_sized_as_it_is_read(tmp_path):
+    """tfds `lfw` prepared locally from six faces of three people (the real builder's features, our pixels): every
+    split read, identities from the names, each face framed and resized as read (held at 64x64, not 250x250)."""
+    import tensorflow_datasets as tfds
+
+    from data.faces.pipeline import FaceDataConfig, load_face_splits
+
+    real = tfds.builder_cls("lfw")
+    faces = [np.full((250, 250, 3), 30 * i, np.uint8) for i in range(6)]
+    for i, face in enumerate(faces):
+        face[:125] = 255 - 30 * i  # top half bright: a bottom square crop must leave only the dark half's rows
+
+    class TinyLfw(real, skip_registration=True):
+        name = "lfw"
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, face in enumerate(faces):
+                yield i, {"label": ("Ann_A", "Bob_B", "Cy_C")[i % 3], "image": face}
+
+    TinyLfw(data_dir=str(tmp_path)).download_and_prepare()
+    loaded = load_tfds_faces("lfw", str(tmp_path), 64)
+    assert loaded.images.shape == (6, 64, 64, 3) and loaded.class_names == ["Ann_A", "Bob_B", "Cy_C"]
+    assert sorted(loaded.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    bottom = load_tfds_faces("lfw", str(tmp_path), 64, ("bottom", 0.5))
+    assert all(len(np.unique(image)) == 1 for image in bottom.images)  # the dark bottom half alone
+    cfg = FaceDataConfig(source="tfds", tfds_name="lfw", data_dir=str(tmp_path), folds=3)
+    splits = load_face_splits(cfg, 0, 64)
+    assert splits["train"].images.shape[1:] == (64, 64, 3) and len(splits["test"].labels) == 2
 
 
 def test_lfw_pairs(tmp_path):
