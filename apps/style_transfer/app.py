@@ -296,6 +296,10 @@ class StyleTransfer(App):
         result = run_gatys(path, read_picture(style_name, "style"), cfg.gatys, folder, cfg.features, cfg.seed,
                            features=self.features())
         save_loss_curves(result.history, folder / "losses.png")
+        parts = list(result.history)  # loss, content, style, tv: one value per step, as the curves
+        atomic_write_text(folder / "history.csv", "step," + ",".join(parts) + "\n" + "".join(
+            f"{i + 1}," + ",".join(f"{result.history[k][i]:.6g}" for k in parts) + "\n"
+            for i in range(len(result.history[parts[0]]))))
         return result.image
 
     def serving_model(self, model):

@@ -308,6 +308,8 @@ def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):
     folders = list((run_dir / "predictions" / "gatys").iterdir())
     assert len(folders) == 1 and (folders[0] / "checkpoints" / "state.npz").is_file()
     assert (folders[0] / "losses.png").is_file() and (run_dir / "predictions" / "photo_scream_sheet.png").is_file()
+    history = (folders[0] / "history.csv").read_text().splitlines()
+    assert history[0] == "step,loss,content,style,tv" and len(history) == 1 + int(GATYS[GATYS.index("--gatys.steps") + 1])
     first = np.asarray(Image.open(run_dir / "predictions" / "photo_scream_stylized.png"))
     # The same command finds its finished run; more steps continue it; another style starts its own folder.
     run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", "scream", *GATYS)
