@@ -25,7 +25,7 @@ from data.images.files import image_paths, picture_names, read_image_file
 from data.masks.pipeline import load_segmentation_splits, split_record, train_epoch, validation_batches
 from layers.losses.segmentation import IGNORE_LABEL, make_loss
 
-COLLAPSE = 0.01  # warn when one class is predicted for more than 1 - this share of the pixels (not so in the truth)
+COLLAPSE = 0.01  # warn when one class is predicted for more than 1 - this share of the pixels
 
 
 @register_app("semantic_segmentation")
@@ -169,13 +169,13 @@ def class_weights(option, masks, num_classes):
 
 def _warn_if_collapsed(confusion, class_names):
     """The "all black" collapse users of U-Net ports keep meeting: (almost) every pixel predicted one class (for two
-    classes: foreground under 1% or over 99%), which the truth is not (it holds that class on under 98%)."""
+    classes: foreground under 1% or over 99%) while the other classes get under half their true share."""
     total = confusion.sum()
     if not total:
         return
     predicted, truth = confusion.sum(0) / total, confusion.sum(1) / total  # rows: truth, columns: prediction
     c = int(predicted.argmax())
-    if predicted[c] > 1 - COLLAPSE and truth[c] < 1 - 2 * COLLAPSE:
+    if predicted[c] > 1 - COLLAPSE and 1 - predicted[c] < (1 - truth[c]) / 2:
         print(f"warning: the model predicts {class_names[c]} for {predicted[c]:.2%} of the test pixels (the truth: "
               f"{truth[c]:.2%}): (almost) only one class; try more epochs, --class_weights balanced or "
               "--loss cross_entropy+dice")

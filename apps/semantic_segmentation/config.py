@@ -20,6 +20,7 @@ class SegmentationConfig(FitConfig):
     model: ModelConfig = field(ModelConfig())
     loss: str = field("cross_entropy", "training loss (pixels with id 255 are ignored by each)", LOSSES)
     class_weights: Optional[str] = field(None, "cross-entropy weight per class: comma-separated, one per class, "
-                                               "or 'balanced' (median-frequency balancing of the training masks' pixels, as SegNet)")
+                                               "or 'balanced' (median-frequency balancing of the training masks' "
+                                               "pixels, as SegNet)")
     tta: bool = field(False, "evaluate/predict/export: average the 8 flips and 90-degree rotations of each image")
     examples: int = field(6, "evaluate: test images drawn as overlays (image, truth, prediction)", min=0)

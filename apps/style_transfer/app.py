@@ -187,10 +187,13 @@ class StyleTransfer(App):
         cfg = self.config
         listed = []
         if not (self.run_dir / SPLIT_RECORD).is_file():  # older runs: their state.json lists the held-out photos
-            listed = [Path(p) for p in (self.learned or {}).get("held_out_photos") or [] if Path(p).is_file()]
+            named = [Path(p) for p in (self.learned or {}).get("held_out_photos") or []]
+            listed = [p for p in named if p.is_file()]
+            missing = [p for p in named if not p.is_file()]
+            gone = f" ({len(missing)} of {len(named)} gone, e.g. {missing[0]})" if missing else ""
             print(f"note: the run has no split record ({self.run_dir / SPLIT_RECORD}; older runs lack it): " +
-                  (f"measured on the {len(listed)} held-out photo(s) its state.json lists" if listed else
-                   "its held-out photos are split again from the photos present now"))
+                  (f"measured on the {len(listed)} held-out photo(s) its state.json lists{gone}" if listed else
+                   f"its held-out photos are split again from the photos present now{gone}"))
         paths = listed or self.split()["val"]
         held_out = bool(paths)
         if not held_out:
@@ -224,10 +227,10 @@ class StyleTransfer(App):
         if skipped:
             print(f"note: skipped {len(skipped)} unreadable photo(s) (--data.skip_bad_files), e.g. {skipped[0]}")
         if small:
-            print(f"note: left out {len(small)} photo(s) under {EVAL_MIN_SIDE} pixels on a side, too small to measure "
-                  f"losses on, e.g. {small[0]}")
+            print(f"note: left out {len(small)} photo(s) under {EVAL_MIN_SIDE} pixels on a side at the {EVAL_SIDE}-pixel "
+                  f"evaluation size, too small to measure losses on, e.g. {small[0]}")
         if not measured:
-            why = "can be read" if skipped else f"is {EVAL_MIN_SIDE} pixels on a side or more"
+            why = "can be read" if skipped else f"is {EVAL_MIN_SIDE} pixels on a side or more at {EVAL_SIDE} pixels"
             raise UserError(f"none of the run's {len(paths)} photo(s) to measure on {why}, e.g. {(skipped or small)[0]}")
         save_sheet(rows, out_dir / "sheet.png")
         report = {k: float(np.mean([m[k] for m in measured])) for k in measured[0]}

@@ -119,6 +119,7 @@ def test_predict_decides_by_the_calibrated_threshold(trained, tmp_path):
     shutil.copytree(trained, run)
     a, b = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1)
     gallery = _people(tmp_path / "gallery", people=(0, 39), per_person=3)
+    probe = _face(tmp_path / "probe.png", 5)  # person 0's sixth image: not among the gallery's three
     run_ok(APP, "predict", a, b, "--run_dir", run)  # makes calibration.json when the run has none
     calibration = json.loads((run / "calibration.json").read_text())
     for threshold, pair, person in ((0.0, "different people", "unknown"), (4.0, "same person", "s")):
@@ -126,8 +127,8 @@ def test_predict_decides_by_the_calibrated_threshold(trained, tmp_path):
         (run / "calibration.json").write_text(json.dumps(calibration))
         line = [x for x in run_ok(APP, "predict", a, b, "--run_dir", run).stdout.splitlines() if " vs " in x][0]
         assert f"-> {pair}, probability same" in line, line
-        out = run_ok(APP, "predict", "--gallery", gallery, a, "--run_dir", run).stdout
-        assert f"{a}: {person}" in out and "(closest s" in out, out
+        out = run_ok(APP, "predict", "--gallery", gallery, probe, "--run_dir", run).stdout
+        assert f"{probe}: {person}" in out and "(closest s" in out, out
 
 
 def test_calibrate_on_own_folders(trained, tmp_path):

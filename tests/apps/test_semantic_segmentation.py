@@ -1,7 +1,6 @@
 """The semantic-segmentation app end to end on tiny data: train, evaluate, predict, export; any image size;
 the user errors a person can meet."""
 import json
-
 import shutil
 
 import numpy as np
@@ -122,8 +121,11 @@ def test_collapsed_prediction_is_warned(trained, tmp_path, monkeypatch):
     names = ["background", "cells"]
     seg_app._warn_if_collapsed(np.array([[900, 0], [99, 1]]), names)  # foreground 0.10% predicted, 10% true
     seg_app._warn_if_collapsed(np.array([[500, 0], [0, 500]]), names)
-    seg_app._warn_if_collapsed(np.array([[995, 0], [5, 0]]), names)  # the truth is background too
-    assert len(lines) == 1 and "predicts background for 99.90% of the test pixels (the truth: 90.00%)" in lines[0]
+    seg_app._warn_if_collapsed(np.array([[995, 0], [5, 0]]), names)  # thin cells, every one missed
+    seg_app._warn_if_collapsed(np.array([[996, 1], [1, 2]]), names)  # thin cells, found
+    seg_app._warn_if_collapsed(np.array([[1000, 0], [0, 0]]), names)  # nothing to find
+    assert len(lines) == 2 and "predicts background for 99.90% of the test pixels (the truth: 90.00%)" in lines[0]
+    assert "predicts background for 100.00% of the test pixels (the truth: 99.50%)" in lines[1]
     monkeypatch.undo()
 
     def all_background(self, model):  # the evaluate path itself, five classes
