@@ -38,7 +38,7 @@ from data.style.sources import image_path, read_picture
 
 STRIDE = {"johnson": 4, "adain": 8}  # the networks' downsampling: inputs are padded to a multiple of it
 EVAL_SIDE = 512  # evaluate: photos are stylised with this long side (or their own, if smaller)
-EVAL_MIN_SIDE = 64  # evaluate: smaller photos are left out (said): the loss network's pools need the pixels
+EVAL_MIN_SIDE = 32  # evaluate: smaller photos are left out (said): SqueezeNet's last pool needs a 3x3 input
 
 
 @register_app("style_transfer")

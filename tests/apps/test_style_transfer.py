@@ -179,12 +179,12 @@ def test_a_run_without_split_record_is_evaluated_on_the_photos_its_state_lists(j
     (run / "state.json").write_text(json.dumps(state))
     out = run_ok(APP, "evaluate", "--run_dir", run).stdout
     assert f"measured on the 3 held-out photo(s) its state.json lists (1 of 4 gone, e.g. {tmp_path / 'gone.png'})" in out
-    assert "note: left out 1 photo(s) under 64 pixels on a side at the 512-pixel evaluation size, too small " in out
+    assert "note: left out 1 photo(s) under 32 pixels on a side at the 512-pixel evaluation size, too small " in out
     assert json.loads((run / "eval" / "metrics.json").read_text())["photos"] == 2
     state["held_out_photos"] = state["held_out_photos"][-2:-1]
     (run / "state.json").write_text(json.dumps(state))
     code, _, err = run_main(APP, "evaluate", "--run_dir", run)
-    assert code == 2 and "is 64 pixels on a side or more at 512 pixels, e.g. " in last_line(err) and "Traceback" not in err
+    assert code == 2 and "is 32 pixels on a side or more at 512 pixels, e.g. " in last_line(err) and "Traceback" not in err
 
 
 def test_a_trained_network_predicts_without_its_style_file(johnson, tmp_path):
