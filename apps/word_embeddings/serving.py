@@ -50,8 +50,8 @@ class EmbeddingServing(tf.Module):
             tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1, experimental_is_anonymous=True)
         decomposed = Path(folder) / "decomposed.txt"  # "NFD form<TAB>row" for the words that have one; the
         # first line maps "" to the table's default, as TensorFlow cannot initialise a table from an empty file
-        decomposed.write_text("\t-1\n" + "".join(f"{unicodedata.normalize('NFD', w)}\t{i}\n" for i, w in
-                              enumerate(vocabulary) if unicodedata.normalize("NFD", w) != w), encoding="utf-8")
+        decomposed.write_text("\t-1\n" + "".join(f"{d}\t{i}\n" for i, w in enumerate(vocabulary)
+                                                 if (d := unicodedata.normalize("NFD", w)) != w), encoding="utf-8")
         self.decomposed_file = tf.saved_model.Asset(str(decomposed))
         self.decomposed = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             self.decomposed_file, tf.string, 0, tf.int64, 1, delimiter="\t"), default_value=-1,

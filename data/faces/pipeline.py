@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from data.errors import DataError
-from data.faces.sources import load_embedded_faces, load_identity_folders, load_tfds_faces
+from data.faces.sources import frame_face, load_embedded_faces, load_identity_folders, load_tfds_faces
 from data.fields import field
-from data.images.files import CROP_MODES, SQUARE_MODES, resize_uint8, to_square
+from data.images.files import CROP_MODES, SQUARE_MODES
 from data.images.pipeline import augment_batch
 from data.images.sources import class_folder_record, list_class_images, load_class_members
 from data.split_record import check_recipe, new_record, report_new
@@ -159,10 +159,10 @@ def _sized(image_set, size, square):
     images = image_set.images
     if not len(images):
         return dataclasses.replace(image_set, images=np.zeros((0, size, size, 3), np.uint8))
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
     if images.shape[1:3] != (size, size) or not isinstance(square, str):  # a tighter square crops even those
-        images = np.stack([resize_uint8(to_square(image, square), (size, size)).numpy() for image in images])
+        images = np.stack([frame_face(image, size, square) for image in images])
+    elif images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
     return dataclasses.replace(image_set, images=images)
 
 

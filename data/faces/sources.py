@@ -35,6 +35,12 @@ def load_identity_folders(root, size, skip_bad, square="stretch"):
     return load_class_folder(root, (size, size), 3, skip_bad, square)
 
 
+def frame_face(image, size, square="stretch"):
+    """One face as an RGB (grey repeated) size x size uint8 array, made square and resized as the export does."""
+    image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    return resize_uint8(to_square(image, square), (size, size)).numpy()
+
+
 def load_tfds_faces(name, data_dir, size, square="stretch"):
     """A prepared tfds face set whose examples have `image` and a person-name `label` (tfds `lfw`), all splits;
     each face RGB, made square (data.images.files.to_square) and resized to size x size as it is read."""
@@ -45,9 +51,7 @@ def load_tfds_faces(name, data_dir, size, square="stretch"):
     images, people = [], []
     for split in builder.info.splits:
         for example in builder.as_dataset(split=split).as_numpy_iterator():
-            image = example["image"]
-            image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-            images.append(resize_uint8(to_square(image, square), (size, size)).numpy())
+            images.append(frame_face(example["image"], size, square))
             label = example["label"]
             people.append(label.decode() if isinstance(label, bytes) else str(label))
     identities = sorted(set(people))
