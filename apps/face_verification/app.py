@@ -38,6 +38,7 @@ from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_m
 CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
 CALIBRATE_SOURCE = "calibrate:"  # how a calibration made by `calibrate` (the user's own faces) begins its source
 WEIGHTS_KEY = "weights_sha256"  # in calibration.json: the weights it was fitted on (weights_fingerprint)
+PROBABILITY_AT_THRESHOLD_TOLERANCE = 0.02  # a hand-edited calibration.json: how far from 0.5 p may be at the threshold
 
 
 @register_app("face_verification")
@@ -273,7 +274,8 @@ class FaceVerification(RecordedSplits, App):
             raise UserError("calibration needs genuine and impostor pairs: give at least two people, one with 2+ images")
         calibration = self._save_calibration(model, distances, same, source)
         report = verification_report(distances, same, np.zeros(len(same), int))
-        return {**calibration, "accuracy_at_threshold": report["accuracy_at_threshold"], "auc": report["auc"],
+        return {**calibration, "accuracy_at_threshold": report["accuracy_at_threshold"],
+                "balanced_accuracy_at_threshold": report["balanced_accuracy_at_threshold"], "auc": report["auc"],
                 "eer": report["eer"]}
 
     # ---- predict and export -----------------------------------------------------------------------------
@@ -336,7 +338,8 @@ def weights_fingerprint(model):
 
 def read_calibration(path):
     """calibration.json, checked: an object with finite numbers threshold, slope and intercept (a hand-edited
-    file too); else a one-line UserError naming the file and the key."""
+    file too), the slope not positive and p = 0.5 at the threshold (the decision and the probability agree); else
+    a one-line UserError naming the file and the key."""
     try:
         calibration = json.loads(Path(path).read_text())
     except ValueError as e:
@@ -352,6 +355,15 @@ def read_calibration(path):
         value = calibration[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UserError(f"{path}: \"{key}\" must be a finite number, not {json.dumps(value)}")
+    threshold, slope, intercept = (float(calibration[k]) for k in ("threshold", "slope", "intercept"))
+    if slope > 0:  # 0 is what the fit gives for a network whose genuine pairs are no closer than impostors
+        raise UserError(f"{path}: \"slope\" must be negative (p(same) = sigmoid(slope * d + intercept) falls as the "
+                        f"distance d grows), not {slope:g}: fix it, or run evaluate or calibrate to fit it")
+    p = calibrated_probability(threshold, slope, intercept)
+    if abs(p - 0.5) > PROBABILITY_AT_THRESHOLD_TOLERANCE:
+        raise UserError(f"{path}: at the threshold {threshold:g} the probability is {p:.2f}, not 0.5, so \"same "
+                        f"person\" and p > 0.5 would disagree: set \"intercept\" to {-slope * threshold:.6g} "
+                        "(-slope * threshold), or run calibrate to refit both")
     for key, kind in (("flip_test", bool), ("source", str), (WEIGHTS_KEY, str)):
         if key in calibration and not isinstance(calibration[key], kind):
             raise UserError(f"{path}: \"{key}\" must be a {'true or false' if kind is bool else 'string'}, "

@@ -150,6 +150,14 @@ def accuracy_at(distances, same, threshold):
     return float(np.mean((d <= threshold) == same))
 
 
+def balanced_accuracy_at(distances, same, threshold):
+    """The mean of the genuine pairs' and the impostor pairs' share decided right at `threshold`: the
+    accuracy if same and different were equally likely, whatever the mix of pairs."""
+    d, same = _checked(distances, same, both=True)
+    accepted = d <= threshold
+    return float((np.mean(accepted[same]) + np.mean(~accepted[~same])) / 2)
+
+
 def roc_curve(distances, same):
     """(far, tar, threshold) at every distinct distance, from (0, 0) (a threshold below every distance) to
     (1, 1): FAR = impostor pairs accepted / impostor pairs, TAR = genuine pairs accepted / genuine pairs."""
@@ -201,7 +209,7 @@ def verification_report(distances, same, fold, far_targets=FAR_TARGETS):
     one fold, e.g. a calibration set, the lists are empty and these None); threshold (best on all pairs: the
     one to deploy) and accuracy_at_threshold (on those same pairs, so optimistic); "best" is by balanced
     accuracy (threshold_rule; the same as accuracy on balanced pairs, LFW's) while the accuracies are of
-    the pairs as they come; auc; eer and
+    the pairs as they come, with balanced_accuracy_at_threshold beside them; auc; eer and
     eer_threshold; tar_at_far {"0.01": {far, tar, threshold, impostor_pairs, false_accepts, note},
     "0.001": ...}; roc {far, tar, threshold} arrays at the ROC's corners (points inside a straight run
     left out). Everything but roc is JSON-ready."""
@@ -224,6 +232,7 @@ def verification_report(distances, same, fold, far_targets=FAR_TARGETS):
             "accuracy_mean": float(np.mean(accuracies)) if accuracies else None,
             "accuracy_std": float(np.std(accuracies)) if accuracies else None,
             "threshold": threshold, "threshold_rule": THRESHOLD_RULE, "accuracy_at_threshold": accuracy_at(d, same, threshold),
+            "balanced_accuracy_at_threshold": balanced_accuracy_at(d, same, threshold),
             "auc": float(np.trapezoid(tar, far)), "eer": eer, "eer_threshold": eer_threshold,
             "tar_at_far": {f"{f:g}": tar_at_far(d, same, f) for f in far_targets},
             "roc": {"far": far[corner], "tar": tar[corner], "threshold": roc_thresholds[corner]}}

@@ -138,7 +138,7 @@ def test_calibrate_on_own_folders(trained, tmp_path):
     result = json.loads((trained / "calibrate.json").read_text())
     after = json.loads((trained / "calibration.json").read_text())
     assert after["source"].startswith("calibrate:") and after["genuine"] == 3 * 6 and after["pairs"] == 18 + 3 * 16
-    assert result["threshold"] == after["threshold"]
+    assert result["threshold"] == after["threshold"] and 0 <= result["balanced_accuracy_at_threshold"] <= 1
     assert after != before and "threshold" in proc.stdout
     evaluated = run_ok(APP, "evaluate", "--run_dir", trained, "--examples", "2").stdout  # your calibration stays
     assert json.loads((trained / "calibration.json").read_text()) == after
@@ -290,8 +290,9 @@ def test_a_calibration_of_earlier_weights_is_refused(trained, tmp_path):
 
 
 def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
-    """A JSON typo, a missing or non-numeric key: one line naming the file and the key; a complete hand-made
-    file is used as it is; evaluate replaces a damaged one."""
+    """A JSON typo, a missing or non-numeric key, a rising probability, a threshold moved without its
+    intercept: one line naming the file and the key; a complete, consistent hand-made file is used as it is;
+    evaluate replaces a damaged one."""
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     path = run / "calibration.json"
@@ -304,11 +305,17 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
                             f'{path}: "threshold" must be a finite number, not "0.6"'),
                            ('{"threshold": 0.6, "slope": NaN, "intercept": 6}', f'{path}: "slope" must be a finite number'),
                            ('{"threshold": 0.6, "slope": -10, "intercept": 6, "flip_test": "no"}',
-                            f'{path}: "flip_test" must be a true or false, not "no"')]:
+                            f'{path}: "flip_test" must be a true or false, not "no"'),
+                           ('{"threshold": 0.6, "slope": 10, "intercept": -6}', f'{path}: "slope" must be negative'),
+                           ('{"threshold": 0.5, "slope": -10, "intercept": 6}',  # the threshold moved alone
+                            f'{path}: at the threshold 0.5 the probability is 0.73, not 0.5, so "same person" and '
+                            'p > 0.5 would disagree: set "intercept" to 5 (-slope * threshold)')]:
         path.write_text(text)
         code, _, err = run_main(APP, "predict", a, b, "--run_dir", run)
         assert code == 2 and err.startswith(f"error: {expected}") and len(err.strip().splitlines()) == 1, (text, err)
     path.write_text('{"threshold": 0.6, "slope": -10, "intercept": 6}')
+    assert "(threshold 0.6000)" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+    path.write_text('{"threshold": 0.6, "slope": -10.3, "intercept": 6.2}')  # rounded by hand: p(0.6) = 0.505
     assert "(threshold 0.6000)" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
     path.write_text('{"threshold": 0.6,')
     evaluated = run_ok(APP, "evaluate", "--run_dir", run, "--examples", "2").stdout

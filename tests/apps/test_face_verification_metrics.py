@@ -11,7 +11,7 @@ import pytest
 from apps.core.errors import UserError
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_pair_sheet, save_roc
 from apps.face_verification.verification import (
-    MIN_IMPOSTORS, THRESHOLD_RULE, accuracy_at, best_threshold, calibrated_probability, fit_calibration,
+    MIN_IMPOSTORS, THRESHOLD_RULE, accuracy_at, balanced_accuracy_at, best_threshold, calibrated_probability, fit_calibration,
     hardest_pairs, identification_report, make_pairs, pair_distances, tar_at_far, verification_report)
 
 
@@ -179,6 +179,15 @@ def test_one_fold_gives_the_pooled_scores_only():
     report = verification_report([0.1, 0.3, 0.35, 0.2, 0.4, 0.5], [True] * 3 + [False] * 3, np.zeros(6, int))
     assert report["folds"] == 1 and report["fold_accuracy"] == [] and report["accuracy_mean"] is None
     assert report["threshold"] == pytest.approx(0.375) and report["accuracy_at_threshold"] == pytest.approx(5 / 6)
+
+
+def test_balanced_accuracy_weighs_genuine_and_impostor_pairs_alike():
+    """1 genuine : 4 impostor pairs, the genuine one missed: plain accuracy 4/5, balanced (0 + 1) / 2."""
+    d, same = [0.9, 0.1, 0.2, 0.3, 0.4], [True, False, False, False, False]
+    assert balanced_accuracy_at(d, same, 0.05) == 0.5 and accuracy_at(d, same, 0.05) == pytest.approx(0.8)
+    assert balanced_accuracy_at(d, same, 0.35) == pytest.approx((0 + 1 / 4) / 2)
+    report = verification_report(d, same, np.zeros(5, int))
+    assert report["balanced_accuracy_at_threshold"] == balanced_accuracy_at(d, same, report["threshold"])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
