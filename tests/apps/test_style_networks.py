@@ -107,7 +107,7 @@ def test_adain_layers_and_model_shapes(encoder_features):
     assert (encoder_features.content_layer, encoder_features.style_layers) == ("fire4", ["conv1", "fire2", "fire4"])
     assert set(ADAIN_LAYERS) == {"VGG19", "VGG16", "squeezenet"}
     model = adain_model(encoder_features, decoder_width=8)
-    assert model.stride == 8 and model.style_weight == 30.0
+    assert model.stride == 8 and model.style_weight == 3.0
     assert model(batch()).shape == (2, 32, 32, 3)
     assert model(batch(size=(48, 64))).shape == (2, 48, 64, 3)
     one = batch(1, strength=[1.0])
