@@ -339,7 +339,8 @@ def weights_fingerprint(model):
 def read_calibration(path):
     """calibration.json, checked: an object with finite numbers threshold, slope and intercept (a hand-edited
     file too), the slope not positive and p = 0.5 at the threshold (the decision and the probability agree); else
-    a one-line UserError naming the file and the key."""
+    a one-line UserError naming the file and the key. A file the app wrote before the weights fingerprint (it
+    has a source but no fingerprint) fitted its intercept freely: accepted, with a note."""
     try:
         calibration = json.loads(Path(path).read_text())
     except ValueError as e:
@@ -352,23 +353,36 @@ def read_calibration(path):
             hint = (" (p(same) = sigmoid(slope * d + intercept): a slope < 0 and intercept = -slope * threshold put "
                     "p = 0.5 at the threshold)" if key != "threshold" else "")
             raise UserError(f"{path} has no \"{key}\"{hint}: add it, or run evaluate or calibrate to fit it")
-        value = calibration[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise UserError(f"{path}: \"{key}\" must be a finite number, not {json.dumps(value)}")
-    threshold, slope, intercept = (float(calibration[k]) for k in ("threshold", "slope", "intercept"))
-    if slope > 0:  # 0 is what the fit gives for a network whose genuine pairs are no closer than impostors
-        raise UserError(f"{path}: \"slope\" must be negative (p(same) = sigmoid(slope * d + intercept) falls as the "
-                        f"distance d grows), not {slope:g}: fix it, or run evaluate or calibrate to fit it")
-    p = calibrated_probability(threshold, slope, intercept)
-    if abs(p - 0.5) > PROBABILITY_AT_THRESHOLD_TOLERANCE:
-        raise UserError(f"{path}: at the threshold {threshold:g} the probability is {p:.2f}, not 0.5, so \"same "
-                        f"person\" and p > 0.5 would disagree: set \"intercept\" to {-slope * threshold:.6g} "
-                        "(-slope * threshold), or run calibrate to refit both")
+        if not _finite_number(calibration[key]):
+            raise UserError(f"{path}: \"{key}\" must be a finite number, not {json.dumps(calibration[key])[:40]}")
     for key, kind in (("flip_test", bool), ("source", str), (WEIGHTS_KEY, str)):
         if key in calibration and not isinstance(calibration[key], kind):
             raise UserError(f"{path}: \"{key}\" must be a {'true or false' if kind is bool else 'string'}, "
                             f"not {json.dumps(calibration[key])}")
+    threshold, slope, intercept = (float(calibration[k]) for k in ("threshold", "slope", "intercept"))
+    if slope > 0:  # 0 is what the fit gives for a network whose genuine pairs are no closer than impostors
+        raise UserError(f"{path}: \"slope\" must not be positive (p(same) = sigmoid(slope * d + intercept) falls as "
+                        f"the distance d grows), not {slope:g}: fix it, or run evaluate or calibrate to fit it")
+    p = calibrated_probability(threshold, slope, intercept)
+    if abs(p - 0.5) > PROBABILITY_AT_THRESHOLD_TOLERANCE:
+        if "source" in calibration and WEIGHTS_KEY not in calibration:
+            print(f"note: {path} is from an older version ({calibration['source']}): its probability is {p:.2f} at "
+                  "its threshold, not 0.5; run evaluate or calibrate to refit it")
+            return calibration
+        raise UserError(f"{path}: at the threshold {threshold:g} the probability is {p:.2f}, not 0.5, so \"same "
+                        f"person\" and p > 0.5 would disagree: set \"intercept\" to {-slope * threshold + 0.0:.6g} "
+                        "(-slope * threshold), or run evaluate or calibrate to refit both")
     return calibration
+
+
+def _finite_number(value):
+    """A JSON number (not a boolean) that is finite as a float (a 400-digit integer is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _by_calibrate(source):

@@ -59,9 +59,10 @@ ADAIN_LAYERS = {
 # gives 1.6e4 and 1.1e4.) VGG16 with keras.applications' ImageNet weights is expected to need VGG19's 50.
 # That share suits the paper's 160,000 steps, not a CPU's few thousand: with squeezenet at 30 the decoder
 # spent 800 steps (256-px crops of the raccoon photos, the two embedded paintings) on texture alone (content
-# loss 5,290 -> 4,570, dog.jpg an all-over swirl); at 3 it fell to 3,120 with a style loss as low (302 against
-# 239) and the dog and bicycle came out painted. At 128 px, 600 steps: lambda 1 / 3 / 10 / 30 ended at content
-# 3,560 / 4,530 / 5,260 / 5,720, style 800 / 660 / 560 / 550: beyond 10 only the content is lost.
+# loss 5,290 -> 4,570, dog.jpg an all-over swirl); at 3 it fell to 3,120 with a style loss 26% higher (302
+# against 239) and the dog and bicycle came out painted. At 128 px, 600 steps: lambda 1 / 3 / 10 / 30 ended at
+# content 3,560 / 4,530 / 5,260 / 5,720, style 800 / 660 / 560 / 550: beyond 10 only the content is lost. The
+# VGG weights keep the paper's share: they were not tried at a CPU's lengths.
 ADAIN_STYLE_WEIGHTS = {"VGG19": 50.0, "VGG16": 1.0, "squeezenet": 3.0}
 
 

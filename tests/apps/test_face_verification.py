@@ -306,10 +306,14 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
                            ('{"threshold": 0.6, "slope": NaN, "intercept": 6}', f'{path}: "slope" must be a finite number'),
                            ('{"threshold": 0.6, "slope": -10, "intercept": 6, "flip_test": "no"}',
                             f'{path}: "flip_test" must be a true or false, not "no"'),
-                           ('{"threshold": 0.6, "slope": 10, "intercept": -6}', f'{path}: "slope" must be negative'),
+                           ('{"threshold": 0.6, "slope": 10, "intercept": -6}',
+                            f'{path}: "slope" must not be positive'),
+                           ('{"threshold": 0.6, "slope": -10, "intercept": 1' + '0' * 400 + '}',
+                            f'{path}: "intercept" must be a finite number, not 1000'),
                            ('{"threshold": 0.5, "slope": -10, "intercept": 6}',  # the threshold moved alone
                             f'{path}: at the threshold 0.5 the probability is 0.73, not 0.5, so "same person" and '
-                            'p > 0.5 would disagree: set "intercept" to 5 (-slope * threshold)')]:
+                            'p > 0.5 would disagree: set "intercept" to 5 (-slope * threshold), or run evaluate or '
+                            'calibrate to refit both')]:
         path.write_text(text)
         code, _, err = run_main(APP, "predict", a, b, "--run_dir", run)
         assert code == 2 and err.startswith(f"error: {expected}") and len(err.strip().splitlines()) == 1, (text, err)
@@ -317,6 +321,11 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
     assert "(threshold 0.6000)" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
     path.write_text('{"threshold": 0.6, "slope": -10.3, "intercept": 6.2}')  # rounded by hand: p(0.6) = 0.505
     assert "(threshold 0.6000)" in run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+    # written before the fingerprint, when the intercept was fitted freely: used, with a note
+    path.write_text('{"threshold": 0.6, "slope": -10, "intercept": 8, "source": "evaluate: test pairs"}')
+    out = run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+    assert f"note: {path} is from an older version (evaluate: test pairs): its probability is 0.88 at its" in out
+    assert "(threshold 0.6000)" in out
     path.write_text('{"threshold": 0.6,')
     evaluated = run_ok(APP, "evaluate", "--run_dir", run, "--examples", "2").stdout
     assert f"note: {path} could not be read as a calibration: replaced" in evaluated
