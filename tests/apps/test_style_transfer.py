@@ -268,6 +268,25 @@ def test_resume_keeps_the_split_and_evaluate_runs_from_another_folder(tmp_path):
     assert metrics["held_out"] is True and metrics["photos"] == 1
 
 
+def test_adain_under_two_mirrored_replicas_takes_the_single_device_steps(tmp_path):
+    """AdaIN's own train_step divides each replica's loss by the replicas (their gradients are summed): two
+    replicas on two logical CPUs, plain SGD (whose step, unlike Adam's, scales with the gradient), end where one
+    device does; without the division each step would be twice as long. A run at learning rate 0 gives the
+    weights both started from (the same seed)."""
+    import keras
+
+    decoders = {}
+    runs = (("single", "default", "1e-6"), ("mirrored", "mirrored", "1e-6"), ("start", "default", "0"))
+    for name, strategy, rate in runs:
+        run_ok(APP, "train", "--run_dir", tmp_path / name, *TINY, "--model.arch", "adain", "--optimizer", "sgd",
+               "--learning_rate", rate, "--deterministic", "--strategy", strategy, "--cpu_devices", "2")
+        model = keras.saving.load_model(tmp_path / name / "model.keras", compile=False)
+        decoders[name] = [w.numpy() for w in model.get_layer("decoder").weights]
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(decoders["single"], decoders["start"]))
+    apart = max(float(np.abs(a - b).max()) for a, b in zip(decoders["single"], decoders["mirrored"]))
+    assert moved > 1e-4 and apart < 0.05 * moved, (moved, apart)
+
+
 def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
     run_dir = tmp_path / "adain"
     run_ok(APP, "train", "--run_dir", run_dir, *TINY, "--model.arch", "adain")
