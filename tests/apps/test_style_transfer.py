@@ -278,8 +278,8 @@ def test_adain_under_two_mirrored_replicas_takes_the_single_device_steps(tmp_pat
     decoders = {}
     runs = (("single", "default", "1e-6"), ("mirrored", "mirrored", "1e-6"), ("start", "default", "0"))
     for name, strategy, rate in runs:
-        run_ok(APP, "train", "--run_dir", tmp_path / name, *TINY, "--model.arch", "adain", "--optimizer", "sgd",
-               "--learning_rate", rate, "--deterministic", "--strategy", strategy, "--cpu_devices", "2")
+        run_cli(APP, "train", "--run_dir", tmp_path / name, *TINY, "--model.arch", "adain", "--optimizer", "sgd",
+                "--learning_rate", rate, "--deterministic", "--strategy", strategy, "--cpu_devices", "2")
         model = keras.saving.load_model(tmp_path / name / "model.keras", compile=False)
         decoders[name] = [w.numpy() for w in model.get_layer("decoder").weights]
     moved = max(float(np.abs(a - b).max()) for a, b in zip(decoders["single"], decoders["start"]))
