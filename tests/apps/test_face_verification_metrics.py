@@ -34,10 +34,6 @@ def brute_best_accuracy(d, same):
     return max(np.mean((d <= t) == same) for t in candidates)
 
 
-def balanced_accuracy(d, same, t):
-    return (np.mean(d[same] <= t) + np.mean(d[~same] > t)) / 2
-
-
 def imbalanced_pairs(seed=0):
     """100 genuine pairs, 2000 impostors (as calibrate on a user's folder or evaluate with many people gives)."""
     rng = np.random.default_rng(seed)
@@ -117,11 +113,11 @@ def test_best_threshold_matches_every_threshold_tried(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_balanced_threshold_matches_every_threshold_tried(seed):
     d, same, _ = _random_pairs(seed)
-    best = max(balanced_accuracy(d, same, t) for t in np.r_[-1.0, np.unique(d)])
-    assert balanced_accuracy(d, same, best_threshold(d, same, balanced=True)) == pytest.approx(best)
+    best = max(balanced_accuracy_at(d, same, t) for t in np.r_[-1.0, np.unique(d)])
+    assert balanced_accuracy_at(d, same, best_threshold(d, same, balanced=True)) == pytest.approx(best)
     # of equally good ones the smallest: accepting the nearest 1 or the nearest 3 both give balanced accuracy 3/4
     d, same = np.array([0.1, 0.5, 0.6, 0.9]), np.array([True, False, True, False])
-    assert balanced_accuracy(d, same, 0.3) == balanced_accuracy(d, same, 0.75) == pytest.approx(0.75)
+    assert balanced_accuracy_at(d, same, 0.3) == balanced_accuracy_at(d, same, 0.75) == pytest.approx(0.75)
     assert best_threshold(d, same, balanced=True) == pytest.approx(0.3)
 
 
