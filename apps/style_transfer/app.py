@@ -25,6 +25,7 @@ from apps.core.files import atomic_write_text
 from apps.core.registry import register_app
 from apps.core.splits import SPLIT_RECORD
 from apps.style_transfer.config import StyleConfig
+from apps.style_transfer.features import smallest_side
 from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
 from apps.style_transfer.pictures import save_loss_curves, save_sheet
@@ -82,12 +83,13 @@ class StyleTransfer(App):
             self._styles = load_styles(self.config.data)
         return self._styles
 
-    def style_image(self, name_or_path=None):
+    def style_image(self, name_or_path=None, min_side=1):
         """The style as uint8 [h, w, 3], at about the area of a training crop (the Gram matrices are
-        normalised by position, so the scale of the strokes is set by this size)."""
+        normalised by position, so the scale of the strokes is set by this size), its short side at least
+        `min_side`: the smallest input of the networks that read it."""
         image = read_picture(name_or_path or self.config.style, "style")
         side = self.config.data.image_size
-        return resize_uint8(image, size_for_area(image.shape, side * side)).numpy()
+        return resize_uint8(image, size_for_area(image.shape, side * side, min_side)).numpy()
 
     def state(self):
         """The arch and style, and the split's photos (resolved, for reading: evaluate reads the split record)."""
@@ -143,7 +145,8 @@ class StyleTransfer(App):
         if self.arch == "adain":
             return {"loss": None}  # the model adds AdaIN's content and style losses itself
         alpha, beta, tv_weight = self.config.features.loss_weights()
-        return {"loss": JohnsonLoss(self.features(), self.style_image(), alpha, beta, tv_weight)}
+        features = self.features()
+        return {"loss": JohnsonLoss(features, self.style_image(min_side=features.min_side), alpha, beta, tv_weight)}
 
     # ---- stylising ----------------------------------------------------------------------------------------
 
@@ -165,7 +168,8 @@ class StyleTransfer(App):
         """{content, style, tv, loss} of a result against its content and style (the --features loss)."""
         f = self.features()
         to_batch = lambda x: tf.cast(x, tf.float32)[None]  # noqa: E731
-        style = tf.image.resize(style, size_for_area(style.shape, content.shape[0] * content.shape[1]), antialias=True)
+        style = tf.image.resize(style, size_for_area(style.shape, content.shape[0] * content.shape[1], f.min_side),
+                                antialias=True)
         parts = f.loss(f(to_batch(content))[f.content_layer], f.style_grams(to_batch(style)), to_batch(result),
                        self.config.features.loss_weights())
         return {k: float(v) for k, v in parts.items()}
@@ -200,7 +204,10 @@ class StyleTransfer(App):
             paths = self.split()["train"]
             print("note: the run holds no photo out; measured on its training photos")
         stylize = self.stylizer(model)
-        style = self.style_image((self.learned or {}).get("style"))
+        sides = [self.features().min_side]  # the style is read by the loss network, and by AdaIN's encoder
+        if (self.learned or {}).get("arch", self.arch) == "adain":
+            sides.append(smallest_side(model.encoder))
+        style = self.style_image((self.learned or {}).get("style"), max(sides))
         rows, measured, seconds, overlap, skipped, small = [], [], [], [], [], []
         for path in paths:
             try:
@@ -262,7 +269,7 @@ class StyleTransfer(App):
                 read_image_file(path, 3)
         if method == "model":  # one traced network (and the style, which a one-style network ignores) for every photo
             stylize = self.stylizer(model)
-            model_style = None if one_style else self.style_image(style_name)
+            model_style = None if one_style else self.style_image(style_name, smallest_side(model.encoder))
         records = []
         for path, name in zip(paths, picture_names(paths)):
             stem = name[:-len(".png")]
@@ -308,7 +315,8 @@ class StyleTransfer(App):
     def serving_model(self, model):
         if (self.learned or {}).get("arch", self.arch) == "johnson":
             return StylizerServing(model, STRIDE["johnson"])
-        return AdaINServing(model, STRIDE["adain"], style_area=self.config.data.image_size ** 2)
+        return AdaINServing(model, STRIDE["adain"], style_area=self.config.data.image_size ** 2,
+                            min_side=smallest_side(model.encoder))
 
 
 

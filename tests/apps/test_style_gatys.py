@@ -186,5 +186,21 @@ def test_errors_name_the_layer_the_weights_and_the_image(tmp_path, features):
         run_gatys(CONTENT, tmp_path / "absent.png", TINY, tmp_path / "out", SQUEEZENET, progress=False, features=features)
     with pytest.raises(UserError, match="scales"):
         run(tiny(scales="64,32"), tmp_path / "out", features)
-    with pytest.raises(UserError, match="cannot take images of 12x16"):
+    with pytest.raises(UserError, match=r"the content is 12x16 pixels \(height x width\) at scale 16, and squeezenet "
+                                        r"needs at least 31 on each side"):
         run(tiny(image_size=16), tmp_path / "small", features)
+
+
+def test_the_smallest_side_is_where_the_network_stops_failing(features):
+    assert features.min_side == 31  # SqueezeNet to fire6: three 3x3/2 pools and a 3x3/2 convolution
+    assert features(np.zeros((1, 31, 31, 3), np.float32))["fire6"].shape[1:3] == (1, 1)
+    with pytest.raises((tf.errors.OpError, ValueError)):  # one pixel less and TensorFlow fails inside the pooling
+        features(np.zeros((1, 30, 64, 3), np.float32))
+
+
+def test_a_long_narrow_style_is_enlarged_to_the_networks_smallest_side(tmp_path, features):
+    """A 40:1 strip at the content's area would be 8 pixels high, which SqueezeNet's pools shrink to nothing:
+    its short side is raised to min_side (aspect kept) instead of the run failing inside TensorFlow."""
+    strip = picture(6, 240, seed=5)
+    image, history = run_gatys(CONTENT, strip, tiny(steps=2), tmp_path, SQUEEZENET, progress=False, features=features)
+    assert image.shape == (36, 48, 3) and np.isfinite(history["style"]).all()

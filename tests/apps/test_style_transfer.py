@@ -318,6 +318,26 @@ def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
         "stylized"].numpy()[0]) == (3, 5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="`strength` must be one number, or a 1-D batch"):
         serve(images=images, styles=tf.constant([style]), strength=tf.constant([[1.0]]))
+    # A 20:1 banner at a crop's area would be 11 pixels high, under the encoder's smallest side (15): predict and the
+    # export both enlarge it to the encoder's smallest side, to the same pixels.
+    banner = _photo(tmp_path / "banner.png", (12, 240), seed=6)
+    run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", str(banner))
+    served = serve(images=tf.constant([photo.read_bytes()]), styles=tf.constant([banner.read_bytes()]),
+                   strength=tf.constant(1.0))["stylized"].numpy()[0]
+    predicted = np.asarray(Image.open(run_dir / "predictions" / "p_banner_stylized.png"), np.int16)
+    assert np.abs(np.asarray(Image.open(io.BytesIO(served)), np.int16) - predicted).max() <= 1
+
+
+def test_a_long_narrow_style_trains_a_network_at_the_smallest_crops(tmp_path):
+    """At --data.image_size 32 (the smallest allowed) a non-square style at a crop's area has a side under
+    SqueezeNet's smallest input (31): it is enlarged to it, where TensorFlow failed inside the pooling."""
+    from apps.style_transfer.config import StyleConfig
+
+    banner = _photo(tmp_path / "banner.png", (30, 90), seed=7)  # 18x55 at a 32x32 crop's area
+    app = StyleTransfer(StyleConfig(style=str(banner), data=StyleDataConfig(image_size=32)), tmp_path / "run")
+    loss = app.compile_defaults()["loss"]  # the style's Gram matrices are computed here
+    assert min(app.style_image(min_side=app.features().min_side).shape[:2]) == 31
+    assert all(np.isfinite(g).all() for g in loss.style_grams.values())
 
 
 def test_predict_without_a_model_optimises_pixels_and_resumes(tmp_path):
