@@ -68,27 +68,34 @@ class TranslationConfig(FitConfig):
 
 
 def _sentences(inputs):
-    """predict's sentences: each argument, and for "-" the lines of standard input (blank lines skipped), so that
-    a file translates as `predict - < sentences.txt`."""
-    sentences = []
-    for item in inputs:
-        if item == "-":
-            try:
-                sentences += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
-            except UnicodeDecodeError as e:  # a strict locale
-                raise UserError(f"standard input is not UTF-8 text ({e.reason} at byte {e.start}); convert it, "
-                                "e.g. with iconv -t UTF-8") from None
-        else:
-            sentences.append(item)
-    if not sentences:
+    """predict's sentences as (names, texts): each argument ("argument 2"), and for "-" every line of standard
+    input ("line 5 of standard input"), blank lines included: they translate to blank lines, so that output line
+    N answers input line N of `predict - < sentences.txt`. A UTF-8 byte-order mark is dropped."""
+    names, texts = [], []
+    for number, item in enumerate(inputs, 1):
+        if item != "-":
+            names.append(f"argument {number}")
+            texts.append(item)
+            continue
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, so that a bad line is named by its number
+        for line_number, line in enumerate(stream if stream is not None else sys.stdin, 1):
+            if isinstance(line, bytes):
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise UserError(f"line {line_number} of standard input is not UTF-8 text: {line[:60]!r}; "
+                                    "convert it, e.g. with iconv -t UTF-8") from None
+            names.append(f"line {line_number} of standard input")
+            texts.append((line.removeprefix("\ufeff") if line_number == 1 else line).rstrip("\r\n"))
+    if not any(text.strip() for text in texts):
         raise UserError("predict needs sentences: as arguments, or - to read them from standard input, one a line")
-    for number, sentence in enumerate(sentences, 1):
+    for name, text in zip(names, texts):
         try:
-            sentence.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:  # bytes Python kept as surrogates (a UTF-8 locale reading other bytes)
-            raise UserError(f"input {number} is not UTF-8 text: {sentence.encode('utf-8', 'replace')[:60]!r}; "
+            raise UserError(f"{name} is not UTF-8 text: {text.encode('utf-8', 'replace')[:60]!r}; "
                             "convert it, e.g. with iconv -t UTF-8") from None
-    return sentences
+    return names, texts
 
 
 class TranslationApp(App):
@@ -177,23 +184,26 @@ class TranslationApp(App):
                                               cfg.beam_size, cfg.length_penalty)
         return self._module
 
-    def _check_lengths(self, sentences):
-        """Warn about (or refuse) sources longer than the model's maximum length."""
+    def _check_lengths(self, sentences, names=None):
+        """Warn about (or refuse) sources longer than the model's maximum length; `names` say where each came
+        from (default "input N")."""
         limit = self.config.data.max_length - 1
+        names = names or [f"input {i + 1}" for i in range(len(sentences))]
         lengths = [len(ids) for ids in self.prepared.source.encode(normalize(s) for s in sentences)]
         long_ = [i for i, n in enumerate(lengths) if n > limit]
         if long_ and self.config.long_inputs == "fail":
             i = long_[0]
-            raise UserError(f"input {i + 1} has {lengths[i]} subword tokens, more than --data.max_length allows "
+            raise UserError(f"{names[i]} has {lengths[i]} subword tokens, more than --data.max_length allows "
                             f"({limit} + end token): {sentences[i][:60]!r}; shorten it or pass --long_inputs truncate")
         if long_:
             print(f"warning: {len(long_)} input(s) longer than {limit} subword tokens are truncated "
-                  f"(first: input {long_[0] + 1}); --long_inputs fail refuses them instead")
+                  f"(first: {names[long_[0]]}); --long_inputs fail refuses them instead")
 
-    def translate(self, model, sentences):
-        """Translations of `sentences`, in batches of --eval_batch, through the serving module."""
+    def translate(self, model, sentences, names=None):
+        """Translations of `sentences`, in batches of --eval_batch, through the serving module (`names`: where
+        each came from, for the messages)."""
         module = self._serving(model)
-        self._check_lengths(sentences)
+        self._check_lengths(sentences, names)
         out = []
         for i in range(0, len(sentences), self.config.eval_batch):
             result = module.serve(np.array(sentences[i:i + self.config.eval_batch], dtype=object))
@@ -240,9 +250,13 @@ class TranslationApp(App):
         return paths
 
     def predict(self, model, inputs):
-        inputs = _sentences(inputs)
-        translations = self.translate(model, inputs)
-        records = [f"{s}\t{t}" for s, t in zip(inputs, translations)]
+        names, texts = _sentences(inputs)
+        kept = [i for i, text in enumerate(texts) if text.strip()]  # a blank line stays a blank line
+        inputs = [texts[i] for i in kept]
+        translations = [""] * len(texts)
+        for i, translation in zip(kept, self.translate(model, inputs, [names[i] for i in kept])):
+            translations[i] = translation
+        records = [f"{s}\t{t}" for s, t in zip(texts, translations)]
         if self.config.attention:
             folder = self.run_dir / "predict"
             folder.mkdir(parents=True, exist_ok=True)

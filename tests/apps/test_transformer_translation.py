@@ -52,10 +52,10 @@ def test_long_inputs_warn_or_fail(trained):
     long_sentence = "One two three four five six seven eight nine ten one two three four five."
     out = run_main("transformer_translation", "predict", long_sentence, "--run_dir", run)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "warning: 1 input(s) longer than 15 subword tokens are truncated (first: input 1)" in out.stdout
+    assert "warning: 1 input(s) longer than 15 subword tokens are truncated (first: argument 1)" in out.stdout
     proc = run_main("transformer_translation", "predict", "One.", long_sentence, "--run_dir", run, "--long_inputs", "fail")
     assert proc.returncode == 2
-    assert "input 2 has" in proc.stderr and "more than --data.max_length allows" in proc.stderr
+    assert "argument 2 has" in proc.stderr and "more than --data.max_length allows" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -132,9 +132,24 @@ def test_predict_input_that_is_not_utf8_is_named(monkeypatch):
     from apps.core.errors import UserError
     from apps.core.translation import _sentences
 
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Go.\ncaf\xe9\n"), encoding="utf-8"))
-    with pytest.raises(UserError, match=r"standard input is not UTF-8 text \(invalid continuation byte at byte"):
-        _sentences(["-"])
-    with pytest.raises(UserError, match=r"input 2 is not UTF-8 text: b'caf\?'"):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Go.\r\n\r\n\ncaf\xe9\n"), encoding="utf-8"))
+    with pytest.raises(UserError, match=r"line 4 of standard input is not UTF-8 text: b'caf\\xe9\\n'"):
+        _sentences(["-"])  # the line's number in the file, blank lines counted
+    with pytest.raises(UserError, match=r"argument 2 is not UTF-8 text: b'caf\?'"):
         _sentences(["Go.", b"caf\xe9".decode("utf-8", "surrogateescape")])
-    assert _sentences(["Go.", "Café."]) == ["Go.", "Café."]
+    assert _sentences(["Go.", "Café."]) == (["argument 1", "argument 2"], ["Go.", "Café."])
+
+
+def test_predict_from_standard_input_keeps_blank_lines_and_drops_a_bom(monkeypatch):
+    import io
+
+    from apps.core.errors import UserError
+    from apps.core.translation import _sentences
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\ufeffGo.\r\n\r\nCafé.\n".encode())))
+    names, texts = _sentences(["-"])
+    assert texts == ["Go.", "", "Café."]  # output line N answers input line N
+    assert names[2] == "line 3 of standard input"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n  \n")))
+    with pytest.raises(UserError, match="predict needs sentences"):
+        _sentences(["-"])
