@@ -344,7 +344,8 @@ def train_epoch(dset, cfg, batch_size, seed, epoch, sides=None):
     cfg.multi_scale the canvases of each batch are of one side drawn from `sides` (default canvas_sides(cfg))."""
     n = len(dset)
     if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}")
+        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
+                        "lower --batch_size or add images")
     images = tf.constant(dset.canvas)
     boxes, labels = (tf.constant(a) for a in dset.padded())
     epoch = tf.cast(epoch, tf.int64)

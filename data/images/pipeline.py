@@ -177,7 +177,8 @@ def train_epoch(image_set, cfg, batch_size, seed, epoch):
     """One training epoch of (float images 0..255, one-hot labels) batches; `epoch` may be a tensor."""
     n = len(image_set.labels)
     if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}")
+        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
+                        "lower --batch_size or add images")
     images = tf.constant(image_set.images)
     labels = tf.one_hot(image_set.labels, len(image_set.class_names))
     epoch = tf.cast(epoch, tf.int64)

@@ -352,7 +352,8 @@ def train_epoch(mset, cfg, batch_size, seed, epoch):
     if size % 32:
         raise DataError(f"data.crop_size must be a multiple of 32, got {size}")
     if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}")
+        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
+                        "lower --batch_size or add images")
     packed = _packed(mset)
     epoch, seed = tf.cast(epoch, tf.int64), tf.cast(seed, tf.int64)
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
