@@ -19,7 +19,7 @@ folders (feedforward/, adain/), Gatys results (gatys_vgg16/, gatys_squeezenet/<p
 taken as they are); `sheet` always reuses, and the table at the end reads every part's JSON in --work. Any
 `--key value` the script does not know is an app flag for both trainings (`--model.width 32`).
 
-gatys: dog.jpg after starry_night.jpg, long side 256 (256x192), VGG16 features (the HED weights file), the app's
+gatys: dog.jpg's centre square after starry_night.jpg at 256x256 (the issue's size), VGG16 features (the HED weights file), the app's
 Gatys and loss defaults (Adam at 10, content start), with no intermediate files (save_every 0, checkpoint only at
 a scale's end) so that the clock measures the optimiser. The target is the loss of the 2,000th Adam step. Each
 step's wall time is taken in `on_step`; "seconds" run from the call of run_gatys (targets, tracing included) to
@@ -152,11 +152,13 @@ def reach(start, times, losses, target, from_step=0):
 def gatys(args, s):
     from apps.style_transfer.features import FeatureConfig
     from apps.style_transfer.gatys import GatysConfig, size_for_long_side
+    from data.images.files import to_square
     from data.style.sources import read_picture
 
     fcfg = FeatureConfig(backbone="VGG16", weights=str(VGG16))
     features = fcfg.build()
-    content, style = read_picture(CONTENT, "content"), read_picture(STYLE, "style")
+    # The 256x256: the photo's centre square (dog.jpg is 4:3), so the long side of 256 is both sides.
+    content, style = to_square(read_picture(CONTENT, "content"), "center").numpy(), read_picture(STYLE, "style")
     shape = size_for_long_side(content.shape, s["side"])
     work = args.work / "gatys_vgg16"
 
@@ -165,10 +167,13 @@ def gatys(args, s):
             kw["lbfgs_memory"] = args.lbfgs_memory
         return GatysConfig(image_size=s["side"], save_every=0, checkpoint_every=0, **kw)
 
-    result = {"content": CONTENT, "style": STYLE, "shape": list(shape), "features": "VGG16 " + VGG16.name,
+    result = {"content": f"{CONTENT} (centre square)", "style": STYLE, "shape": list(shape), "features": "VGG16 " + VGG16.name,
               "loss_weights": fcfg.loss_weights(), "tolerance": TOLERANCE, "adam_steps": s["adam_steps"]}
     if args.adam_from:  # the reference of an earlier run of this part: its Adam figures, not measured again
         earlier = json.loads(Path(args.adam_from).read_text())
+        if earlier.get("shape") != list(shape):
+            sys.exit(f"{args.adam_from} measured Adam at {earlier.get('shape')}, this run is at {list(shape)}: "
+                     "its target is another image's loss; run without --adam_from")
         result.update({k: earlier[k] for k in ("adam_steps", "target_loss", "adam_min_loss", "adam_seconds", "adam")},
                       adam_from=f"{args.adam_from} (measured {earlier.get('measured_at')})")
         target = earlier["adam"]["target_exact"] if "target_exact" in earlier["adam"] else earlier["target_loss"]

@@ -127,6 +127,10 @@ class App:
     def export_files(self, model, directory):
         """Write extra files (e.g. plain-text vectors) into the export folder before it is moved into place."""
 
+    def finish_training(self, model):
+        """A last change to the trained weights before model.keras is saved (the face app mixes them with the
+        pretrained ones); the checkpoints keep the weights as trained, so a resumed run trains on from those."""
+
     def state(self):
         """JSON-able facts the app learned while training (class names...) saved with the run."""
         return {}

@@ -271,6 +271,7 @@ def _train(app, extra_callbacks):
             record["optimizers"][key] = optimizer_fingerprint(model.optimizer)
             _write_record(files, record)
             state.attach(model, key)  # a new phase's optimizer starts afresh; the weights are in memory
+        app.finish_training(model)
         if chief:
             atomic_save_model(model, out / "model.keras")
             if (out / "history.csv").exists():

@@ -143,6 +143,21 @@ class FaceVerification(RecordedSplits, App):
     def phases(self):
         return finetune_phases(self.config.model, self.config.epochs)
 
+    def finish_training(self, model):
+        """WiSE-FT: the saved weights are (1 - a) x the pretrained + a x the fine-tuned ones (a = --model.wise_ft).
+        Fine-tuning on a few hundred faces separates those people well and moves the distances of unseen people
+        away from the threshold chosen on them; the mix keeps the pretrained network's sense of faces at no
+        cost at inference (bench/README.md: 4 AT&T folds with --flip_test, balanced accuracy 93.9% -> 96.0%, EER 3.31% ->
+        3.00%)."""
+        cfg = self.config.model
+        if not cfg.weights or cfg.wise_ft == 1.0:
+            return
+        share = cfg.wise_ft
+        pretrained = self.build_model().get_weights()
+        model.set_weights([(1.0 - share) * p + share * t for p, t in zip(pretrained, model.get_weights())])
+        print(f"WiSE-FT: the saved weights are {1 - share:g} x the pretrained ({cfg.weights}) + {share:g} x the "
+              "fine-tuned ones (--model.wise_ft; the checkpoints keep the fine-tuned)")
+
     def _embedding(self, model):
         """images -> embeddings as this run makes them (with --flip_test or not): evaluate, calibrate, predict."""
         return embedding_function(model, self.config.flip_test)

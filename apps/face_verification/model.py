@@ -35,6 +35,10 @@ class ModelConfig(FinetuneConfig):
     width: int = field(32, "zoo backbones: base channels", min=1)
     depth: int = field(2, "zoo backbones: blocks per stage", min=1)
     dropout: float = field(0.0, "dropout before the projection", min=0.0, max=1.0, max_exclusive=True)
+    wise_ft: float = field(0.5, "with --model.weights: the fine-tuned weights' share of the saved model, the rest "
+                                "the pretrained ones (WiSE-FT, Wortsman et al. 2022: the mix keeps what the pretrained "
+                                "network knew about people it never saw; 0.5 is the paper's choice); 1: fine-tuned only",
+                           min=0.0, max=1.0)
 
     def check(self, prefix=""):
         if self.weights and not get_backbone(self.backbone).pretrained:
