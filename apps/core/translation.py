@@ -234,8 +234,8 @@ class TranslationApp(App):
                 "bleu_signature": m["bleu_signature"], "chrf_signature": m["chrf_signature"],
                 "bleu_multi_reference_signature": m["bleu_multi_reference_signature"], "examples": examples}
 
-    def _plot_attention(self, model, sentences, out_dir, first=1):
-        """attention_<n>.png for each sentence, n counted from `first`."""
+    def _plot_attention(self, model, sentences, out_dir, numbers=None):
+        """attention_<n>.png for each sentence, n from `numbers` (default 1, 2, ...)."""
         result = self._serving(model).attention(np.array(sentences, dtype=object))
         paths = []
         for i, sentence in enumerate(sentences):
@@ -243,7 +243,7 @@ class TranslationApp(App):
             target = list(result["target_ids"][i].numpy())
             target = target[:target.index(EOS) + 1] if EOS in target else [t for t in target if t != PAD]
             weights = result["weights"][i].numpy()[:len(target), :len(source)]
-            path = out_dir / f"attention_{first + i}.png"
+            path = out_dir / f"attention_{numbers[i] if numbers else i + 1}.png"
             plot_attention(weights, self.prepared.source.pieces(source), self.prepared.target.pieces(target), path,
                            f"{sentence[:50]} -> {result['translations'][i].numpy().decode('utf-8')[:50]}")
             paths.append(path)
@@ -262,7 +262,8 @@ class TranslationApp(App):
             folder.mkdir(parents=True, exist_ok=True)
             paths = []
             for i in range(0, len(inputs), self.config.eval_batch):
-                paths += self._plot_attention(model, inputs[i:i + self.config.eval_batch], folder, first=i + 1)
+                batch = slice(i, i + self.config.eval_batch)  # each map numbered by its input's line or argument
+                paths += self._plot_attention(model, inputs[batch], folder, [k + 1 for k in kept[batch]])
             records.append("attention maps: " + ", ".join(str(p) for p in paths))
         return records
 

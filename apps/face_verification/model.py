@@ -62,11 +62,15 @@ def build_embedder(cfg, size, pair_head=False):
     projection = keras.layers.Dense(cfg.embedding_dim, name="projection")
     x = projection(x)
     pretrained = getattr(backbone, "pretrained_projection", None)
+    pretrained_layers = [backbone.name] if cfg.weights else []
     if pretrained is not None and tuple(pretrained[0].shape) == tuple(projection.kernel.shape):
         projection.set_weights(pretrained)
+        pretrained_layers.append(projection.name)
     embedding = keras.layers.UnitNormalization(name=EMBEDDING)(x)
     outputs = PairwiseLogits(name="pair_logits")(embedding) if pair_head else embedding
-    return keras.Model(inputs, outputs, name="face_embedder")
+    model = keras.Model(inputs, outputs, name="face_embedder")
+    model.pretrained_layers = pretrained_layers  # the layers that start from pretrained weights (WiSE-FT mixes those)
+    return model
 
 
 def embedder_of(model, flip_test=False):

@@ -26,12 +26,12 @@ from apps.core.registry import register_app
 from apps.core.splits import SPLIT_RECORD
 from apps.style_transfer.config import StyleConfig
 from apps.style_transfer.features import smallest_side
-from apps.style_transfer.gatys import run_gatys, size_for_area, write_png
+from apps.style_transfer.gatys import run_gatys, size_for_area, style_at_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
 from apps.style_transfer.pictures import save_loss_curves, save_sheet
 from apps.style_transfer.serving import AdaINServing, StylizerServing, adain_pass, stylize_any_size
 from data.errors import DataError
-from data.images.files import image_paths, picture_names, read_image_file, resize_uint8
+from data.images.files import image_paths, picture_names, read_image_file
 from data.split_record import read_record, write_record
 from data.style.pipeline import (content_source, load_photo_split, load_photos, load_styles, split_record, train_epoch,
                                  val_batches)
@@ -86,10 +86,9 @@ class StyleTransfer(App):
     def style_image(self, name_or_path=None, min_side=1):
         """The style as uint8 [h, w, 3], at about the area of a training crop (the Gram matrices are
         normalised by position, so the scale of the strokes is set by this size), its short side at least
-        `min_side`: the smallest input of the networks that read it."""
-        image = read_picture(name_or_path or self.config.style, "style")
+        `min_side`: the smallest input of the networks that read it (gatys.style_at_area)."""
         side = self.config.data.image_size
-        return resize_uint8(image, size_for_area(image.shape, side * side, min_side)).numpy()
+        return style_at_area(read_picture(name_or_path or self.config.style, "style"), side * side, min_side).numpy()
 
     def state(self):
         """The arch and style, and the split's photos (resolved, for reading: evaluate reads the split record)."""
@@ -204,10 +203,8 @@ class StyleTransfer(App):
             paths = self.split()["train"]
             print("note: the run holds no photo out; measured on its training photos")
         stylize = self.stylizer(model)
-        sides = [self.features().min_side]  # the style is read by the loss network, and by AdaIN's encoder
-        if (self.learned or {}).get("arch", self.arch) == "adain":
-            sides.append(smallest_side(model.encoder))
-        style = self.style_image((self.learned or {}).get("style"), max(sides))
+        adain = (self.learned or {}).get("arch", self.arch) == "adain"  # measure() enlarges it for the loss network
+        style = self.style_image((self.learned or {}).get("style"), smallest_side(model.encoder) if adain else 1)
         rows, measured, seconds, overlap, skipped, small = [], [], [], [], [], []
         for path in paths:
             try:

@@ -13,7 +13,8 @@ pixels 0..255, with the backbone's preprocessing inside the feature model (Style
   which may evaluate the loss more than once; it may stop before `steps` when it has converged).
 - Sizes: the content is resized so that its long side is `image_size` (aspect kept); the style image to
   the same area, with its own aspect (the Grams are normalised by the positions, so sizes may differ), and
-  enlarged where its short side would be under the network's smallest input (StyleFeatures.min_side).
+  enlarged where its short side would be under the network's smallest input (StyleFeatures.min_side); a style
+  longer than 16:1 keeps its centre 16:1 part (style_at_area).
 - Coarse-to-fine: `scales="128,256"` optimises at a long side of 128, upsamples the result (bilinear)
   and continues at 256 (image_size is always the last scale). `steps` is the total, split equally
   across the scales (the remainder to the last ones), each scale with a fresh optimiser.
@@ -113,6 +114,20 @@ def size_for_area(shape, area, min_side=1):
     h, w = shape[:2]
     ratio = max((area / (h * w)) ** 0.5, min_side / min(h, w))
     return max(min_side, round(h * ratio)), max(min_side, round(w * ratio))
+
+
+MAX_STYLE_ASPECT = 16  # a style longer than this (long side : short side) keeps its centre part of this aspect
+
+
+def style_at_area(image, area, min_side=1):
+    """uint8 [h, w, 3] style resized to about `area` pixels with its own aspect, its short side at least
+    `min_side` (size_for_area), after cropping a style longer than MAX_STYLE_ASPECT : 1 to its centre part of
+    that aspect: enlarged whole to a network's smallest side, a long banner would grow without bound."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    keep_h, keep_w = min(h, MAX_STYLE_ASPECT * w), min(w, MAX_STYLE_ASPECT * h)
+    top, left = (h - keep_h) // 2, (w - keep_w) // 2
+    image = image[top:top + keep_h, left:left + keep_w]
+    return resize_uint8(image, size_for_area((keep_h, keep_w), area, min_side))
 
 
 def load_rgb(image, what):
@@ -250,7 +265,7 @@ class _Run:
                             "images to nothing): raise image_size or the smallest of scales, or crop the photo to a "
                             "less elongated shape")
         content = tf.cast(resize_uint8(self.content, (h, w)), tf.float32)[None]
-        style = tf.cast(resize_uint8(self.style, size_for_area(self.style.shape, h * w, f.min_side)), tf.float32)[None]
+        style = tf.cast(style_at_area(self.style, h * w, f.min_side), tf.float32)[None]
         content_target = f(content)[f.content_layer]
         grams = f.style_grams(style)
         return content, lambda images: f.loss(content_target, grams, images, self.weights)

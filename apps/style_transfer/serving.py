@@ -6,6 +6,7 @@ more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its in
 """
 import tensorflow as tf
 
+from apps.style_transfer.gatys import MAX_STYLE_ASPECT
 from data.images.decode import check_encoded_images
 from data.images.files import decode_image, resize_uint8
 from data.tensors import forget_shape
@@ -65,8 +66,8 @@ class AdaINServing(tf.Module):
     """Arbitrary style (AdaIN): `serve(images, styles, strength)` -> {"stylized": PNG bytes}. `styles` and
     `strength` hold one entry per image, or one for all of them; strength 0 keeps the content, 1 is the
     full style. A style image is resized to about `style_area` pixels with its own aspect, and enlarged where
-    its short side would be under `min_side` (the encoder's smallest input), as the app's predict resizes it
-    (the scale of the strokes follows the style's size)."""
+    its short side would be under `min_side` (the encoder's smallest input; a style longer than 16:1 keeps its
+    centre part), as the app's predict resizes it (the scale of the strokes follows the style's size)."""
 
     def __init__(self, model, stride, style_area, min_side=1, max_pixels=None):
         super().__init__()
@@ -80,8 +81,11 @@ class AdaINServing(tf.Module):
         return adain_pass(self.model)(content, style, strength)
 
     def _style(self, encoded):
-        """gatys.size_for_area and files.resize_uint8 in graph ops: the style predict uses, to the pixel."""
+        """gatys.style_at_area in graph ops: the style predict uses, to the pixel."""
         style = decode_image(encoded, 3)
+        h, w = tf.shape(style)[0], tf.shape(style)[1]
+        keep_h, keep_w = tf.minimum(h, MAX_STYLE_ASPECT * w), tf.minimum(w, MAX_STYLE_ASPECT * h)
+        style = tf.image.crop_to_bounding_box(style, (h - keep_h) // 2, (w - keep_w) // 2, keep_h, keep_w)
         size = tf.cast(tf.shape(style)[:2], tf.float64)
         ratio = tf.maximum(tf.sqrt(self.style_area / (size[0] * size[1])), self.min_side / tf.reduce_min(size))
         size = tf.maximum(self.min_side, tf.cast(tf.round(size * ratio), tf.int32))

@@ -333,9 +333,9 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
 
 
 def test_wise_ft_mixes_the_fine_tuned_weights_with_the_pretrained_ones(tmp_path):
-    """--model.wise_ft a saves (1 - a) x pretrained + a x fine-tuned: at 0 a trained run saves dlib's weights
-    exactly (the runner calls the hook after training); at 0.5 the midpoint; without pretrained weights or at 1
-    the trained weights as they are."""
+    """--model.wise_ft a saves (1 - a) x pretrained + a x fine-tuned for the layers that started pretrained: at 0
+    a trained run saves dlib's weights exactly (the runner calls the hook after training); at 0.5 the midpoint;
+    a projection that started random keeps its trained weights; without pretrained weights or at 1 nothing moves."""
     import keras
 
     from apps.face_verification.app import FaceVerification
@@ -346,18 +346,29 @@ def test_wise_ft_mixes_the_fine_tuned_weights_with_the_pretrained_ones(tmp_path)
     dlib = ["--model.backbone", "dlib_face_resnet", "--model.weights", "dlib", "--data.image_size", "104", "--epochs", "1",
             "--data.identities_per_batch", "4", "--data.images_per_identity", "2", "--verbose", "line"]
     out = run_ok(APP, "train", "--run_dir", tmp_path / "run", *dlib, "--model.wise_ft", "0").stdout
-    assert "WiSE-FT: the saved weights are 1 x the pretrained (dlib) + 0 x the fine-tuned" in out
-    app = FaceVerification(FaceConfig(model=ModelConfig(weights="dlib"), data=FaceDataConfig(image_size=104)))
+    assert "WiSE-FT: the saved weights of backbone and projection are 1 x the pretrained (dlib) + 0 x the" in out
+
+    def app_of(size=104, **model):
+        return FaceVerification(FaceConfig(model=dataclasses.replace(ModelConfig(weights="dlib"), **model),
+                                           data=FaceDataConfig(image_size=size)))
+
+    app = app_of()
     pretrained = app.build_model().get_weights()
     saved = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False).get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(saved, pretrained))
+    assert len(saved) == len(pretrained) and all(np.array_equal(a, b) for a, b in zip(saved, pretrained))
     model = app.build_model()
     model.set_weights([w + 1.0 for w in pretrained])  # as if fine-tuning had moved every weight by 1
     app.finish_training(model)
     assert all(np.allclose(w, p + 0.5, atol=1e-6) for w, p in zip(model.get_weights(), pretrained))
-    for changes in ({"wise_ft": 1.0}, {"weights": None, "backbone": "resnet", "width": 4, "depth": 1}):
-        other = FaceVerification(FaceConfig(model=dataclasses.replace(ModelConfig(weights="dlib"), **changes),
-                                            data=FaceDataConfig(image_size=104)))
+    squeezenet = app_of(64, backbone="squeezenet", weights="imagenet")  # ImageNet trunk, a random projection
+    start = squeezenet.build_model()
+    model = squeezenet.build_model()
+    model.set_weights([w + 1.0 for w in start.get_weights()])
+    squeezenet.finish_training(model)
+    for layer, moved in (("backbone", 0.5), ("projection", 1.0)):
+        assert all(np.allclose(w, p + moved, atol=1e-6) for w, p in zip(model.get_layer(layer).get_weights(),
+                                                                         start.get_layer(layer).get_weights()))
+    for other in (app_of(wise_ft=1.0), app_of(32, weights=None, backbone="resnet", width=4, depth=1)):
         model = other.build_model()
         before = model.get_weights()
         other.finish_training(model)

