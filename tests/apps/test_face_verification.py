@@ -334,7 +334,7 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
 
 def test_wise_ft_mixes_the_fine_tuned_weights_with_the_pretrained_ones(tmp_path):
     """--model.wise_ft a saves (1 - a) x pretrained + a x fine-tuned for the layers that started pretrained: at 0
-    a trained run saves dlib's weights exactly (the runner calls the hook after training); at 0.5 the midpoint;
+    a trained run saves the pretrained trunk exactly (the runner calls the hook after training); at 0.5 the midpoint;
     a projection that started random keeps its trained weights; without pretrained weights or at 1 nothing moves."""
     import keras
 
@@ -343,19 +343,22 @@ def test_wise_ft_mixes_the_fine_tuned_weights_with_the_pretrained_ones(tmp_path)
     from apps.face_verification.model import ModelConfig
     from data.faces.pipeline import FaceDataConfig
 
-    dlib = ["--model.backbone", "dlib_face_resnet", "--model.weights", "dlib", "--data.image_size", "104", "--epochs", "1",
-            "--data.identities_per_batch", "4", "--data.images_per_identity", "2", "--verbose", "line"]
-    out = run_ok(APP, "train", "--run_dir", tmp_path / "run", *dlib, "--model.wise_ft", "0").stdout
-    assert "WiSE-FT: the saved weights of backbone and projection are 1 x the pretrained (dlib) + 0 x the" in out
+    imagenet = ["--model.backbone", "squeezenet", "--model.weights", "imagenet", "--data.image_size", "48", "--epochs",
+                "1", "--data.identities_per_batch", "6", "--data.images_per_identity", "3", "--model.embedding_dim", "16",
+                "--verbose", "line"]
+    out = run_ok(APP, "train", "--run_dir", tmp_path / "run", *imagenet, "--model.wise_ft", "0").stdout
+    assert "WiSE-FT: the saved weights of backbone are 1 x the pretrained (imagenet) + 0 x the fine-tuned" in out
 
     def app_of(size=104, **model):
         return FaceVerification(FaceConfig(model=dataclasses.replace(ModelConfig(weights="dlib"), **model),
                                            data=FaceDataConfig(image_size=size)))
 
+    start = app_of(48, backbone="squeezenet", weights="imagenet", embedding_dim=16).build_model().get_layer("backbone")
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False).get_layer("backbone")
+    assert len(saved.weights) == len(start.weights) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), start.get_weights()))  # training undone
     app = app_of()
     pretrained = app.build_model().get_weights()
-    saved = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False).get_weights()
-    assert len(saved) == len(pretrained) and all(np.array_equal(a, b) for a, b in zip(saved, pretrained))
     model = app.build_model()
     model.set_weights([w + 1.0 for w in pretrained])  # as if fine-tuning had moved every weight by 1
     app.finish_training(model)

@@ -199,8 +199,9 @@ def test_the_smallest_side_is_where_the_network_stops_failing(features):
 
 
 def test_a_long_narrow_style_is_enlarged_to_the_networks_smallest_side(tmp_path, features):
-    """A 40:1 strip at the content's area would be 8 pixels high, which SqueezeNet's pools shrink to nothing:
-    its short side is raised to min_side (aspect kept) instead of the run failing inside TensorFlow."""
+    """A 40:1 strip keeps its centre 16:1 part, 10 pixels high at the content's area, which SqueezeNet's pools
+    shrink to nothing: its short side is raised to min_side (aspect kept) instead of the run failing inside
+    TensorFlow."""
     strip = picture(6, 240, seed=5)
     image, history = run_gatys(CONTENT, strip, tiny(steps=2), tmp_path, SQUEEZENET, progress=False, features=features)
     assert image.shape == (36, 48, 3) and np.isfinite(history["style"]).all()

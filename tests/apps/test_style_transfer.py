@@ -318,8 +318,8 @@ def test_adain_trains_the_decoder_and_exports_styles_and_strength(tmp_path):
         "stylized"].numpy()[0]) == (3, 5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="`strength` must be one number, or a 1-D batch"):
         serve(images=images, styles=tf.constant([style]), strength=tf.constant([[1.0]]))
-    # A 20:1 banner at a crop's area would be 11 pixels high, under the encoder's smallest side (15): predict and the
-    # export both enlarge it to the encoder's smallest side, to the same pixels.
+    # A 20:1 banner keeps its centre 16:1 part, 12 pixels high at a crop's area, under the encoder's smallest side
+    # (15): predict and the export both crop it and enlarge it to that side, to the same pixels.
     banner = _photo(tmp_path / "banner.png", (12, 240), seed=6)
     run_ok(APP, "predict", str(photo), "--run_dir", run_dir, "--style", str(banner))
     served = serve(images=tf.constant([photo.read_bytes()]), styles=tf.constant([banner.read_bytes()]),
