@@ -14,7 +14,7 @@ from data.boxes.geometry import box_area, wide_enough
 from data.boxes.mosaic import mosaic_batch, real_first
 from data.boxes.sources import (Annotated, coco_image_ids, list_voc_files, load_coco, load_tfds_detection, load_voc,
                                 on_canvas)
-from data.errors import DataError
+from data.errors import DataError, check_one_batch
 from data.fields import field
 from data.images.pipeline import color_jitter
 from data.pipeline_options import finish
@@ -343,9 +343,7 @@ def train_epoch(dset, cfg, batch_size, seed, epoch, sides=None):
     """One epoch of (float canvases 0..255, {"boxes", "labels"}) batches; `epoch` may be a tensor. With
     cfg.multi_scale the canvases of each batch are of one side drawn from `sides` (default canvas_sides(cfg))."""
     n = len(dset)
-    if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
-                        "lower --batch_size or add images")
+    check_one_batch(n, batch_size)
     images = tf.constant(dset.canvas)
     boxes, labels = (tf.constant(a) for a in dset.padded())
     epoch = tf.cast(epoch, tf.int64)

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data.errors import DataError
+from data.errors import DataError, check_one_batch
 from data.fields import field
 from data.images.sources import (EMBEDDED, ImageSet, class_folder_record, list_class_images, load_class_folder,
                                  load_class_members, load_embedded, load_idx_folder, load_tfds, seeded_split)
@@ -176,9 +176,7 @@ def color_jitter(images, seed, strength):
 def train_epoch(image_set, cfg, batch_size, seed, epoch):
     """One training epoch of (float images 0..255, one-hot labels) batches; `epoch` may be a tensor."""
     n = len(image_set.labels)
-    if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
-                        "lower --batch_size or add images")
+    check_one_batch(n, batch_size)
     images = tf.constant(image_set.images)
     labels = tf.one_hot(image_set.labels, len(image_set.class_names))
     epoch = tf.cast(epoch, tf.int64)

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data.errors import DataError
+from data.errors import DataError, check_one_batch
 from data.fields import field
 from data.generated.mask_scenes import OBJECTS, make_mask_scenes
 from data.images.pipeline import color_jitter
@@ -351,9 +351,7 @@ def train_epoch(mset, cfg, batch_size, seed, epoch):
     n, size = len(mset), cfg.crop_size
     if size % 32:
         raise DataError(f"data.crop_size must be a multiple of 32, got {size}")
-    if n < batch_size:
-        raise DataError(f"the training split has {n} images, fewer than one batch of {batch_size}: "
-                        "lower --batch_size or add images")
+    check_one_batch(n, batch_size)
     packed = _packed(mset)
     epoch, seed = tf.cast(epoch, tf.int64), tf.cast(seed, tf.int64)
     order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
