@@ -122,12 +122,15 @@ MAX_STYLE_ASPECT = 16  # a style longer than this (long side : short side) keeps
 def style_at_area(image, area, min_side=1):
     """uint8 [h, w, 3] style resized to about `area` pixels with its own aspect, its short side at least
     `min_side` (size_for_area), after cropping a style longer than MAX_STYLE_ASPECT : 1 to its centre part of
-    that aspect: enlarged whole to a network's smallest side, a long banner would grow without bound."""
-    h, w = int(image.shape[0]), int(image.shape[1])
-    keep_h, keep_w = min(h, MAX_STYLE_ASPECT * w), min(w, MAX_STYLE_ASPECT * h)
-    top, left = (h - keep_h) // 2, (w - keep_w) // 2
-    image = image[top:top + keep_h, left:left + keep_w]
-    return resize_uint8(image, size_for_area((keep_h, keep_w), area, min_side))
+    that aspect: enlarged whole to a network's smallest side, a long banner would grow without bound. In
+    TensorFlow ops, so that predict (eagerly) and the AdaIN export (in its graph) resize styles alike."""
+    image = tf.convert_to_tensor(image)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    keep_h, keep_w = tf.minimum(h, MAX_STYLE_ASPECT * w), tf.minimum(w, MAX_STYLE_ASPECT * h)
+    image = tf.image.crop_to_bounding_box(image, (h - keep_h) // 2, (w - keep_w) // 2, keep_h, keep_w)
+    size = tf.cast(tf.stack([keep_h, keep_w]), tf.float64)
+    ratio = tf.maximum(tf.sqrt(area / (size[0] * size[1])), min_side / tf.reduce_min(size))
+    return resize_uint8(image, tf.maximum(min_side, tf.cast(tf.round(size * ratio), tf.int32)))
 
 
 def load_rgb(image, what):

@@ -6,9 +6,9 @@ more than `max_pixels` pixels is an INVALID_ARGUMENT naming the input and its in
 """
 import tensorflow as tf
 
-from apps.style_transfer.gatys import MAX_STYLE_ASPECT
+from apps.style_transfer.gatys import style_at_area
 from data.images.decode import check_encoded_images
-from data.images.files import decode_image, resize_uint8
+from data.images.files import decode_image
 from data.tensors import forget_shape
 
 
@@ -81,15 +81,8 @@ class AdaINServing(tf.Module):
         return adain_pass(self.model)(content, style, strength)
 
     def _style(self, encoded):
-        """gatys.style_at_area in graph ops: the style predict uses, to the pixel."""
-        style = decode_image(encoded, 3)
-        h, w = tf.shape(style)[0], tf.shape(style)[1]
-        keep_h, keep_w = tf.minimum(h, MAX_STYLE_ASPECT * w), tf.minimum(w, MAX_STYLE_ASPECT * h)
-        style = tf.image.crop_to_bounding_box(style, (h - keep_h) // 2, (w - keep_w) // 2, keep_h, keep_w)
-        size = tf.cast(tf.shape(style)[:2], tf.float64)
-        ratio = tf.maximum(tf.sqrt(self.style_area / (size[0] * size[1])), self.min_side / tf.reduce_min(size))
-        size = tf.maximum(self.min_side, tf.cast(tf.round(size * ratio), tf.int32))
-        return tf.cast(resize_uint8(style, size), tf.float32)[None]
+        """The style as predict resizes it (gatys.style_at_area), to the pixel."""
+        return tf.cast(style_at_area(decode_image(encoded, 3), self.style_area, self.min_side), tf.float32)[None]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"),
                                   tf.TensorSpec([None], tf.string, name="styles"),
