@@ -27,6 +27,7 @@ dlib_face_recognition_resnet_model_v1.dat) on 400 AT&T faces: descriptors 0.039 
     >>> model(np.zeros((1, 150, 150, 3), "uint8")).shape
     TensorShape([1, 128])
 """
+import warnings
 from pathlib import Path
 
 import keras
@@ -83,6 +84,11 @@ def dlib_face_resnet(input_shape=(NATIVE_SIZE, NATIVE_SIZE, 3), weights=None, pa
     sides = [s for s in input_shape[:2] if s is not None]
     if padding is None:
         padding = "dlib" if all(dlib_map_sizes(s) for s in sides) else "same"
+        if padding == "same" and weights:
+            warnings.warn(f"dlib_face_resnet at {tuple(input_shape[:2])} pixels, below the {MIN_DLIB_SIZE} its own "
+                          "(unpadded) layers need: its strided layers pad 'same', which dlib's weights were not trained "
+                          f"with (descriptors move by ~1.1); give {MIN_DLIB_SIZE}+ pixels to use them as trained",
+                          stacklevel=2)
     if padding not in ("dlib", "same"):
         raise ValueError(f"padding must be 'dlib' or 'same'; got {padding!r}")
     if padding == "dlib" and not all(dlib_map_sizes(s) for s in sides):

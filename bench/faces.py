@@ -49,7 +49,8 @@ Losses at equal training time (fold 0 only): batch_hard, semi_hard (the default:
 itself), binary (the Siamese same/different head) and circle, each fine-tuning dlib for the app's 10 planned
 epochs (cosine over them) but stopped by a wall-clock budget equal to fine_tuned's fold-0 training time; epochs done
 are reported. The app gives --margin (0.2) to the triplet losses only: the binary pair loss has none and Circle
-keeps keras' own (margin 0.4 on cosine similarity, gamma 80).
+keeps keras' own (margin 0.4 on cosine similarity, gamma 80). A binary run's pairs are scored as the app scores
+them, by its trained pair head's negated logit (model.pair_head_weights), not by the squared distance.
 
 Latency: the fold-0 fine-tuned run exported by runner.export (its calibration = the training people's threshold),
 loaded with tf.saved_model.load; one 92x112 AT&T face PNG at batch 1 to `serving_default`, --warmup calls,
@@ -120,9 +121,9 @@ def score(app, model, seed):
     """Thresholds from the training folds' people (the held-out validation people when the run has
     --data.val_identities, else the people trained on), scores on the test people (see the docstring); plus
     the test distances and flags (for pooling) and the threshold pairs' distances."""
-    from apps.face_verification.model import embedding_function
+    from apps.face_verification.model import embedding_function, pair_head_weights
 
-    embed = embedding_function(model, app.config.flip_test)
+    embed, head = embedding_function(model, app.config.flip_test), pair_head_weights(model)
     train_set, test_set = app.splits["val"], app.splits["test"]
     if not len(train_set.labels):
         train_set = app.splits["train"]
@@ -133,7 +134,7 @@ def score(app, model, seed):
 
     ta, tb, tsame = pair_set(train_set.labels, seed)
     a, b, same = pair_set(test_set.labels, seed)
-    raw = {"d": pair_distances(e_test, a, b), "same": same, "d_train": pair_distances(e_train, ta, tb),
+    raw = {"d": pair_distances(e_test, a, b, head=head), "same": same, "d_train": pair_distances(e_train, ta, tb, head=head),
            "train_same": tsame}
     result, raw = scores_of(raw, seed)
     return {**result, "embed_seconds": round(embed_seconds, 2)}, raw
@@ -155,7 +156,7 @@ def scores_of(raw, seed):
               "test_pairs": f"{int(same.sum())} genuine / {int((~same).sum())} impostor",
               "oracle_threshold_balanced_test": round(best_threshold(d[b], same[b]), 4),
               "oracle_accuracy_balanced_test": round(accuracy_at(d[b], same[b], best_threshold(d[b], same[b])), 4),
-              "auc": round(report["auc"], 4), "eer": round(report["eer"], 4), "eer_threshold": round(report["eer_threshold"], 4),
+              "auc": round(report["auc"], 4), "eer": round(report["eer"], 6), "eer_threshold": round(report["eer_threshold"], 4),
               **_tars(report),
               "mean_genuine_distance": round(float(d[same].mean()), 4), "mean_impostor_distance": round(float(d[~same].mean()), 4)}
     raw = {**raw, "correct_balanced": (d[b] <= threshold) == same[b], "correct_all": (d <= threshold_all) == same}
@@ -407,17 +408,18 @@ def latency(args, flags, keep):
 
 
 def verdicts(result):
-    out = {}
-    mean = result["folds"]["mean"]["fine_tuned"]
-    out["accuracy_balanced >= 0.97"] = mean["accuracy_balanced"]["mean"] >= GOALS["accuracy"]
-    out["eer <= 0.03"] = mean["eer"]["mean"] <= GOALS["eer"]
-    out["tar@far=1e-2 >= 0.90"] = mean["tar_at_far_0.01"]["mean"] >= GOALS["tar_at_far_1e-2"]
+    """Each goal against the unrounded mean of the folds (the summary's 4-decimal mean would pass 0.030049 as 0.03)."""
+    def mean(name, key):
+        return float(np.mean([run[key] for run in result["folds"][name] if run.get(key) is not None]))
+
+    out = {"accuracy_balanced >= 0.97": mean("fine_tuned", "accuracy_balanced") >= GOALS["accuracy"],
+           "eer <= 0.03": mean("fine_tuned", "eer") <= GOALS["eer"],
+           "tar@far=1e-2 >= 0.90": mean("fine_tuned", "tar_at_far_0.01") >= GOALS["tar_at_far_1e-2"]}
     for name in result["folds"]["mean"]:
         if name.startswith("dlib_"):
-            m = result["folds"]["mean"][name]
             out[f"{name}: accuracy_balanced >= 0.97 / eer <= 0.03 / tar@1e-2 >= 0.90"] = [
-                m["accuracy_balanced"]["mean"] >= GOALS["accuracy"], m["eer"]["mean"] <= GOALS["eer"],
-                m["tar_at_far_0.01"]["mean"] >= GOALS["tar_at_far_1e-2"]]
+                mean(name, "accuracy_balanced") >= GOALS["accuracy"], mean(name, "eer") <= GOALS["eer"],
+                mean(name, "tar_at_far_0.01") >= GOALS["tar_at_far_1e-2"]]
     if "latency" in result:
         out["latency median <= 5 ms"] = result["latency"]["serving_default_batch1"]["median_ms"] <= GOALS["latency_ms"]
     return out

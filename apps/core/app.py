@@ -127,6 +127,10 @@ class App:
     def export_files(self, model, directory):
         """Write extra files (e.g. plain-text vectors) into the export folder before it is moved into place."""
 
+    def start_training(self, model):
+        """A first change to the freshly built model before a run's first step, never on resume (the checkpoint's
+        weights are the run's then): the face app starts a binary run's pair head from the training faces."""
+
     def finish_training(self, model):
         """A last change to the trained weights before model.keras is saved (the face app mixes them with the
         pretrained ones); the checkpoints keep the weights as trained, so a resumed run trains on from those."""

@@ -213,6 +213,8 @@ def _train(app, extra_callbacks):
             return int(state.epoch), int(state.step)
 
         saved, keep = _on_every_worker(strategy, find_position, position)
+        if saved is None:  # each worker alike: the same data and initial weights give the same change
+            app.start_training(model)
         epoch, step = position()
         segment = _segment(record["segment"] if saved else None, epoch, step, cfg.epochs)
         index = _next_phase(phases, epoch, -1)

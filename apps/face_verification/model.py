@@ -5,7 +5,8 @@ triplet margin means the same on every data set. The model takes float RGB pixel
 and preprocesses them inside (exports carry it). With dlib's face ResNet and its weights, the projection
 starts as dlib's own 256 -> 128 layer, so the untrained model already gives dlib's descriptors
 (normalised). For the binary loss, a PairwiseLogits head on top turns a batch's embeddings into
-same/different logits for every pair; `embedder_of` returns the embedding part for evaluation and export.
+same/different logits for every pair; `embedder_of` returns the embedding part for evaluation and export, and
+`pair_head_weights` the head's weights, with which such a run compares two faces.
 
     >>> model = build_embedder(ModelConfig(backbone="resnet", width=8), size=64)
     >>> tuple(model(keras.ops.zeros((2, 64, 64, 3))).shape)
@@ -26,6 +27,7 @@ from layers import PairwiseLogits
 BACKBONES = [name for name in backbone_names() if name != "lenet5"]
 NATIVE_SIZE = {"dlib_face_resnet": 150}  # pretrained networks' own input sizes; the rest default to 96
 EMBEDDING = "embedding"
+PAIR_LOGITS = "pair_logits"
 
 
 @dataclasses.dataclass
@@ -67,7 +69,7 @@ def build_embedder(cfg, size, pair_head=False):
         projection.set_weights(pretrained)
         pretrained_layers.append(projection.name)
     embedding = keras.layers.UnitNormalization(name=EMBEDDING)(x)
-    outputs = PairwiseLogits(name="pair_logits")(embedding) if pair_head else embedding
+    outputs = PairwiseLogits(name=PAIR_LOGITS)(embedding) if pair_head else embedding
     model = keras.Model(inputs, outputs, name="face_embedder")
     model.pretrained_layers = pretrained_layers  # the layers that start from pretrained weights (WiSE-FT mixes those)
     return model
@@ -87,6 +89,18 @@ def embedder_of(model, flip_test=False):
     mirrored = keras.ops.flip(images, axis=2)  # (batch, height, width, channels): left-right
     both = keras.layers.Add(name="flip_sum")([embedder(images), embedder(mirrored)])
     return keras.Model(images, keras.layers.UnitNormalization(name=EMBEDDING)(both), name="flip_test_embedder")
+
+
+def pair_head_weights(model):
+    """(w, b) as float64 NumPy of a binary run's PairwiseLogits head, which compares two embeddings by the logit
+    w . |e_a - e_b| + b it was trained to give: evaluate, calibrate, predict and the export's verify score pairs
+    with it (verification.pair_distances); None for the other losses (squared Euclidean distance)."""
+    try:
+        head = model.get_layer(PAIR_LOGITS)
+    except ValueError:
+        return None
+    kernel, *bias = head.dense.get_weights()
+    return kernel[:, 0].astype(np.float64), float(bias[0][0]) if bias else 0.0
 
 
 def embedding_function(model, flip_test=False, batch_size=64):

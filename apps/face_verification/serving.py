@@ -4,6 +4,9 @@
     verify(images_a, images_b)       -> distances (n,) squared Euclidean, same (n,) bool = distance <= threshold,
                                         probability (n,) = sigmoid(slope * distance + intercept), threshold ()
 
+A run trained with the binary loss compares faces with its pair head: its distances are the head's negated
+logit, -(w . |a - b| + b0) (verification.pair_distances), any real number, lower likelier the same.
+
 Faces are decoded (JPEG/PNG/GIF/BMP/WebP/binary PGM), turned RGB, made square as in training (--data.square)
 and resized to the model's size inside; a run with --flip_test exports the flip-averaged embedder (embedder_of).
 The threshold and the logistic calibration are the run's (evaluate or calibrate), baked in as constants.
@@ -15,7 +18,7 @@ from data.images.decode import decode_image_batch
 
 
 class FaceServing(tf.Module):
-    def __init__(self, embedder, size, calibration, square="stretch", max_pixels=None):
+    def __init__(self, embedder, size, calibration, square="stretch", max_pixels=None, head=None):
         super().__init__()
         self.embedder = embedder
         self.size = int(size)
@@ -24,6 +27,7 @@ class FaceServing(tf.Module):
         self.slope = tf.constant(calibration["slope"], tf.float32)
         self.intercept = tf.constant(calibration["intercept"], tf.float32)
         self.max_pixels = max_pixels
+        self.head = None if head is None else (tf.constant(head[0], tf.float32), tf.constant(head[1], tf.float32))
 
     def _embed(self, images, name="images"):
         faces = decode_image_batch(images, (self.size, self.size), 3, self.max_pixels, name, self.square)
@@ -40,6 +44,9 @@ class FaceServing(tf.Module):
                                           message="`images_a` and `images_b` must hold the same number of images (pairs)")
         with tf.control_dependencies([check]):
             a, b = self._embed(images_a, "images_a"), self._embed(images_b, "images_b")
-        distances = tf.reduce_sum(tf.square(a - b), axis=-1)
+        if self.head is None:
+            distances = tf.reduce_sum(tf.square(a - b), axis=-1)
+        else:
+            distances = -(tf.linalg.matvec(tf.abs(a - b), self.head[0]) + self.head[1])
         return {"distances": distances, "same": distances <= self.threshold,
                 "probability": tf.sigmoid(self.slope * distances + self.intercept), "threshold": self.threshold}

@@ -1,7 +1,8 @@
 """Face verification and identification scores, the LFW way, in NumPy (no TensorFlow).
 
-Faces are compared by the squared Euclidean distance between L2-normalised embeddings (0..4); a pair
-is called "same person" when its distance is <= the threshold.
+Faces are compared by the squared Euclidean distance between L2-normalised embeddings (0..4), or, for a
+network trained with the binary pair head, by that head's negated logit; a pair is called "same person" when
+its distance is <= the threshold.
 
 - Pairs: people are dealt into identity-disjoint folds (nobody is in two folds, so a threshold is never
   tested on the people it was chosen on); a fold holds all its genuine pairs and a seeded sample of its
@@ -45,11 +46,19 @@ def l2_normalise(x, eps=1e-12):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
-def pair_distances(embeddings, i, j, chunk=65536):
-    """Squared Euclidean distances between the L2-normalised embeddings of images i[k] and j[k] (0..4)."""
+def pair_distances(embeddings, i, j, chunk=65536, head=None):
+    """Squared Euclidean distances between the L2-normalised embeddings of images i[k] and j[k] (0..4); with
+    `head` = (w, b), a binary run's pair head (model.pair_head), its logit negated instead: -(w . |e_i - e_j| + b),
+    the log-odds of "different people" as the head learnt them (any real number; lower is likelier the same)."""
     unit = l2_normalise(embeddings)
     i, j = np.asarray(i), np.asarray(j)
-    return np.concatenate([np.sum((unit[i[s:s + chunk]] - unit[j[s:s + chunk]]) ** 2, axis=-1)
+
+    def part(a, b):
+        if head is None:
+            return np.sum((a - b) ** 2, axis=-1)
+        return -(np.abs(a - b) @ np.asarray(head[0], np.float64) + float(head[1]))
+
+    return np.concatenate([part(unit[i[s:s + chunk]], unit[j[s:s + chunk]])
                            for s in range(0, len(i), chunk)] or [np.zeros(0)])
 
 

@@ -309,7 +309,7 @@ def image_paths(inputs):
                 print(f"note: left out {len(other)} picture(s) under {item} in a format the exported models cannot "
                       f"decode ({kinds}), e.g. {other[0]}: convert them to JPEG or PNG")
             if not found:
-                raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP files")
+                raise DataError(f"folder {item} holds no JPEG/PNG/GIF/BMP/WebP/PGM files")
             paths.extend(found)
         elif item.is_file():
             paths.append(item)

@@ -47,7 +47,7 @@ def test_evaluate_reports_verification_and_identification(trained):
     assert 0 <= metrics["accuracy_mean"] <= 1 and 0 <= metrics["auc"] <= 1 and 0 <= metrics["eer"] <= 1
     assert set(metrics["tar_at_far"]) == {"0.01", "0.001"}
     assert metrics["identification"]["probes"] == 90 and metrics["identification"]["gallery_identities"] == 10
-    for picture in ("roc.png", "distances.png", "embedding.png"):
+    for picture in ("roc.png", "distances.png", "embedding.png", "hardest_pairs.png"):
         assert (trained / "eval" / picture).stat().st_size > 1000
     calibration = json.loads((trained / "calibration.json").read_text())
     assert calibration["slope"] < 0 and 0 < calibration["threshold"] < 4
@@ -82,13 +82,20 @@ def test_a_run_keeps_the_framing_it_was_trained_with(trained, tmp_path):
 
 def test_predict_pair_and_gallery(trained, tmp_path):
     a, b, c = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 1), _face(tmp_path / "c.png", 395)
-    proc = run_ok(APP, "predict", a, b, c, "--run_dir", trained)
+    again = _face(tmp_path / "again.png", 0)  # the first face itself: distance 0, the same person at any threshold
+    proc = run_ok(APP, "predict", a, b, c, again, "--run_dir", trained)
     lines = [line for line in proc.stdout.splitlines() if " vs " in line]
-    assert len(lines) == 2 and "distance" in lines[0] and "probability same" in lines[0]
-    assert ("same person" in lines[0]) or ("different people" in lines[0])
-    gallery = _people(tmp_path / "gallery", people=(0, 39), per_person=3)
-    proc = run_ok(APP, "predict", "--gallery", gallery, _face(tmp_path / "q.png", 5), "--run_dir", trained)
-    assert "closest s1" in proc.stdout or "closest s40" in proc.stdout
+    assert len(lines) == 3 and lines[2].startswith(f"{a} vs {again}: distance 0.0000 ")
+    for line in lines:  # "... distance D (threshold T) -> same person, probability same P"
+        d, t = float(line.split("distance ")[1].split()[0]), float(line.split("threshold ")[1].split(")")[0])
+        p = float(line.split("probability same ")[1])
+        assert ("-> same person" in line) == (d <= t) == (p >= 0.5) and ("-> different people" in line) == (d > t)
+    gallery = _people(tmp_path / "gallery", people=(0, 39), per_person=3)  # s1's faces 0-2 and s40's 390-392
+    proc = run_ok(APP, "predict", "--gallery", gallery, _face(tmp_path / "q.png", 5), again, "--run_dir", trained)
+    query, enrolled = [line for line in proc.stdout.splitlines() if line.startswith(str(tmp_path))]
+    assert enrolled == f"{again}: s1 (closest s1, distance 0.0000, threshold {t:.4f})"  # itself, enrolled
+    d = float(query.split("distance ")[1].split(",")[0])
+    assert query.startswith(f"{tmp_path / 'q.png'}: {'unknown' if d > t else query.split('closest ')[1].split(',')[0]} ")
 
 
 def test_evaluate_on_an_lfw_pairs_file(trained, tmp_path):
@@ -110,6 +117,16 @@ def test_evaluate_on_an_lfw_pairs_file(trained, tmp_path):
     run_ok(APP, "calibrate", "--run_dir", run, "--data.pairs", tmp_path / "pairs.txt", "--data.path", tmp_path / "lfw")
     calibration = json.loads((run / "calibration.json").read_text())
     assert calibration["source"].startswith("calibrate:") and calibration["pairs"] == 8 and calibration["genuine"] == 4
+    (tmp_path / "matched.txt").write_text("1 2\nAnn_A 1 2\nBob_B 1 2\nCy_C 1 2\nDi_D 1 2\n")
+    code, _, err = run_main(APP, "evaluate", "--run_dir", run, "--data.pairs", tmp_path / "matched.txt",
+                            "--data.path", tmp_path / "lfw")
+    assert code == 2 and last_line(err) == (f"error: {tmp_path / 'matched.txt'} lists only matched pairs (4): verification "
+                                            "needs both kinds, same person (name n1 n2) and different people "
+                                            "(name1 n1 name2 n2)")
+    shutil.rmtree(tmp_path / "lfw" / "Bob_B"), shutil.rmtree(tmp_path / "lfw" / "Cy_C"), shutil.rmtree(tmp_path / "lfw" / "Di_D")
+    code, _, err = run_main(APP, "calibrate", "--run_dir", run, "--data.path", tmp_path / "lfw")
+    assert code == 2 and last_line(err) == (f"error: calibration needs genuine and impostor pairs: {tmp_path / 'lfw'} "
+                                            "holds one person; give at least two people, one with 2+ images")
 
 
 def test_predict_decides_by_the_calibrated_threshold(trained, tmp_path):
@@ -194,17 +211,71 @@ def test_flip_test_calibrates_predicts_and_exports_mirror_invariant_embeddings(t
     np.testing.assert_allclose(e["embeddings"].numpy()[0], e["embeddings"].numpy()[1], atol=1e-4)
 
 
-@pytest.mark.parametrize("loss", ["binary", "circle"])
-def test_pair_and_circle_losses_train_and_evaluate(loss, tmp_path):
-    """The binary head's model outputs pair logits; evaluation and export take its embedding part."""
-    run_ok(APP, "train", "--run_dir", tmp_path / "run", *TINY, "--loss", loss)
+def test_circle_loss_trains_and_evaluates(tmp_path):
+    run_ok(APP, "train", "--run_dir", tmp_path / "run", *TINY, "--loss", "circle")
     run_ok(APP, "evaluate", "--run_dir", tmp_path / "run", "--examples", "2")
-    assert json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["genuine_pairs"] == 450
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["genuine_pairs"] == 450 and 0 < metrics["auc"] <= 1
+
+
+def test_a_binary_run_compares_faces_with_its_trained_pair_head(tmp_path):
+    """The binary loss trains a logistic head on |e_a - e_b|: evaluate (its calibration), predict and the export's
+    verify score a pair by that head's negated logit, not by the squared distance it was never trained on."""
+    import keras
+    import tensorflow as tf
+
+    run = tmp_path / "run"
+    assert "binary: the pair head starts as the L1-distance classifier" in run_ok(
+        APP, "train", "--run_dir", run, *TINY, "--loss", "binary").stdout
+    run_ok(APP, "evaluate", "--run_dir", run, "--examples", "2")
+    run_ok(APP, "export", "--run_dir", run, "--export_dir", tmp_path / "exports")
+    a, b = _face(tmp_path / "a.png", 0), _face(tmp_path / "b.png", 20)
+    m = tf.saved_model.load(str(tmp_path / "exports" / "1"))
+    e = m.signatures["serving_default"](images=tf.constant([a.read_bytes(), b.read_bytes()]))["embeddings"].numpy()
+    v = m.signatures["verify"](images_a=tf.constant([a.read_bytes()]), images_b=tf.constant([b.read_bytes()]))
+    head = keras.saving.load_model(run / "model.keras", compile=False).get_layer("pair_logits").dense
+    w, bias = head.get_weights()
+    expected = -(np.abs(e[0] - e[1]) @ w[:, 0] + bias[0])
+    assert abs(expected - np.sum((e[0] - e[1]) ** 2)) > 1e-3  # the two scores differ: the test tells them apart
+    assert float(v["distances"][0]) == pytest.approx(expected, abs=1e-4)
+    predicted = run_ok(APP, "predict", a, b, "--run_dir", run).stdout
+    assert float(predicted.split("distance ")[1].split()[0]) == pytest.approx(expected, abs=2e-4)
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert bool(v["same"][0]) == (float(v["distances"][0]) <= calibration["threshold"])
+
+
+def test_a_binary_run_starts_its_pair_head_as_the_l1_distance_classifier_of_its_training_faces():
+    """Before the first step the head's logit is a falling line of the pairs' L1 distance (one weight for every
+    dimension), its zero where the training pairs are best told apart: the head ranks them as that distance does
+    and decides them as the best L1 threshold does (balanced), not at random as a random head would."""
+    from apps.face_verification.app import FaceVerification
+    from apps.face_verification.config import FaceConfig
+    from apps.face_verification.model import ModelConfig, embedding_function
+    from apps.face_verification.verification import balanced_accuracy_at, best_threshold, make_pairs
+    from data.faces.pipeline import FaceDataConfig
+
+    app = FaceVerification(FaceConfig(loss="binary", data=FaceDataConfig(image_size=32), model=ModelConfig(
+        backbone="resnet", weights=None, width=4, depth=1, embedding_dim=16)))
+    model = app.build_model()
+    app.start_training(model)
+    w, b = model.get_layer("pair_logits").dense.get_weights()
+    assert w.shape == (16, 1) and np.all(w == w[0, 0]) and w[0, 0] < 0
+    train = app.splits["train"]
+    e = embedding_function(model)(train.images)
+    i, j, same, _ = make_pairs(train.labels, 1, None, app.config.seed)
+    l1 = np.abs(e[i] - e[j]).sum(-1)
+    logits = l1 * w[0, 0] + b[0]
+    best = balanced_accuracy_at(l1, same, best_threshold(l1, same, balanced=True))
+    assert balanced_accuracy_at(-logits, same, 0.0) > best - 0.02 > 0.55
 
 
 def test_user_errors(trained, tmp_path):
-    code, _, err = run_main(APP, "predict", _face(tmp_path / "a.png", 0), "--run_dir", trained)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "calibration.json").unlink(missing_ok=True)
+    code, _, err = run_main(APP, "predict", _face(tmp_path / "a.png", 0), "--run_dir", run)
     assert code == 2 and "give two images" in err
+    assert not (run / "calibration.json").exists()  # refused before calibrating on the test split
     code, _, err = run_main(APP, "calibrate", "--run_dir", trained)
     assert code == 2 and "calibrate needs your faces: --data.path" in err
     code, _, err = run_main(APP, "evaluate", "--run_dir", trained, "--eval_folds", "6")  # advice the flags accept
@@ -223,11 +294,12 @@ def test_a_test_split_without_two_images_of_anyone_is_a_user_error():
     from apps.core.errors import UserError
     from apps.face_verification.app import FaceVerification
     from apps.face_verification.config import FaceConfig
+    from apps.face_verification.verification import pair_distances
 
     single = types.SimpleNamespace(labels=np.arange(10), images=np.zeros((10, 4, 4, 3), np.uint8))
     app = types.SimpleNamespace(config=FaceConfig(), test_split=lambda: single)
     with pytest.raises(UserError, match="none of the test split.s 10 people has two images"):
-        FaceVerification._test_pairs(app, lambda images: np.eye(len(images), 16, dtype=np.float32))
+        FaceVerification._test_pairs(app, lambda images: np.eye(len(images), 16, dtype=np.float32), pair_distances)
 
 
 def _tiny_model(seed=0):

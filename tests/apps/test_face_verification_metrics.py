@@ -93,6 +93,13 @@ def test_pair_distances_are_squared_distances_of_unit_vectors():
     np.testing.assert_allclose(pair_distances(e, [0, 0, 1], [1, 2, 1]), [2.0, 4.0, 0.0])
 
 
+def test_pair_distances_with_a_pair_head_are_its_negated_logits():
+    e = np.array([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0]])  # unit: (0.6, 0.8), (0, 1), (1, 0)
+    w, b = np.array([-2.0, 1.0]), 0.5
+    # |(0.6, 0.8) - (0, 1)| = (0.6, 0.2): -(-1.2 + 0.2 + 0.5) = 0.5; |(0, 1) - (1, 0)| = (1, 1): -(-1 + 0.5) = 0.5
+    np.testing.assert_allclose(pair_distances(e, [0, 1, 2], [1, 2, 2], head=(w, b)), [0.5, 0.5, -0.5])
+
+
 # --- verification -----------------------------------------------------------------------------------------
 
 def test_best_threshold_on_four_points_takes_the_smaller_of_two_equally_good():

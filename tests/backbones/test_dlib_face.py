@@ -68,6 +68,8 @@ def test_layer_arithmetic_is_dlibs(backbone):
     assert [v.shape[1] for v in small.pyramid_outputs.values()] == [32, 16, 8, 4, 2, 1]
     with pytest.raises(BackboneError, match="at least 103 pixels"):
         dlib_face_resnet((64, 64, 3), padding="dlib")
+    with pytest.warns(UserWarning, match=r"dlib_face_resnet at \(64, 64\) pixels, below the 103 its own"):
+        dlib_face_resnet((64, 64, 3), weights="dlib")  # the weights at a padding they were not trained with: said
     any_size = dlib_face_resnet((None, None, 3))
     any_size.set_weights(backbone.get_weights())
     x = np.random.default_rng(0).normal(size=(1, 150, 150, 3)).astype("float32")
