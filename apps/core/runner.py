@@ -214,7 +214,7 @@ def _train(app, extra_callbacks):
 
         saved, keep = _on_every_worker(strategy, find_position, position)
         if saved is None:  # each worker alike: the same data and initial weights give the same change
-            app.start_training(model)
+            _on_every_worker(strategy, lambda: app.start_training(model), position)
         epoch, step = position()
         segment = _segment(record["segment"] if saved else None, epoch, step, cfg.epochs)
         index = _next_phase(phases, epoch, -1)

@@ -40,6 +40,8 @@ from layers.losses.metric_learning import MININGS, ActiveTripletFraction, make_m
 CALIBRATION = "calibration.json"  # in the run directory: threshold and logistic calibration
 CALIBRATE_SOURCE = "calibrate:"  # how a calibration made by `calibrate` (the user's own faces) begins its source
 WEIGHTS_KEY = "weights_sha256"  # in calibration.json: the weights it was fitted on (weights_fingerprint)
+# calibration.json's "distance": what its threshold is on (a binary run compares faces with its pair head)
+SQUARED, PAIR_HEAD = "squared distance", "pair head's negated logit"
 PROBABILITY_AT_THRESHOLD_TOLERANCE = 0.02  # a hand-edited calibration.json: how far from 0.5 p may be at the threshold
 
 
@@ -154,8 +156,11 @@ class FaceVerification(RecordedSplits, App):
         if self.config.loss != "binary":
             return
         train = self.splits["train"]
-        embeddings = embedding_function(model, batch_size=self.config.batch_size)(train.images)
         a, b, same, _ = make_pairs(train.labels, 1, None, self.config.seed)
+        if same.all() or not same.any():
+            print("note: the training faces give no genuine or no impostor pair: the binary pair head starts random")
+            return
+        embeddings = embedding_function(model, batch_size=self.config.batch_size)(train.images)
         l1 = np.abs(embeddings[a] - embeddings[b]).sum(-1)
         slope, intercept = fit_calibration(l1, same)
         if slope >= 0:  # no signal yet (a random network): logit 0 at the median distance, falling with it
@@ -226,7 +231,8 @@ class FaceVerification(RecordedSplits, App):
         else:
             test, embeddings, pairs, distances = self._test_pairs(embed, compare)
             same, fold = pairs.same, pairs.fold
-            report = {"identification": identification_report(embeddings, test.labels, cfg.seed)}
+            report = {"identification": identification_report(embeddings, test.labels, cfg.seed,
+                                                               head=pair_head_weights(model))}
             save_embedding_map(embeddings, test.labels, test.class_names, out_dir / "embedding.png", cfg.examples)
             count = len(test.labels)
         report = {**verification_report(distances, same, fold), **report, "images": count}
@@ -234,7 +240,8 @@ class FaceVerification(RecordedSplits, App):
         calibration = self._save_calibration(model, distances, same, source, keep_yours=True)
         report["calibration"] = calibration
         save_roc(report, out_dir / "roc.png")
-        save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png")
+        save_distance_histogram(distances, same, calibration["threshold"], out_dir / "distances.png",
+                                _distance_kind(model))
         if not cfg.data.pairs:  # the farthest genuine and the nearest impostor pairs, decided at the threshold
             rows = hardest_pairs(distances, same)
             save_pair_sheet(test.images[pairs.i[rows]], test.images[pairs.j[rows]], distances[rows], same[rows],
@@ -268,7 +275,8 @@ class FaceVerification(RecordedSplits, App):
         slope, intercept = fit_calibration(distances, same, center=threshold)
         calibration = {"threshold": float(threshold), "slope": float(slope), "intercept": float(intercept),
                        "threshold_rule": THRESHOLD_RULE, "pairs": int(len(same)), "genuine": int(np.sum(same)),
-                       "source": source, "flip_test": self.config.flip_test, WEIGHTS_KEY: weights_fingerprint(model)}
+                       "source": source, "flip_test": self.config.flip_test, "distance": _distance_kind(model),
+                       WEIGHTS_KEY: weights_fingerprint(model)}
         path = self.run_dir / CALIBRATION
         if keep_yours and path.is_file():
             try:
@@ -277,7 +285,8 @@ class FaceVerification(RecordedSplits, App):
                 print(f"note: {path} could not be read as a calibration: replaced by this evaluation's")
                 yours = {}
             mine = yours.get("source", "")
-            if _by_calibrate(mine) and yours.get(WEIGHTS_KEY, calibration[WEIGHTS_KEY]) == calibration[WEIGHTS_KEY]:
+            if (_by_calibrate(mine) and yours.get(WEIGHTS_KEY, calibration[WEIGHTS_KEY]) == calibration[WEIGHTS_KEY]
+                    and yours.get("distance", SQUARED) == calibration["distance"]):
                 print(f"note: {path} ({mine}) is kept for predict and export; this evaluation's own threshold, "
                       f"{calibration['threshold']:.4f}, is in metrics.json")
                 return calibration
@@ -301,6 +310,10 @@ class FaceVerification(RecordedSplits, App):
             if fitted_on is not None and fitted_on != weights_fingerprint(model):
                 raise UserError(f"{path} ({source}) was fitted on earlier weights than the run's model.keras (trained "
                                 "again since): run evaluate or calibrate again")
+            measured = calibration.get("distance", SQUARED)  # files written before the key: squared distances
+            if measured != _distance_kind(model):
+                raise UserError(f"{path} ({source}) is a threshold on the {measured}, and this run compares faces by "
+                                f"the {_distance_kind(model)}: {redo}")
             made_with = calibration.get("flip_test", False)  # files written before the option: without it
             if made_with != self.config.flip_test:
                 made, now = (f"--flip_test {str(v).lower()}" for v in (made_with, self.config.flip_test))
@@ -386,6 +399,11 @@ class FaceVerification(RecordedSplits, App):
         return {"verify": module.verify}
 
 
+def _distance_kind(model):
+    """What a run's distances are (calibration.json's "distance"): a threshold on one means nothing on the other."""
+    return SQUARED if pair_head_weights(model) is None else PAIR_HEAD
+
+
 def weights_fingerprint(model):
     """sha256 of the model's weight values (with their shapes and dtypes, in order): a calibration belongs to
     the trained weights it was fitted on, and a run trained further has other ones. Re-saving the same weights
@@ -421,6 +439,9 @@ def read_calibration(path):
         if key in calibration and not isinstance(calibration[key], kind):
             raise UserError(f"{path}: \"{key}\" must be a {'true or false' if kind is bool else 'string'}, "
                             f"not {json.dumps(calibration[key])}")
+    if calibration.get("distance", SQUARED) not in (SQUARED, PAIR_HEAD):
+        raise UserError(f"{path}: \"distance\" must be \"{SQUARED}\" or \"{PAIR_HEAD}\" (a binary run's), not "
+                        f"{json.dumps(calibration['distance'])[:40]}")
     threshold, slope, intercept = (float(calibration[k]) for k in ("threshold", "slope", "intercept"))
     if slope > 0:  # 0 is what the fit gives for a network whose genuine pairs are no closer than impostors
         raise UserError(f"{path}: \"slope\" must not be positive (p(same) = sigmoid(slope * d + intercept) falls as "

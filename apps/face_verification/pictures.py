@@ -59,9 +59,9 @@ def save_roc(report, path):
     _save(fig, path)
 
 
-def save_distance_histogram(distances, same, threshold, path):
+def save_distance_histogram(distances, same, threshold, path, what="squared distance"):
     """Histograms (as densities, so unequal counts compare) of genuine and impostor pair distances, with the
-    decision threshold: their overlap is where the errors are."""
+    decision threshold: their overlap is where the errors are. `what`: the distance, for the axis."""
     d, same = np.asarray(distances, np.float64), np.asarray(same, bool)
     bins = np.linspace(min(d.min(), threshold), max(d.max(), threshold), 61)
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -69,7 +69,7 @@ def save_distance_histogram(distances, same, threshold, path):
         if mask.any():
             ax.hist(d[mask], bins=bins, density=True, alpha=0.55, color=colour, label=f"{name} pairs ({mask.sum()})")
     ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("squared distance between unit embeddings")
+    ax.set_xlabel(f"{what} between unit embeddings" if what == "squared distance" else what)
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -48,7 +48,7 @@ def l2_normalise(x, eps=1e-12):
 
 def pair_distances(embeddings, i, j, chunk=65536, head=None):
     """Squared Euclidean distances between the L2-normalised embeddings of images i[k] and j[k] (0..4); with
-    `head` = (w, b), a binary run's pair head (model.pair_head), its logit negated instead: -(w . |e_i - e_j| + b),
+    `head` = (w, b), a binary run's pair head (model.pair_head_weights), its logit negated instead: -(w . |e_i - e_j| + b),
     the log-odds of "different people" as the head learnt them (any real number; lower is likelier the same)."""
     unit = l2_normalise(embeddings)
     i, j = np.asarray(i), np.asarray(j)
@@ -317,13 +317,13 @@ def _logit(p):
     return math.log(p / (1 - p))
 
 
-def identification_report(embeddings, labels, seed=0, chunk=1024):
+def identification_report(embeddings, labels, seed=0, chunk=1024, head=None):
     """Closed-set identification: one seeded image of each person is enrolled as the gallery, every other
     image is a probe ranked against the gallery by distance. A probe is right at top-k when fewer than k
     other people are as near as its own (ties count against it, so collapsed embeddings score 0). People
     with one image only are enrolled (as distractors) but have nothing to probe.
     Returns gallery_identities, probes, single_image_identities, top1_correct, top5_correct, top1_accuracy,
-    top5_accuracy (None without probes) and a note (None, or why a figure says little)."""
+    top5_accuracy (None without probes) and a note (None, or why a figure says little). `head`: as pair_distances."""
     unit = l2_normalise(embeddings)
     ids = np.unique(np.asarray(labels), return_inverse=True)[1]
     order = np.argsort(ids, kind="stable")
@@ -334,7 +334,11 @@ def identification_report(embeddings, labels, seed=0, chunk=1024):
     correct = np.zeros(2, np.int64)
     for s in range(0, len(probes), chunk):
         batch = probes[s:s + chunk]
-        dist = np.sum(unit[batch] ** 2, 1)[:, None] - 2 * unit[batch] @ unit[gallery].T + np.sum(unit[gallery] ** 2, 1)
+        if head is None:
+            dist = np.sum(unit[batch] ** 2, 1)[:, None] - 2 * unit[batch] @ unit[gallery].T + np.sum(unit[gallery] ** 2, 1)
+        else:
+            dist = pair_distances(unit, np.repeat(batch, len(gallery)), np.tile(gallery, len(batch)),
+                                  head=head).reshape(len(batch), len(gallery))
         own = dist[np.arange(len(batch)), ids[batch]]  # gallery entry c is person c
         rank = np.sum(dist <= own[:, None], axis=1) - 1  # other people at least as near
         correct += [np.sum(rank < 1), np.sum(rank < 5)]

@@ -240,8 +240,19 @@ def test_a_binary_run_compares_faces_with_its_trained_pair_head(tmp_path):
     assert float(v["distances"][0]) == pytest.approx(expected, abs=1e-4)
     predicted = run_ok(APP, "predict", a, b, "--run_dir", run).stdout
     assert float(predicted.split("distance ")[1].split()[0]) == pytest.approx(expected, abs=2e-4)
-    calibration = json.loads((run / "calibration.json").read_text())
-    assert bool(v["same"][0]) == (float(v["distances"][0]) <= calibration["threshold"])
+    path = run / "calibration.json"
+    evaluated = json.loads(path.read_text())
+    assert evaluated["distance"] == "pair head's negated logit"
+    path.write_text(json.dumps({**evaluated, "distance": "squared distance"}))  # as a run evaluated before the head
+    code, _, err = run_main(APP, "predict", a, b, "--run_dir", run)
+    assert code == 2 and last_line(err) == (f"error: {path} (evaluate: test pairs) is a threshold on the squared "
+                                            "distance, and this run compares faces by the pair head's negated logit: "
+                                            "run evaluate or calibrate")
+    run_ok(APP, "calibrate", "--run_dir", run, "--data.path", _people(tmp_path / "mine"))
+    assert json.loads(path.read_text())["distance"] == "pair head's negated logit"
+    gallery = run_ok(APP, "predict", "--gallery", tmp_path / "mine", a, "--run_dir", run).stdout
+    assert "(closest s" in gallery
+    assert float(v["threshold"]) == pytest.approx(evaluated["threshold"])  # the export carries evaluate's calibration
 
 
 def test_a_binary_run_starts_its_pair_head_as_the_l1_distance_classifier_of_its_training_faces():
@@ -251,11 +262,14 @@ def test_a_binary_run_starts_its_pair_head_as_the_l1_distance_classifier_of_its_
     from apps.face_verification.app import FaceVerification
     from apps.face_verification.config import FaceConfig
     from apps.face_verification.model import ModelConfig, embedding_function
+    import keras
+
     from apps.face_verification.verification import balanced_accuracy_at, best_threshold, make_pairs
     from data.faces.pipeline import FaceDataConfig
 
     app = FaceVerification(FaceConfig(loss="binary", data=FaceDataConfig(image_size=32), model=ModelConfig(
         backbone="resnet", weights=None, width=4, depth=1, embedding_dim=16)))
+    keras.utils.set_random_seed(0)
     model = app.build_model()
     app.start_training(model)
     w, b = model.get_layer("pair_logits").dense.get_weights()
@@ -380,6 +394,9 @@ def test_a_hand_edited_calibration_is_checked_in_one_line(trained, tmp_path):
                             f'{path}: "flip_test" must be a true or false, not "no"'),
                            ('{"threshold": 0.6, "slope": 10, "intercept": -6}',
                             f'{path}: "slope" must not be positive'),
+                           ('{"threshold": 0.6, "slope": -10, "intercept": 6, "distance": "cosine"}',
+                            f'{path}: "distance" must be "squared distance" or "pair head\'s negated logit" (a binary '
+                            'run\'s), not "cosine"'),
                            ('{"threshold": 0.6, "slope": -10, "intercept": 1' + '0' * 400 + '}',
                             f'{path}: "intercept" must be a finite number, not 1000'),
                            ('{"threshold": 0.5, "slope": -10, "intercept": 6}',  # the threshold moved alone

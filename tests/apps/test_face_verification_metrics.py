@@ -272,6 +272,28 @@ def test_identification_top1_and_top5():
     assert again == report
 
 
+def test_identification_with_a_pair_head_ranks_by_the_heads_distance():
+    """A binary run's gallery ranks by its head: top-1 / top-5 equal a brute-force ranking by pair_distances(head=),
+    and differ from the squared distance's on embeddings where the two orders disagree."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(12), 3)  # sorted: image k of person p is row 3 p + k
+    embeddings = rng.normal(size=(36, 6))
+    head = (rng.normal(size=6) * [-3, -3, 2, 2, 0, 0], 0.3)  # some weights positive: not a monotone of L2
+    report = identification_report(embeddings, labels, seed=1, head=head)
+    counts = np.bincount(labels)
+    gallery = np.r_[0, np.cumsum(counts)[:-1]] + np.floor(np.random.default_rng(1).random(12) * counts).astype(int)
+    probes = np.setdiff1d(np.arange(36), gallery)
+    top = [0, 0]
+    for p in probes:
+        d = pair_distances(embeddings, np.full(12, p), gallery, head=head)
+        rank = np.sum(d <= d[labels[p]]) - 1
+        top[0] += rank < 1
+        top[1] += rank < 5
+    assert (report["top1_correct"], report["top5_correct"]) == tuple(top)
+    assert (report["top1_correct"], report["top5_correct"]) != (
+        lambda r: (r["top1_correct"], r["top5_correct"]))(identification_report(embeddings, labels, seed=1))
+
+
 def test_identification_ranks_the_probe_among_other_people():
     # person 0: two images 80 degrees apart, mirror images in y; everyone else one image in the plane y = 0,
     # so equally far from either of person 0's images: the ranks do not depend on which one is enrolled
