@@ -408,7 +408,8 @@ def latency(args, flags, keep):
 
 
 def verdicts(result):
-    """Each goal against the unrounded mean of the folds (the summary's 4-decimal mean would pass 0.030049 as 0.03)."""
+    """Each goal against the mean of the folds' own figures (their EER to 6 decimals), not the summary's mean rounded
+    to 4 decimals, which passed an EER of 0.03005 as 0.03."""
     def mean(name, key):
         return float(np.mean([run[key] for run in result["folds"][name] if run.get(key) is not None]))
 

@@ -291,7 +291,9 @@ class FaceVerification(RecordedSplits, App):
                       f"{calibration['threshold']:.4f}, is in metrics.json")
                 return calibration
             if _by_calibrate(mine):
-                print(f"note: {path} ({mine}) was fitted on earlier weights of this run: replaced by this "
+                what = ("earlier weights of this run" if yours.get(WEIGHTS_KEY, calibration[WEIGHTS_KEY])
+                        != calibration[WEIGHTS_KEY] else f"the {yours.get('distance', SQUARED)}")
+                print(f"note: {path} ({mine}) was fitted on {what}: replaced by this "
                       "evaluation's calibration; run calibrate again for your own faces")
         atomic_write_text(path, json.dumps(calibration, indent=2) + "\n")
         return calibration
