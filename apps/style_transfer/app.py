@@ -26,7 +26,7 @@ from apps.core.registry import register_app
 from apps.core.splits import SPLIT_RECORD
 from apps.style_transfer.config import StyleConfig
 from apps.style_transfer.features import smallest_side
-from apps.style_transfer.gatys import run_gatys, size_for_area, style_at_area, write_png
+from apps.style_transfer.gatys import run_gatys, style_at_area, write_png
 from apps.style_transfer.networks import ADAIN_LAYERS, JohnsonLoss, adain_model, transform_net
 from apps.style_transfer.pictures import save_loss_curves, save_sheet
 from apps.style_transfer.serving import AdaINServing, StylizerServing, adain_pass, stylize_any_size
@@ -167,8 +167,7 @@ class StyleTransfer(App):
         """{content, style, tv, loss} of a result against its content and style (the --features loss)."""
         f = self.features()
         to_batch = lambda x: tf.cast(x, tf.float32)[None]  # noqa: E731
-        style = tf.image.resize(style, size_for_area(style.shape, content.shape[0] * content.shape[1], f.min_side),
-                                antialias=True)
+        style = style_at_area(style, content.shape[0] * content.shape[1], f.min_side)  # as Gatys sizes its target
         parts = f.loss(f(to_batch(content))[f.content_layer], f.style_grams(to_batch(style)), to_batch(result),
                        self.config.features.loss_weights())
         return {k: float(v) for k, v in parts.items()}

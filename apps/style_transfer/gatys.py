@@ -108,22 +108,14 @@ def size_for_long_side(shape, long_side):
     return max(1, round(h * ratio)), max(1, round(w * ratio))
 
 
-def size_for_area(shape, area, min_side=1):
-    """(h, w) of about `area` pixels with the aspect of `shape`, enlarged where needed so that the short side
-    is at least `min_side` (a loss network's smallest input: a long, narrow style image stays usable)."""
-    h, w = shape[:2]
-    ratio = max((area / (h * w)) ** 0.5, min_side / min(h, w))
-    return max(min_side, round(h * ratio)), max(min_side, round(w * ratio))
-
-
 MAX_STYLE_ASPECT = 16  # a style longer than this (long side : short side) keeps its centre part of this aspect
 
 
 def style_at_area(image, area, min_side=1):
-    """uint8 [h, w, 3] style resized to about `area` pixels with its own aspect, its short side at least
-    `min_side` (size_for_area), after cropping a style longer than MAX_STYLE_ASPECT : 1 to its centre part of
-    that aspect: enlarged whole to a network's smallest side, a long banner would grow without bound. In
-    TensorFlow ops, so that predict (eagerly) and the AdaIN export (in its graph) resize styles alike."""
+    """uint8 [h, w, 3] style resized to about `area` pixels with its own aspect, enlarged where needed so that its
+    short side is at least `min_side` (a loss network's smallest input: a long, narrow style stays usable), after
+    cropping a style longer than MAX_STYLE_ASPECT : 1 to its centre part of that aspect: enlarged whole to a
+    network's smallest side, a long banner would grow without bound. In TensorFlow ops, so that predict (eagerly) and the AdaIN export (in its graph) resize styles alike."""
     image = tf.convert_to_tensor(image)
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     keep_h, keep_w = tf.minimum(h, MAX_STYLE_ASPECT * w), tf.minimum(w, MAX_STYLE_ASPECT * h)
