@@ -23,7 +23,7 @@ from data.errors import DataError
 from data.split_record import read_record
 from data.style.pipeline import (StyleDataConfig, load_photo_split, load_photos, load_styles, split_photos, split_record,
                                  train_epoch, val_batches)
-from tests.conftest import ROOT, last_line, run_cli, run_main, run_ok
+from tests.conftest import ROOT, last_line, run_cli, run_cli_calls, run_main, run_ok
 
 APP = "style_transfer"
 TINY = ["--model.width", "4", "--model.residual_blocks", "1", "--data.image_size", "48", "--data.crops_per_epoch", "8",
@@ -275,11 +275,12 @@ def test_adain_under_two_mirrored_replicas_takes_the_single_device_steps(tmp_pat
     weights both started from (the same seed)."""
     import keras
 
-    decoders = {}
     runs = (("single", "default", "1e-6"), ("mirrored", "mirrored", "1e-6"), ("start", "default", "0"))
-    for name, strategy, rate in runs:
-        run_cli(APP, "train", "--run_dir", tmp_path / name, *TINY, "--model.arch", "adain", "--optimizer", "sgd",
-                "--learning_rate", rate, "--deterministic", "--strategy", strategy, "--cpu_devices", "2")
+    run_cli_calls(*([APP, "train", "--run_dir", tmp_path / name, *TINY, "--model.arch", "adain", "--optimizer", "sgd",
+                     "--learning_rate", rate, "--deterministic", "--strategy", strategy, "--cpu_devices", "2"]
+                    for name, strategy, rate in runs))  # one process: a TensorFlow start costs seconds
+    decoders = {}
+    for name, _, _ in runs:
         model = keras.saving.load_model(tmp_path / name / "model.keras", compile=False)
         decoders[name] = [w.numpy() for w in model.get_layer("decoder").weights]
     moved = max(float(np.abs(a - b).max()) for a, b in zip(decoders["single"], decoders["start"]))
@@ -394,7 +395,7 @@ def test_gatys_killed_with_sigkill_resumes_to_the_uninterrupted_image(tmp_path):
     """predict's optimisation, killed -9 twice mid-run (checkpoints every step, kills inside saves too),
     then finished: the image equals an uninterrupted run's (Adam's moments and step count are saved)."""
     photo = _photo(tmp_path / "photo.png", (36, 48))
-    steps = 300  # enough that a fast machine is still optimising 0.1 s after a save
+    steps = 150  # enough that a fast machine is still optimising 0.1 s after a save
     flags = ["--style", "scream", "--gatys.steps", str(steps), "--gatys.image_size", "48", "--gatys.save_every", "0",
              "--gatys.checkpoint_every", "1", "--gatys.init", "noise", "--method", "gatys"]
     run_ok(APP, "predict", photo, "--run_dir", tmp_path / "whole", *flags)  # here; the resume: a fresh process
