@@ -29,8 +29,9 @@ from apps.face_verification.model import (PAIR_LOGITS, build_embedder, embedder_
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_pair_sheet, save_roc
 from apps.face_verification.serving import FaceServing
 from apps.face_verification.verification import (THRESHOLD_RULE, best_threshold, calibrated_probability,
-                                                  fit_calibration, hardest_pairs, identification_report, make_pairs,
-                                                  pair_distances, verification_report)
+                                                  default_folds, fit_calibration, hardest_pairs,
+                                                  identification_report, make_pairs, pair_distances,
+                                                  verification_report)
 from data.faces.pipeline import (describe_identities, eval_batches, framing, load_face_splits, split_record, square_mode,
                                  train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
@@ -212,11 +213,15 @@ class FaceVerification(RecordedSplits, App):
             raise UserError(f"the run's test split holds {people} people; evaluation needs at least 4 (two folds of two): "
                             "train with fewer --data.folds (a larger test share) or more people, or run calibrate on "
                             "identity folders of your own (--data.path)")
-        if people < 2 * cfg.eval_folds:
+        if cfg.eval_folds == 1:
+            raise UserError("--eval_folds 1 leaves no other fold to choose each fold's threshold on: give 2 or more, "
+                            f"or 0 ({default_folds(people)} for these {people} people)")
+        folds = cfg.eval_folds or default_folds(people)
+        if people < 2 * folds:
             raise UserError(f"the run's test split holds {people} people, too few for --eval_folds {cfg.eval_folds} "
                             f"(two people each): give --eval_folds {people // 2}")
         embeddings = embed(test.images)
-        pairs = make_pairs(test.labels, cfg.eval_folds, cfg.impostors_per_fold, cfg.seed)
+        pairs = make_pairs(test.labels, folds, cfg.impostors_per_fold, cfg.seed)
         if not np.any(pairs.same):
             raise UserError(f"none of the test split's {people} people has two images, so there is no genuine pair to "
                             "verify: evaluate on a pairs file (--data.pairs) or identity folders with 2+ images a person")

@@ -26,7 +26,8 @@ class FaceConfig(FitConfig):
     margin: float = field(0.2, "triplet margin alpha, in squared distance between unit embeddings (0..4)", min=0.0)
     flip_test: bool = field(False, "evaluate, calibrate, predict and export embed each face and its mirror image and "
                                    "use their normalised mean (the flip test): more accurate, twice the work per face")
-    eval_folds: int = field(5, "evaluate: identity-disjoint folds of the test people (threshold chosen on the others)", min=2)
+    eval_folds: int = field(0, "evaluate: identity-disjoint folds of the test people, each scored at the threshold "
+                               "chosen on the others (0: 10, or fewer so that every fold holds 5 people or more)", min=0)
     impostors_per_fold: int = field(2000, "evaluate: impostor pairs drawn per fold (all genuine pairs are used)", min=1)
     examples: int = field(20, "evaluate: people drawn in the embedding map", min=2)
     gallery: Optional[str] = field(None, "predict: a folder of <person>/<image> files to identify faces against")

@@ -62,6 +62,13 @@ def pair_distances(embeddings, i, j, chunk=65536, head=None):
                            for s in range(0, len(i), chunk)] or [np.zeros(0)])
 
 
+def default_folds(people):
+    """Folds for `people` test people when none are asked for: LFW's 10 when every fold still holds 5 people or
+    more, fewer (2 at least) otherwise. A fold's impostor pairs are drawn within it, so a fold of 2 people
+    measures one pair of people (two look-alikes make it a coin toss); 5 give it 10 pairs of people."""
+    return int(min(10, max(2, people // 5)))
+
+
 def make_pairs(labels, folds=10, impostors_per_fold=None, seed=0):
     """Pairs(i, j, same, fold) for per-image `labels`: people dealt into `folds` identity-disjoint folds by a
     seeded permutation (fold k holds people k::folds of it); in each fold every genuine pair and a seeded

@@ -43,7 +43,10 @@ def trained(tmp_path_factory):
 def test_evaluate_reports_verification_and_identification(trained):
     proc = run_ok(APP, "evaluate", "--run_dir", trained)
     metrics = json.loads((trained / "eval" / "metrics.json").read_text())
-    assert metrics["folds"] == 5 and metrics["genuine_pairs"] == 10 * 45 and metrics["images"] == 100
+    # 10 test people: 2 folds of 5 (not 5 of 2, whose impostor pairs would be one pair of people each), every
+    # in-fold impostor pair (50 images: 1,225 pairs less 225 genuine) in each
+    assert metrics["folds"] == 2 and metrics["genuine_pairs"] == 10 * 45 and metrics["images"] == 100
+    assert metrics["impostor_pairs"] == 2 * 1000
     assert 0 <= metrics["accuracy_mean"] <= 1 and 0 <= metrics["auc"] <= 1 and 0 <= metrics["eer"] <= 1
     assert set(metrics["tar_at_far"]) == {"0.01", "0.001"}
     assert metrics["identification"]["probes"] == 90 and metrics["identification"]["gallery_identities"] == 10
@@ -295,6 +298,9 @@ def test_user_errors(trained, tmp_path):
     code, _, err = run_main(APP, "evaluate", "--run_dir", trained, "--eval_folds", "6")  # advice the flags accept
     assert code == 2 and last_line(err) == ("error: the run's test split holds 10 people, too few for --eval_folds 6 "
                                             "(two people each): give --eval_folds 5")
+    code, _, err = run_main(APP, "evaluate", "--run_dir", trained, "--eval_folds", "1")
+    assert code == 2 and last_line(err) == ("error: --eval_folds 1 leaves no other fold to choose each fold's threshold "
+                                            "on: give 2 or more, or 0 (2 for these 10 people)")
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r", *TINY, "--data.test_fold", "7")
     assert code == 2 and "--data.test_fold 7 must be below --data.folds 4" in err
     code, _, err = run_main(APP, "train", "--run_dir", tmp_path / "r2", *TINY, "--loss", "triplets")

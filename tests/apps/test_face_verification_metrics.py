@@ -12,7 +12,8 @@ from apps.core.errors import UserError
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_pair_sheet, save_roc
 from apps.face_verification.verification import (
     MIN_IMPOSTORS, THRESHOLD_RULE, accuracy_at, balanced_accuracy_at, best_threshold, calibrated_probability,
-    fit_calibration, hardest_pairs, identification_report, make_pairs, pair_distances, tar_at_far, verification_report)
+    default_folds, fit_calibration, hardest_pairs, identification_report, make_pairs, pair_distances, tar_at_far,
+    verification_report)
 
 
 def _random_pairs(seed, n=400, folds=5):
@@ -348,3 +349,7 @@ def test_scores_and_pictures_load_without_tensorflow():
     code = ("import sys, apps.face_verification.verification, apps.face_verification.pictures; "
             "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=True, timeout=120)
+
+
+def test_default_folds_give_every_fold_five_people_or_lfws_ten():
+    assert [default_folds(n) for n in (4, 9, 10, 14, 15, 27, 49, 50, 1680)] == [2, 2, 2, 2, 3, 5, 9, 10, 10]
