@@ -29,9 +29,9 @@ from apps.face_verification.model import (PAIR_LOGITS, build_embedder, embedder_
 from apps.face_verification.pictures import save_distance_histogram, save_embedding_map, save_pair_sheet, save_roc
 from apps.face_verification.serving import FaceServing
 from apps.face_verification.verification import (THRESHOLD_RULE, best_threshold, calibrated_probability,
-                                                  default_folds, fit_calibration, hardest_pairs,
-                                                  identification_report, make_pairs, pair_distances,
-                                                  verification_report)
+                                                  default_folds, distance_matrix, fit_calibration,
+                                                  hardest_pairs, identification_report, make_pairs,
+                                                  pair_distances, verification_report)
 from data.faces.pipeline import (describe_identities, eval_batches, framing, load_face_splits, split_record, square_mode,
                                  train_epoch)
 from data.faces.sources import load_identity_folders, read_lfw_pairs
@@ -371,7 +371,7 @@ class FaceVerification(RecordedSplits, App):
         faces = np.stack([load_image_file(p, (self.size, self.size), 3, square_mode(self.config.data)) for p in paths])
         embeddings = embed(faces)
         if self.config.gallery:
-            return self._identify(embed, self._distances(model), paths, embeddings, threshold)
+            return self._identify(embed, pair_head_weights(model), paths, embeddings, threshold)
         others = np.arange(1, len(paths))
         distances = self._distances(model)(embeddings, np.zeros_like(others), others)  # each face against the first
         records = []
@@ -382,13 +382,10 @@ class FaceVerification(RecordedSplits, App):
                            f"probability same {p:.3f}")
         return records
 
-    def _identify(self, embed, compare, paths, embeddings, threshold):
+    def _identify(self, embed, head, paths, embeddings, threshold):
         gallery = load_identity_folders(self.config.gallery, self.size, self.config.data.skip_bad_files,
                                         square_mode(self.config.data))
-        enrolled = embed(gallery.images)
-        n, m = len(embeddings), len(enrolled)  # every face against every enrolled image
-        distances = compare(np.concatenate([embeddings, enrolled]), np.repeat(np.arange(n), m),
-                            n + np.tile(np.arange(m), n)).reshape(n, m)
+        distances = distance_matrix(embeddings, embed(gallery.images), head)  # every face against every enrolled one
         records = []
         for path, d in zip(paths, distances):
             best = int(np.argmin(d))

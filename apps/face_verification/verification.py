@@ -62,6 +62,14 @@ def pair_distances(embeddings, i, j, chunk=65536, head=None):
                            for s in range(0, len(i), chunk)] or [np.zeros(0)])
 
 
+def distance_matrix(x, y, head=None):
+    """Distances (len(x), len(y)) of every embedding in `x` to every one in `y`, as pair_distances compares them
+    (`head` likewise): probes against a gallery."""
+    n, m = len(x), len(y)
+    return pair_distances(np.concatenate([x, y]), np.repeat(np.arange(n), m), n + np.tile(np.arange(m), n),
+                          head=head).reshape(n, m)
+
+
 def default_folds(people):
     """Folds for `people` test people when none are asked for: LFW's 10 when every fold still holds 5 people or
     more, fewer (2 at least) otherwise. A fold's impostor pairs are drawn within it, so a fold of 2 people
@@ -344,8 +352,7 @@ def identification_report(embeddings, labels, seed=0, chunk=1024, head=None):
         if head is None:
             dist = np.sum(unit[batch] ** 2, 1)[:, None] - 2 * unit[batch] @ unit[gallery].T + np.sum(unit[gallery] ** 2, 1)
         else:
-            dist = pair_distances(unit, np.repeat(batch, len(gallery)), np.tile(gallery, len(batch)),
-                                  head=head).reshape(len(batch), len(gallery))
+            dist = distance_matrix(unit[batch], unit[gallery], head)
         own = dist[np.arange(len(batch)), ids[batch]]  # gallery entry c is person c
         rank = np.sum(dist <= own[:, None], axis=1) - 1  # other people at least as near
         correct += [np.sum(rank < 1), np.sum(rank < 5)]

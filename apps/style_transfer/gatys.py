@@ -115,7 +115,8 @@ def style_at_area(image, area, min_side=1):
     """uint8 [h, w, 3] style resized to about `area` pixels with its own aspect, enlarged where needed so that its
     short side is at least `min_side` (a loss network's smallest input: a long, narrow style stays usable), after
     cropping a style longer than MAX_STYLE_ASPECT : 1 to its centre part of that aspect: enlarged whole to a
-    network's smallest side, a long banner would grow without bound. In TensorFlow ops, so that predict (eagerly) and the AdaIN export (in its graph) resize styles alike."""
+    network's smallest side, a long banner would grow without bound. In TensorFlow ops, so that predict (eagerly)
+    and the AdaIN export (in its graph) resize styles alike."""
     image = tf.convert_to_tensor(image)
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     keep_h, keep_w = tf.minimum(h, MAX_STYLE_ASPECT * w), tf.minimum(w, MAX_STYLE_ASPECT * h)

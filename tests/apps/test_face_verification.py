@@ -262,11 +262,11 @@ def test_a_binary_run_starts_its_pair_head_as_the_l1_distance_classifier_of_its_
     """Before the first step the head's logit is a falling line of the pairs' L1 distance (one weight for every
     dimension), its zero where the training pairs are best told apart: the head ranks them as that distance does
     and decides them as the best L1 threshold does (balanced), not at random as a random head would."""
+    import keras
+
     from apps.face_verification.app import FaceVerification
     from apps.face_verification.config import FaceConfig
     from apps.face_verification.model import ModelConfig, embedding_function
-    import keras
-
     from apps.face_verification.verification import balanced_accuracy_at, best_threshold, make_pairs
     from data.faces.pipeline import FaceDataConfig
 
